@@ -457,6 +457,13 @@ def test_schema_rejects_bad_values_at_render(chart, values, where):
     assert any(where in e for e in report["errors"]), report
 
 
+def test_kafka_source_needs_bootstrap_servers(chart):
+    with pytest.raises(helm.HelmError, match="set kafka.bootstrapServers"):
+        render_files(chart, {"config": {"source": {"kind": "kafka"}}})
+    via_config = {"config": {"source": {"kind": "kafka"}, "kafka": {"bootstrap_servers": "k:9092"}}}
+    assert "StatefulSet" in {d["kind"] for d in render(chart, via_config)}
+
+
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
     if not isinstance(node, dict) or not node:
         return [prefix]

@@ -114,7 +114,8 @@ def streamcl_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("streamcl")
     log = workdir / "streamcl.log"
     port = free_port()
-    env = {**os.environ, "STREAMCL_SOURCE__RATE": "2000"}
+    # loop: elec2 (~45k events) would run out at 2000 events/s while the tests still watch
+    env = {**os.environ, "STREAMCL_SOURCE__RATE": "2000", "STREAMCL_SOURCE__LOOP": "true"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(exe), "run", "--config", str(ROOT / "config" / "default.yaml"), "--port", str(port)],
