@@ -61,7 +61,9 @@ METRIC_RE = re.compile(r"\bstreamcl_[a-z_]+\b")
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool not found on PATH: install the Debian package 'prometheus' (apt-get install prometheus)")
+        pytest.fail(
+            "promtool not found on PATH: install the Debian package 'prometheus' (apt-get install prometheus)"
+        )
     return path
 
 
@@ -90,7 +92,11 @@ def dockerfile_stages() -> list[tuple[str, list[str]]]:
 
 
 def instr(lines: list[str], keyword: str) -> list[str]:
-    return [line[len(keyword) :].strip() for line in lines if line.upper().startswith(keyword + " ")]
+    return [
+        line[len(keyword) :].strip()
+        for line in lines
+        if line.upper().startswith(keyword + " ")
+    ]
 
 
 def final_stage() -> list[str]:
@@ -113,13 +119,25 @@ def test_dockerfile_is_multi_stage_with_cpu_torch():
     names = [name for name, _ in stages]
     build_lines = " ".join(stages[0][1])
     assert re.search(r"download\.pytorch\.org/whl/cpu", build_lines)
-    assert re.search(r"TORCH_VERSION=2\.13\.0", build_lines) and '"torch==${TORCH_VERSION}"' in build_lines
+    assert (
+        re.search(r"TORCH_VERSION=2\.13\.0", build_lines)
+        and '"torch==${TORCH_VERSION}"' in build_lines
+    )
     final = final_stage()
     copies = instr(final, "COPY")
-    assert any(re.match(rf"--from={names[0]}\s+/opt/venv\s+/opt/venv$", c) for c in copies), copies
+    assert any(
+        re.match(rf"--from={names[0]}\s+/opt/venv\s+/opt/venv$", c) for c in copies
+    ), copies
     # nothing in the final stage installs or keeps compilers
     final_text = " ".join(final)
-    for tool in ("build-essential", "gcc", "g++", "make ", "python3-dev", "pip install"):
+    for tool in (
+        "build-essential",
+        "gcc",
+        "g++",
+        "make ",
+        "python3-dev",
+        "pip install",
+    ):
         assert tool not in final_text, f"final stage must not carry {tool!r}"
     assert "pip uninstall -y pip setuptools wheel" in build_lines
 
@@ -142,7 +160,15 @@ def test_dockerfile_entrypoint_port_config_and_checkpoints_match_the_chart():
     values = chart_values()
     port = values["containerPorts"]["http"]
     assert port == PORT
-    assert cmd == ["run", "--config", CONFIG_PATH, "--host", "0.0.0.0", "--port", str(port)]
+    assert cmd == [
+        "run",
+        "--config",
+        CONFIG_PATH,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(port),
+    ]
     statefulset = (CHART / "templates" / "statefulset.yaml").read_text(encoding="utf-8")
     chart_args = re.search(r"args:\n((?:\s+- .+\n)+)", statefulset)
     assert chart_args is not None
@@ -173,8 +199,12 @@ def test_dockerfile_copies_only_existing_paths_the_dockerignore_lets_through():
             *sources, _dest = copy.split()
             for src in sources:
                 src = src.rstrip("/")
-                assert src in allowed, f"{stage_name}: COPY {src} is excluded by Dockerfile.dockerignore"
-                assert (ROOT / src).exists(), f"{stage_name}: COPY source {src} does not exist in the repository"
+                assert src in allowed, (
+                    f"{stage_name}: COPY {src} is excluded by Dockerfile.dockerignore"
+                )
+                assert (ROOT / src).exists(), (
+                    f"{stage_name}: COPY source {src} does not exist in the repository"
+                )
 
 
 # --------------------------------------------------------------------------- compose
@@ -199,22 +229,41 @@ def option(argv: list[str], flag: str) -> str:
 
 def test_compose_services_and_dependencies(compose):
     services = compose["services"]
-    assert set(services) >= {"kafka", "kafka-init", "streamcl-produce", "streamcl", "prometheus", "grafana"}
+    assert set(services) >= {
+        "kafka",
+        "kafka-init",
+        "streamcl-produce",
+        "streamcl",
+        "prometheus",
+        "grafana",
+    }
     for name, svc in services.items():
         deps = svc.get("depends_on", {})
         for dep in deps:
             assert dep in services, f"{name} depends on unknown service {dep}"
         if isinstance(deps, dict):
             for dep, cond in deps.items():
-                assert cond["condition"] in {"service_started", "service_healthy", "service_completed_successfully"}
+                assert cond["condition"] in {
+                    "service_started",
+                    "service_healthy",
+                    "service_completed_successfully",
+                }
                 if cond["condition"] == "service_healthy":
-                    assert "healthcheck" in services[dep], f"{dep} has no healthcheck to wait on"
+                    assert "healthcheck" in services[dep], (
+                        f"{dep} has no healthcheck to wait on"
+                    )
     for name in ("streamcl", "streamcl-produce"):
         build = services[name]["build"]
         assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
         assert services[name]["image"] == services["streamcl"]["image"]
-    assert services["streamcl"]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
-    assert services["streamcl-produce"]["restart"] == "no" and services["kafka-init"]["restart"] == "no"
+    assert (
+        services["streamcl"]["depends_on"]["kafka-init"]["condition"]
+        == "service_completed_successfully"
+    )
+    assert (
+        services["streamcl-produce"]["restart"] == "no"
+        and services["kafka-init"]["restart"] == "no"
+    )
 
 
 def test_compose_kafka_runs_in_kraft_mode(compose):
@@ -225,7 +274,9 @@ def test_compose_kafka_runs_in_kraft_mode(compose):
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
     assert "CONTROLLER" in env["KAFKA_CONTROLLER_LISTENER_NAMES"]
     assert not any("ZOOKEEPER" in k for k in env), "KRaft mode: no ZooKeeper"
-    advertised = dict(item.split("://", 1) for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    advertised = dict(
+        item.split("://", 1) for item in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    )
     assert advertised["PLAINTEXT"] == "kafka:9092"
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
 
@@ -247,8 +298,17 @@ def test_compose_streamcl_matches_image_chart_and_config(compose):
     assert env["STREAMCL_CHECKPOINT__DIR"] == DATA_DIR
     kafka_env = env_map(services["kafka"])
     bootstrap = env["STREAMCL_KAFKA__BOOTSTRAP_SERVERS"]
-    assert bootstrap == dict(i.split("://", 1) for i in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(","))["PLAINTEXT"]
-    assert svc["stop_grace_period"] == f"{chart_values()['terminationGracePeriodSeconds']}s"
+    assert (
+        bootstrap
+        == dict(
+            i.split("://", 1)
+            for i in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+        )["PLAINTEXT"]
+    )
+    assert (
+        svc["stop_grace_period"]
+        == f"{chart_values()['terminationGracePeriodSeconds']}s"
+    )
     assert f"http://127.0.0.1:{PORT}/readyz" in " ".join(svc["healthcheck"]["test"])
 
     config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
@@ -265,7 +325,9 @@ def test_compose_streamcl_matches_image_chart_and_config(compose):
     topics = set(created.group(1).split())
     for key in ("topic", "dead_letter_topic", "predictions_topic"):
         if key in config["kafka"]:
-            assert config["kafka"][key] in topics, f"kafka-init does not create {config['kafka'][key]}"
+            assert config["kafka"][key] in topics, (
+                f"kafka-init does not create {config['kafka'][key]}"
+            )
 
 
 def test_compose_config_is_accepted_by_streamcl_settings(compose, monkeypatch):
@@ -287,7 +349,11 @@ def test_compose_config_is_accepted_by_streamcl_settings(compose, monkeypatch):
 def test_compose_prometheus_and_grafana_wiring(compose):
     services = compose["services"]
     prom = services["prometheus"]
-    mounts = {v.split(":")[1]: DEPLOY / v.split(":")[0] for v in prom["volumes"] if v.startswith("./")}
+    mounts = {
+        v.split(":")[1]: DEPLOY / v.split(":")[0]
+        for v in prom["volumes"]
+        if v.startswith("./")
+    }
     config_flag = next(a for a in prom["command"] if a.startswith("--config.file="))
     config_path = config_flag.split("=", 1)[1]
     assert mounts[config_path].resolve() == PROM_CONFIG
@@ -299,21 +365,33 @@ def test_compose_prometheus_and_grafana_wiring(compose):
     assert job["static_configs"][0]["targets"] == [f"streamcl:{PORT}"]
 
     graf = services["grafana"]
-    gmounts = {v.split(":")[1]: DEPLOY / v.split(":")[0] for v in graf["volumes"] if v.startswith("./")}
+    gmounts = {
+        v.split(":")[1]: DEPLOY / v.split(":")[0]
+        for v in graf["volumes"]
+        if v.startswith("./")
+    }
     assert gmounts["/etc/grafana/provisioning"].resolve() == PROVISIONING
-    ds = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yaml").read_text(encoding="utf-8"))
+    ds = yaml.safe_load(
+        (PROVISIONING / "datasources" / "prometheus.yaml").read_text(encoding="utf-8")
+    )
     (source,) = ds["datasources"]
     assert source["type"] == "prometheus"
     prom_port = prom["ports"][0].split(":")[-1]
     assert source["url"] == f"http://prometheus:{prom_port}"
-    providers = yaml.safe_load((PROVISIONING / "dashboards" / "streamcl.yaml").read_text(encoding="utf-8"))
+    providers = yaml.safe_load(
+        (PROVISIONING / "dashboards" / "streamcl.yaml").read_text(encoding="utf-8")
+    )
     folder = providers["providers"][0]["options"]["path"]
-    dashboard_mounts = [dest for dest, src in gmounts.items() if src.resolve() == DASHBOARD]
+    dashboard_mounts = [
+        dest for dest, src in gmounts.items() if src.resolve() == DASHBOARD
+    ]
     assert dashboard_mounts and Path(dashboard_mounts[0]).parent == Path(folder)
     for svc in services.values():
         for vol in svc.get("volumes", []):
             if vol.startswith("./"):
-                assert (DEPLOY / vol.split(":")[0]).exists(), f"compose mounts missing {vol}"
+                assert (DEPLOY / vol.split(":")[0]).exists(), (
+                    f"compose mounts missing {vol}"
+                )
 
 
 # --------------------------------------------------------------------------- CLI contract
@@ -322,7 +400,9 @@ def test_compose_prometheus_and_grafana_wiring(compose):
 def streamcl_bin() -> Path:
     exe = Path(sys.executable).parent / "streamcl"
     if not exe.exists():
-        pytest.fail(f"the streamcl console script is missing ({exe}): pip install -e . into the venv")
+        pytest.fail(
+            f"the streamcl console script is missing ({exe}): pip install -e . into the venv"
+        )
     return exe
 
 
@@ -335,7 +415,11 @@ def streamcl_bin() -> Path:
 )
 def test_cli_takes_the_flags_the_image_chart_and_compose_pass(command, flags):
     out = subprocess.run(
-        [str(streamcl_bin()), command, "--help"], capture_output=True, text=True, timeout=120, check=False
+        [str(streamcl_bin()), command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     for flag in flags:
@@ -351,7 +435,9 @@ def test_chart_and_deploy_alert_files_are_identical():
 
 def test_alert_rules_cover_the_required_conditions():
     rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
-    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    alerts = {
+        r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r
+    }
     assert {
         "StreamclAccuracyLow",
         "StreamclConsumerLagGrowing",
@@ -362,28 +448,52 @@ def test_alert_rules_cover_the_required_conditions():
     } <= set(alerts)
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
-        assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], (
+            name
+        )
         used = {metric_base(m) for m in METRIC_RE.findall(rule["expr"])}
-        assert used <= METRICS, f"{name} uses metrics outside the contract: {used - METRICS}"
+        assert used <= METRICS, (
+            f"{name} uses metrics outside the contract: {used - METRICS}"
+        )
 
 
 def test_promtool_check_rules():
-    out = subprocess.run([promtool(), "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [promtool(), "check", "rules", str(ALERTS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
-    count = len([r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]])
+    count = len(
+        [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
+    )
     assert f"SUCCESS: {count} rules found" in out.stdout
 
 
 def test_promtool_unit_tests_fire_every_alert():
     out = subprocess.run(
-        [promtool(), "test", "rules", str(ALERTS_TEST)], capture_output=True, text=True, timeout=60, cwd=ALERTS_TEST.parent, check=False
+        [promtool(), "test", "rules", str(ALERTS_TEST)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ALERTS_TEST.parent,
+        check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout
     tests = yaml.safe_load(ALERTS_TEST.read_text(encoding="utf-8"))
-    fired = {c["alertname"] for t in tests["tests"] for c in t["alert_rule_test"] if c["exp_alerts"]}
+    fired = {
+        c["alertname"]
+        for t in tests["tests"]
+        for c in t["alert_rule_test"]
+        if c["exp_alerts"]
+    }
     rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
-    assert fired == {r["alert"] for g in rules["groups"] for r in g["rules"]}, "every alert needs a firing test"
+    assert fired == {r["alert"] for g in rules["groups"] for r in g["rules"]}, (
+        "every alert needs a firing test"
+    )
 
 
 def test_promtool_check_compose_prometheus_config(tmp_path):
@@ -391,7 +501,13 @@ def test_promtool_check_compose_prometheus_config(tmp_path):
     config["rule_files"] = [str(ALERTS)]
     local = tmp_path / "prometheus.yaml"
     local.write_text(yaml.safe_dump(config), encoding="utf-8")
-    out = subprocess.run([promtool(), "check", "config", str(local)], capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [promtool(), "check", "config", str(local)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout + out.stderr
 
@@ -406,7 +522,9 @@ def dashboard() -> dict[str, Any]:
 
 def panel_exprs(dashboard: dict[str, Any]) -> dict[str, list[str]]:
     return {
-        p["title"]: [t["expr"] for t in p.get("targets", [])] for p in dashboard["panels"] if p["type"] != "row"
+        p["title"]: [t["expr"] for t in p.get("targets", [])]
+        for p in dashboard["panels"]
+        if p["type"] != "row"
     }
 
 
@@ -429,7 +547,9 @@ def test_dashboard_layout(dashboard):
             assert p["datasource"]["uid"] == "${datasource}"
             for t in p["targets"]:
                 assert t["datasource"]["uid"] == "${datasource}"
-                assert 'job=~"$job"' in t["expr"] and 'instance=~"$instance"' in t["expr"], t["expr"]
+                assert (
+                    'job=~"$job"' in t["expr"] and 'instance=~"$instance"' in t["expr"]
+                ), t["expr"]
 
 
 def test_dashboard_shows_what_operators_need(dashboard):

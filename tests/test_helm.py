@@ -111,7 +111,15 @@ def check_prometheus_rule(doc: dict[str, Any]) -> None:
         for rule in group["rules"]:
             assert ("alert" in rule) != ("record" in rule), rule
             assert isinstance(rule["expr"], str) and rule["expr"].strip()
-            assert set(rule) <= {"alert", "record", "expr", "for", "labels", "annotations", "keep_firing_for"}
+            assert set(rule) <= {
+                "alert",
+                "record",
+                "expr",
+                "for",
+                "labels",
+                "annotations",
+                "keep_firing_for",
+            }
             if "for" in rule:
                 assert re.fullmatch(r"[0-9]+(ms|s|m|h)", rule["for"]), rule["for"]
 
@@ -121,9 +129,14 @@ def validate_all(docs: list[dict[str, Any]]) -> None:
     assert docs
     for doc in docs:
         meta = doc["metadata"]
-        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", meta["name"]) and len(meta["name"]) <= 63
+        assert (
+            re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", meta["name"])
+            and len(meta["name"]) <= 63
+        )
         for label in STANDARD_LABELS:
-            assert meta["labels"].get(label), f"{doc['kind']} {meta['name']} lacks label {label}"
+            assert meta["labels"].get(label), (
+                f"{doc['kind']} {meta['name']} lacks label {label}"
+            )
         if doc["kind"] == "ServiceMonitor":
             check_service_monitor(doc)
         elif doc["kind"] == "PrometheusRule":
@@ -131,19 +144,28 @@ def validate_all(docs: list[dict[str, Any]]) -> None:
         else:
             try:
                 kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
-            except kubernetes_validate.ValidationError as exc:  # pragma: no cover - message only
-                pytest.fail(f"{doc['kind']} {meta['name']} is invalid: {exc.message} at {list(exc.path)}")
+            except (
+                kubernetes_validate.ValidationError
+            ) as exc:  # pragma: no cover - message only
+                pytest.fail(
+                    f"{doc['kind']} {meta['name']} is invalid: {exc.message} at {list(exc.path)}"
+                )
 
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "default": {},
     "monitoring": {
         "metrics": {
-            "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "serviceMonitor": {
+                "enabled": True,
+                "labels": {"release": "kube-prometheus-stack"},
+            },
             "prometheusRule": {
                 "enabled": True,
                 "labels": {"release": "kube-prometheus-stack"},
-                "additionalRules": [{"alert": "Extra", "expr": "vector(1) > 0", "for": "1m"}],
+                "additionalRules": [
+                    {"alert": "Extra", "expr": "vector(1) > 0", "for": "1m"}
+                ],
             },
         }
     },
@@ -160,7 +182,11 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         },
         "config": {
             "source": {"kind": "kafka"},
-            "kafka": {"topic": "elec2", "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"},
+            "kafka": {
+                "topic": "elec2",
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "SCRAM-SHA-512",
+            },
         },
     },
     "custom-resources-and-image": {
@@ -171,7 +197,10 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "pullPolicy": "Always",
             "pullSecrets": ["regcred"],
         },
-        "resources": {"requests": {"cpu": "2", "memory": "3Gi"}, "limits": {"cpu": "4", "memory": "6Gi"}},
+        "resources": {
+            "requests": {"cpu": "2", "memory": "3Gi"},
+            "limits": {"cpu": "4", "memory": "6Gi"},
+        },
         "service": {"type": "NodePort", "nodePorts": {"http": 30080}},
         "nodeSelector": {"kubernetes.io/arch": "amd64"},
         "commonLabels": {"team": "ml"},
@@ -186,7 +215,10 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "pdb": {"create": False},
         "serviceAccount": {"create": False},
     },
-    "existing-configmap": {"existingConfigmap": "my-streamcl-config", "fullnameOverride": "learner"},
+    "existing-configmap": {
+        "existingConfigmap": "my-streamcl-config",
+        "fullnameOverride": "learner",
+    },
 }
 
 
@@ -207,7 +239,14 @@ def test_default_objects(chart):
     docs = render(chart)
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(
-        ["ConfigMap", "PodDisruptionBudget", "Service", "Service", "ServiceAccount", "StatefulSet"]
+        [
+            "ConfigMap",
+            "PodDisruptionBudget",
+            "Service",
+            "Service",
+            "ServiceAccount",
+            "StatefulSet",
+        ]
     )
     services = {s["metadata"]["name"]: s["spec"] for s in by_kind(docs, "Service")}
     assert set(services) == {"demo-streamcl", "demo-streamcl-headless"}
@@ -219,7 +258,9 @@ def test_default_objects(chart):
     selector = sts["spec"]["selector"]["matchLabels"]
     for svc in services.values():
         assert svc["selector"] == selector
-    assert one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == selector
+    assert (
+        one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == selector
+    )
     for doc in docs:
         assert doc["metadata"]["namespace"] == NAMESPACE
 
@@ -233,21 +274,35 @@ def test_statefulset_is_secure_by_default(chart):
     assert pod["terminationGracePeriodSeconds"] >= 60
     c = container(docs)
     sc = c["securityContext"]
-    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001 and sc["runAsGroup"] == 10001
+    assert (
+        sc["runAsNonRoot"] is True
+        and sc["runAsUser"] == 10001
+        and sc["runAsGroup"] == 10001
+    )
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert "emptyDir" in volumes[mounts["/tmp"]], "read-only root FS needs a writable /tmp"
+    assert "emptyDir" in volumes[mounts["/tmp"]], (
+        "read-only root FS needs a writable /tmp"
+    )
     assert mounts["/var/lib/streamcl"] == "data"
     assert c["resources"]["limits"]["memory"] == "2Gi"
 
 
 def test_container_runs_the_service_with_probes(chart):
     c = container(render(chart))
-    assert c["args"] == ["run", "--config", "/etc/streamcl/config.yaml", "--host", "0.0.0.0", "--port", "8080"]
+    assert c["args"] == [
+        "run",
+        "--config",
+        "/etc/streamcl/config.yaml",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8080",
+    ]
     assert "command" not in c, "the image's entrypoint (streamcl) must stay in charge"
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -256,7 +311,9 @@ def test_container_runs_the_service_with_probes(chart):
     startup = c["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
     assert env_of(c)["STREAMCL_CHECKPOINT__DIR"]["value"] == "/var/lib/streamcl"
-    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/etc/streamcl/config.yaml")
+    mount = next(
+        m for m in c["volumeMounts"] if m["mountPath"] == "/etc/streamcl/config.yaml"
+    )
     assert mount["subPath"] == "config.yaml" and mount["readOnly"] is True
 
 
@@ -268,9 +325,17 @@ def test_probes_can_be_disabled_one_by_one(chart):
         assert others <= set(c)
         assert all("enabled" not in c[o] for o in others)
     docs = render(chart, SCENARIOS["probes-off"])
-    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(container(docs))
-    assert by_kind(docs, "PodDisruptionBudget") == [] and by_kind(docs, "ServiceAccount") == []
-    assert one(docs, "StatefulSet")["spec"]["template"]["spec"]["serviceAccountName"] == "default"
+    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(
+        container(docs)
+    )
+    assert (
+        by_kind(docs, "PodDisruptionBudget") == []
+        and by_kind(docs, "ServiceAccount") == []
+    )
+    assert (
+        one(docs, "StatefulSet")["spec"]["template"]["spec"]["serviceAccountName"]
+        == "default"
+    )
 
 
 def test_persistence_claim_templates_and_switches(chart):
@@ -293,7 +358,10 @@ def test_persistence_claim_templates_and_switches(chart):
     assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "streamcl-data"}
 
     for cls, expected in (("fast-ssd", "fast-ssd"), ("-", "")):
-        sts = one(render(chart, {"persistence": {"storageClass": cls, "size": "10Gi"}}), "StatefulSet")
+        sts = one(
+            render(chart, {"persistence": {"storageClass": cls, "size": "10Gi"}}),
+            "StatefulSet",
+        )
         spec = sts["spec"]["volumeClaimTemplates"][0]["spec"]
         assert spec["storageClassName"] == expected
         assert spec["resources"]["requests"]["storage"] == "10Gi"
@@ -305,7 +373,10 @@ def test_config_map_holds_values_config_and_streamcl_accepts_it(chart, tmp_path)
     cm = one(docs, "ConfigMap")
     config = yaml.safe_load(cm["data"]["config.yaml"])
     assert config == values["config"]
-    volumes = {v["name"]: v for v in one(docs, "StatefulSet")["spec"]["template"]["spec"]["volumes"]}
+    volumes = {
+        v["name"]: v
+        for v in one(docs, "StatefulSet")["spec"]["template"]["spec"]["volumes"]
+    }
     assert volumes["config"]["configMap"]["name"] == cm["metadata"]["name"]
 
     from streamcl.settings import load_settings
@@ -324,10 +395,20 @@ def test_config_checksum_restarts_pods_on_change(chart):
     checksum = sts["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
     assert checksum == hashlib.sha256(cm_text.encode()).hexdigest()
 
-    changed = one(render(chart, {"config": {"learner": {"batch_size": 64}}}), "StatefulSet")
-    assert changed["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != checksum
-    unrelated = one(render(chart, {"resources": {"limits": {"memory": "3Gi"}}}), "StatefulSet")
-    assert unrelated["spec"]["template"]["metadata"]["annotations"]["checksum/config"] == checksum
+    changed = one(
+        render(chart, {"config": {"learner": {"batch_size": 64}}}), "StatefulSet"
+    )
+    assert (
+        changed["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        != checksum
+    )
+    unrelated = one(
+        render(chart, {"resources": {"limits": {"memory": "3Gi"}}}), "StatefulSet"
+    )
+    assert (
+        unrelated["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        == checksum
+    )
 
     docs = render(chart, SCENARIOS["existing-configmap"])
     assert by_kind(docs, "ConfigMap") == []
@@ -347,13 +428,21 @@ def test_secrets_are_referenced_never_inlined(chart):
         "name": "streamcl-api",
         "key": "api-token",
     }
-    assert env["STREAMCL_KAFKA__SASL_USERNAME"]["valueFrom"]["secretKeyRef"] == {"name": "kafka-creds", "key": "user"}
+    assert env["STREAMCL_KAFKA__SASL_USERNAME"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kafka-creds",
+        "key": "user",
+    }
     assert env["STREAMCL_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
         "name": "kafka-creds",
         "key": "password",
     }
-    assert env["STREAMCL_KAFKA__BOOTSTRAP_SERVERS"]["value"] == "kafka-0.kafka:9092,kafka-1.kafka:9092"
-    assert env["STREAMCL_KAFKA__SSL_CAFILE"]["value"] == "/etc/streamcl/kafka-tls/ca.crt"
+    assert (
+        env["STREAMCL_KAFKA__BOOTSTRAP_SERVERS"]["value"]
+        == "kafka-0.kafka:9092,kafka-1.kafka:9092"
+    )
+    assert (
+        env["STREAMCL_KAFKA__SSL_CAFILE"]["value"] == "/etc/streamcl/kafka-tls/ca.crt"
+    )
     pod = one(docs, "StatefulSet")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["kafka-tls"]["secret"] == {"secretName": "kafka-ca"}
@@ -361,7 +450,11 @@ def test_secrets_are_referenced_never_inlined(chart):
     assert config["source"]["kind"] == "kafka" and config["kafka"]["topic"] == "elec2"
 
     plain = env_of(container(render(chart)))
-    assert not {"STREAMCL_SERVER__API_TOKEN", "STREAMCL_KAFKA__SASL_PASSWORD", "STREAMCL_KAFKA__SASL_USERNAME"} & set(plain)
+    assert not {
+        "STREAMCL_SERVER__API_TOKEN",
+        "STREAMCL_KAFKA__SASL_PASSWORD",
+        "STREAMCL_KAFKA__SASL_USERNAME",
+    } & set(plain)
 
 
 def test_custom_image_resources_and_service(chart):
@@ -369,14 +462,22 @@ def test_custom_image_resources_and_service(chart):
     c = container(docs)
     assert c["image"] == "registry.example.com/ml/streamcl@sha256:" + "ab" * 32
     assert c["imagePullPolicy"] == "Always"
-    assert c["resources"] == {"requests": {"cpu": "2", "memory": "3Gi"}, "limits": {"cpu": "4", "memory": "6Gi"}}
+    assert c["resources"] == {
+        "requests": {"cpu": "2", "memory": "3Gi"},
+        "limits": {"cpu": "4", "memory": "6Gi"},
+    }
     assert env_of(c)["STREAMCL_LEARNER__LR"]["value"] == "0.005"
     assert c["envFrom"] == [{"secretRef": {"name": "streamcl-extra"}}]
     pod = one(docs, "StatefulSet")["spec"]["template"]["spec"]
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
-    svc = next(s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "demo-streamcl")
-    assert svc["spec"]["type"] == "NodePort" and svc["spec"]["ports"][0]["nodePort"] == 30080
+    svc = next(
+        s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "demo-streamcl"
+    )
+    assert (
+        svc["spec"]["type"] == "NodePort"
+        and svc["spec"]["ports"][0]["nodePort"] == 30080
+    )
     for doc in docs:
         assert doc["metadata"]["labels"]["team"] == "ml"
         assert doc["metadata"]["annotations"]["owner"] == "ml-platform"
@@ -384,18 +485,24 @@ def test_custom_image_resources_and_service(chart):
     tagged = container(render(chart, {"image": {"tag": "1.2.3"}}))
     assert tagged["image"] == "ghcr.io/streamcl/streamcl:1.2.3"
     default = container(render(chart))
-    assert default["image"] == f"ghcr.io/streamcl/streamcl:{chart.metadata['appVersion']}"
+    assert (
+        default["image"] == f"ghcr.io/streamcl/streamcl:{chart.metadata['appVersion']}"
+    )
 
 
 def test_monitoring_crds_are_off_by_default_and_render_when_enabled(chart):
     docs = render(chart)
-    assert by_kind(docs, "ServiceMonitor") == [] and by_kind(docs, "PrometheusRule") == []
+    assert (
+        by_kind(docs, "ServiceMonitor") == [] and by_kind(docs, "PrometheusRule") == []
+    )
 
     docs = render(chart, SCENARIOS["monitoring"])
     sm = one(docs, "ServiceMonitor")
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert sm["spec"]["endpoints"][0]["interval"] == "30s"
-    svc = next(s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "demo-streamcl")
+    svc = next(
+        s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "demo-streamcl"
+    )
     for key, value in sm["spec"]["selector"]["matchLabels"].items():
         assert svc["metadata"]["labels"][key] == value
     assert svc["spec"]["ports"][0]["name"] == sm["spec"]["endpoints"][0]["port"]
@@ -403,12 +510,17 @@ def test_monitoring_crds_are_off_by_default_and_render_when_enabled(chart):
     rule = one(docs, "PrometheusRule")
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     groups = {g["name"]: g for g in rule["spec"]["groups"]}
-    assert groups["demo-streamcl-additional"]["rules"] == [{"alert": "Extra", "expr": "vector(1) > 0", "for": "1m"}]
+    assert groups["demo-streamcl-additional"]["rules"] == [
+        {"alert": "Extra", "expr": "vector(1) > 0", "for": "1m"}
+    ]
 
 
 def test_prometheus_rule_carries_the_same_alerts_as_deploy(chart):
     """The chart's PrometheusRule and deploy/prometheus/alerts.yaml hold the same rules."""
-    rule = one(render(chart, {"metrics": {"prometheusRule": {"enabled": True}}}), "PrometheusRule")
+    rule = one(
+        render(chart, {"metrics": {"prometheusRule": {"enabled": True}}}),
+        "PrometheusRule",
+    )
     deploy = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
 
     def names(groups):
@@ -427,7 +539,9 @@ def test_notes_show_how_to_predict_and_scrape(chart):
     assert body is not None
     assert yaml.safe_load(body.group(1))["instances"][0]["features"]["nswprice"] == 0.05
     assert "curl -s http://127.0.0.1:8080/metrics" in notes
-    with_secret = render_files(chart, SCENARIOS["existing-secrets"])["streamcl/templates/NOTES.txt"]
+    with_secret = render_files(chart, SCENARIOS["existing-secrets"])[
+        "streamcl/templates/NOTES.txt"
+    ]
     assert "get secret streamcl-api" in with_secret
 
 
@@ -460,7 +574,12 @@ def test_schema_rejects_bad_values_at_render(chart, values, where):
 def test_kafka_source_needs_bootstrap_servers(chart):
     with pytest.raises(helm.HelmError, match="set kafka.bootstrapServers"):
         render_files(chart, {"config": {"source": {"kind": "kafka"}}})
-    via_config = {"config": {"source": {"kind": "kafka"}, "kafka": {"bootstrap_servers": "k:9092"}}}
+    via_config = {
+        "config": {
+            "source": {"kind": "kafka"},
+            "kafka": {"bootstrap_servers": "k:9092"},
+        }
+    }
     assert "StatefulSet" in {d["kind"] for d in render(chart, via_config)}
 
 
@@ -481,9 +600,19 @@ def test_every_value_is_documented_and_in_the_schema(chart):
     text = (CHART / "values.yaml").read_text(encoding="utf-8")
     documented = set(re.findall(r"^## @param (\S+) ", text, flags=re.MULTILINE))
     leaves = _leaf_keys(chart.values)
-    missing = [k for k in leaves if k not in documented and not any(k.startswith(d + ".") for d in documented)]
+    missing = [
+        k
+        for k in leaves
+        if k not in documented and not any(k.startswith(d + ".") for d in documented)
+    ]
     assert missing == [], f"values without an @param line: {missing}"
-    stale = [d for d in documented if not any(k == d or k.startswith(d + ".") or d.startswith(k + ".") for k in leaves)]
+    stale = [
+        d
+        for d in documented
+        if not any(
+            k == d or k.startswith(d + ".") or d.startswith(k + ".") for k in leaves
+        )
+    ]
     assert stale == [], f"@param lines for keys values.yaml lacks: {stale}"
     schema = chart.schema
     assert schema is not None

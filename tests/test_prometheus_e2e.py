@@ -69,13 +69,17 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float, what: str) -> None:
+def wait_for(
+    url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float, what: str
+) -> None:
     """Poll ``url`` until it answers 200; fail if ``proc`` dies or time runs out."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"{what} exited with {proc.returncode} before {url} was 200:\n{tail(log)}")
+            pytest.fail(
+                f"{what} exited with {proc.returncode} before {url} was 200:\n{tail(log)}"
+            )
         try:
             status, _ = http_get(url, timeout=2.0)
             if status == 200:
@@ -84,12 +88,16 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: floa
         except OSError as exc:
             last = repr(exc)
         time.sleep(0.25)
-    pytest.fail(f"{what}: {url} not 200 within {timeout_s:.0f} s (last: {last}):\n{tail(log)}")
+    pytest.fail(
+        f"{what}: {url} not 200 within {timeout_s:.0f} s (last: {last}):\n{tail(log)}"
+    )
 
 
 def tail(log: Path, n: int = 40) -> str:
     try:
-        return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-n:])
+        return "\n".join(
+            log.read_text(encoding="utf-8", errors="replace").splitlines()[-n:]
+        )
     except OSError:
         return "(no log)"
 
@@ -110,15 +118,28 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def streamcl_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     exe = Path(sys.executable).parent / "streamcl"
     if not exe.exists():
-        pytest.fail(f"the streamcl console script is missing ({exe}): pip install -e . into the venv")
+        pytest.fail(
+            f"the streamcl console script is missing ({exe}): pip install -e . into the venv"
+        )
     workdir = tmp_path_factory.mktemp("streamcl")
     log = workdir / "streamcl.log"
     port = free_port()
     # loop: elec2 (~45k events) would run out at 2000 events/s while the tests still watch
-    env = {**os.environ, "STREAMCL_SOURCE__RATE": "2000", "STREAMCL_SOURCE__LOOP": "true"}
+    env = {
+        **os.environ,
+        "STREAMCL_SOURCE__RATE": "2000",
+        "STREAMCL_SOURCE__LOOP": "true",
+    }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(exe), "run", "--config", str(ROOT / "config" / "default.yaml"), "--port", str(port)],
+            [
+                str(exe),
+                "run",
+                "--config",
+                str(ROOT / "config" / "default.yaml"),
+                "--port",
+                str(port),
+            ],
             cwd=workdir,
             env=env,
             stdout=out,
@@ -134,13 +155,19 @@ def streamcl_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def prometheus_url(streamcl_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prometheus_url(
+    streamcl_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.fail("the prometheus server binary is not on PATH: apt-get install prometheus")
+        pytest.fail(
+            "the prometheus server binary is not on PATH: apt-get install prometheus"
+        )
     workdir = tmp_path_factory.mktemp("prometheus")
     config = yaml.safe_load(PROM_CONFIG.read_text(encoding="utf-8"))
-    config["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"})
+    config["global"].update(
+        {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
+    )
     config["rule_files"] = [str(ALERTS)]
     port = free_port()
     target = streamcl_url.removeprefix("http://")
@@ -178,13 +205,17 @@ def prometheus_url(streamcl_url: str, tmp_path_factory: pytest.TempPathFactory) 
 
 def api(prometheus_url: str, path: str, **params: str) -> Any:
     query = urllib.parse.urlencode(params)
-    status, body = http_get(f"{prometheus_url}/api/v1/{path}" + (f"?{query}" if query else ""))
+    status, body = http_get(
+        f"{prometheus_url}/api/v1/{path}" + (f"?{query}" if query else "")
+    )
     payload = json.loads(body)
     assert status == 200 and payload["status"] == "success", (path, params, payload)
     return payload["data"]
 
 
-def query_until(prometheus_url: str, promql: str, timeout_s: float = 45.0) -> list[dict[str, Any]]:
+def query_until(
+    prometheus_url: str, promql: str, timeout_s: float = 45.0
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         result = api(prometheus_url, "query", query=promql)["result"]
@@ -205,26 +236,44 @@ def test_prometheus_scrapes_streamcl_accuracy(prometheus_url, streamcl_url):
     assert 0.0 <= value <= 1.0
 
     targets = api(prometheus_url, "targets")["activeTargets"]
-    assert [(t["labels"]["instance"], t["health"]) for t in targets] == [(instance, "up")]
+    assert [(t["labels"]["instance"], t["health"]) for t in targets] == [
+        (instance, "up")
+    ]
 
 
 def test_streamcl_learns_while_prometheus_watches(prometheus_url):
-    first = float(query_until(prometheus_url, 'sum(streamcl_events_total{outcome="learned"})')[0]["value"][1])
+    first = float(
+        query_until(prometheus_url, 'sum(streamcl_events_total{outcome="learned"})')[0][
+            "value"
+        ][1]
+    )
     deadline = time.monotonic() + 30.0
     later = first
     while time.monotonic() < deadline and later <= first:
         time.sleep(1.0)
-        later = float(query_until(prometheus_url, 'sum(streamcl_events_total{outcome="learned"})')[0]["value"][1])
+        later = float(
+            query_until(
+                prometheus_url, 'sum(streamcl_events_total{outcome="learned"})'
+            )[0]["value"][1]
+        )
     assert later > first, "learned events did not increase between scrapes"
 
 
 def test_prometheus_loads_and_evaluates_the_alert_rules(prometheus_url):
-    expected = {r["alert"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
+    expected = {
+        r["alert"]
+        for g in yaml.safe_load(ALERTS.read_text())["groups"]
+        for r in g["rules"]
+    }
     deadline = time.monotonic() + 30.0
     while True:
         groups = api(prometheus_url, "rules", type="alert")["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        if rules and all(r["health"] == "ok" for r in rules) or time.monotonic() > deadline:
+        if (
+            rules
+            and all(r["health"] == "ok" for r in rules)
+            or time.monotonic() > deadline
+        ):
             break
         time.sleep(0.5)
     assert {r["name"] for r in rules} == expected
@@ -238,14 +287,24 @@ def test_dashboard_queries_run_against_real_data(prometheus_url):
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     exprs += [a["expr"] for a in dashboard["annotations"]["list"] if "expr" in a]
     assert len(exprs) >= 10
-    subst = {"$job": ".*", "$instance": ".*", "$__rate_interval": "1m", "$__interval": "1m", "$__range": "5m"}
+    subst = {
+        "$job": ".*",
+        "$instance": ".*",
+        "$__rate_interval": "1m",
+        "$__interval": "1m",
+        "$__range": "5m",
+    }
     for expr in exprs:
         promql = expr
         for var, value in subst.items():
             promql = promql.replace(var, value)
         assert "$" not in promql, promql
-        api(prometheus_url, "query", query=promql)  # asserts status success (valid PromQL)
-    accuracy = query_until(prometheus_url, 'streamcl_prequential_accuracy{job=~".*", instance=~".*"}')
+        api(
+            prometheus_url, "query", query=promql
+        )  # asserts status success (valid PromQL)
+    accuracy = query_until(
+        prometheus_url, 'streamcl_prequential_accuracy{job=~".*", instance=~".*"}'
+    )
     assert accuracy
 
 
