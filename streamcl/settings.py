@@ -1,0 +1,187 @@
+"""Settings: one frozen pydantic-settings model, from a YAML file plus environment.
+
+Precedence (highest first): keyword arguments, ``STREAMCL_*`` environment variables
+(nested with ``__``, e.g. ``STREAMCL_LEARNER__BATCH_SIZE=32``), the YAML file, defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from streamcl.errors import SettingsError
+
+__all__ = ["Settings", "load_settings"]
+
+BUILTIN_ELEC2 = "builtin://elec2"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceSettings(_Section):
+    """Where events come from.
+
+    ``kind="file"`` replays a CSV, CSV.gz or JSONL file (``builtin://elec2`` is the packaged
+    Electricity market stream); ``"kafka"`` consumes topics (see ``kafka``); ``"none"`` takes
+    events only from ``POST /v1/events``.
+    """
+
+    kind: Literal["file", "kafka", "none"] = "file"
+    path: str = BUILTIN_ELEC2
+    target: str | None = Field("class", description="Column holding the label (CSV).")
+    id_column: str | None = Field(None, description="Column holding the event id; row number if unset.")
+    rate: float | None = Field(None, gt=0, description="Replay rate limit in events/s; None = as fast as possible.")
+    loop: bool = Field(False, description="Restart the file from the top at its end.")
+
+
+class EventSettings(_Section):
+    """Limits applied when decoding an event."""
+
+    max_payload_bytes: int = Field(65_536, gt=0, description="Largest encoded event, bytes.")
+    max_features: int = Field(1_024, gt=0, description="Most features in one event.")
+    max_string_length: int = Field(256, gt=0, description="Longest string feature value or label, characters.")
+
+
+class LearnerSettings(_Section):
+    """The online learner."""
+
+    task: Literal["classification", "regression"] = "classification"
+    hidden: tuple[int, ...] = Field((64, 64), description="Hidden layer widths.")
+    batch_size: int = Field(16, ge=1, le=4096, description="Events per learning micro-batch.")
+    lr: float = Field(0.01, gt=0, le=10.0, description="Learning rate.")
+    optimizer: Literal["sgd", "adam", "upgd"] = Field(
+        "adam", description="sgd, adam, or upgd (utility-based perturbed GD, streamcl.upgd)."
+    )
+    seed: int = 0
+
+
+class PlasticitySettings(_Section):
+    """Methods that keep a forever-learning network plastic (see ``streamcl.plasticity``).
+
+    Defaults are the papers' defaults where the paper gives one; the references are in the
+    docstrings of the method classes.
+    """
+
+    methods: tuple[Literal["cbp", "redo", "shrink_perturb", "l2_init", "spectral"], ...] = Field(
+        (), description="Methods applied together, e.g. ('cbp',); empty = none."
+    )
+    seed: int = Field(0, description="Seed of the methods' re-initialisation and noise.")
+    health_every: int = Field(500, ge=1, description="Steps between plasticity health metrics.")
+    dormant_tau: float = Field(0.0, ge=0, description="Health: a unit is dormant at score <= tau.")
+    cbp_replacement_rate: float = Field(1e-4, ge=0, le=1, description="CBP: units per unit per step.")
+    cbp_decay_rate: float = Field(0.99, ge=0, lt=1, description="CBP: utility running-average decay.")
+    cbp_maturity_threshold: int = Field(100, ge=0, description="CBP: steps before a unit may be reset.")
+    redo_tau: float = Field(0.1, ge=0, description="ReDo: tau-dormant threshold on the unit score.")
+    redo_every: int = Field(1000, ge=1, description="ReDo: steps between dormant-unit resets.")
+    sp_shrink: float = Field(0.4, gt=0, le=1, description="Shrink-perturb: weight multiplier.")
+    sp_noise: float = Field(0.01, ge=0, description="Shrink-perturb: scale of a fresh init added.")
+    sp_every: int = Field(0, ge=0, description="Shrink-perturb: steps between; 0 = on drift only.")
+    l2_init_strength: float = Field(1e-3, ge=0, description="L2-init: penalty on |theta-theta0|^2.")
+    spectral_strength: float = Field(1e-4, ge=0, description="Spectral: penalty strength.")
+    spectral_k: int = Field(2, ge=1, description="Spectral: penalise (sigma_max**k - 1)**2.")
+    upgd_weight_decay: float = Field(1e-3, ge=0, description="UPGD: weight decay.")
+    upgd_beta_utility: float = Field(0.999, ge=0, lt=1, description="UPGD: utility average decay.")
+    upgd_sigma: float = Field(1e-3, ge=0, description="UPGD: std of the perturbation noise.")
+
+
+class MetricsSettings(_Section):
+    """Prequential metrics."""
+
+    window: int = Field(1_000, ge=10, description="Events in the sliding accuracy window.")
+
+
+class ServerSettings(_Section):
+    """The HTTP server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    api_token: SecretStr | None = Field(None, description="Bearer token for mutating endpoints.")
+    max_body_bytes: int = Field(1_048_576, gt=0, description="Largest request body, bytes.")
+    max_instances: int = Field(1_000, gt=0, description="Most instances or events in one request.")
+
+
+class CheckpointSettings(_Section):
+    """Where and how often learner state is checkpointed."""
+
+    dir: Path | None = Field(None, description="Checkpoint folder; None disables checkpoints.")
+    every_events: int = Field(10_000, gt=0)
+    every_seconds: float = Field(60.0, gt=0)
+    keep: int = Field(3, ge=1)
+
+
+class Settings(BaseSettings):
+    """All of streamcl's settings. Frozen; build one with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMCL_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    source: SourceSettings = SourceSettings()
+    events: EventSettings = EventSettings()
+    learner: LearnerSettings = LearnerSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    plasticity: PlasticitySettings = PlasticitySettings()
+    server: ServerSettings = ServerSettings()
+    checkpoint: CheckpointSettings = CheckpointSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments (the YAML file's content) lose to the environment."""
+        return (env_settings, init_settings, file_secret_settings)
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from an optional YAML file, the environment and overrides.
+
+    Parameters
+    ----------
+    path
+        YAML file whose top-level keys are the sections (``source``, ``learner``, ...).
+    **overrides
+        Sections given directly (tests); merged over the file, still below the environment.
+
+    Raises
+    ------
+    SettingsError
+        The file is missing or not a mapping, or a field is invalid; the message names
+        every bad field by its dotted path (``learner.batch_size``).
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise SettingsError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"config file {p} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise SettingsError(f"config file {p} must hold a mapping of sections")
+        data = dict(loaded or {})
+    for key, value in overrides.items():
+        base = data.get(key)
+        data[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
