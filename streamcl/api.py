@@ -1,0 +1,232 @@
+"""HTTP API: FastAPI routes over plain service methods.
+
+Routes never touch the learner directly: predictions come from the snapshot the loop
+published last, and ingested events are messages to the loop (see :mod:`streamcl.learner`).
+Domain errors map to HTTP status in one table (:data:`STATUS`), with one error body shape:
+``{"error": {"reason": str, "field": str, "detail": str}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from streamcl.errors import DecodeError, NotReadyError, StreamclError
+from streamcl.events import Event, FeatureValue, Label, loads_strict
+from streamcl.learner import Prediction
+from streamcl.metrics import CONTENT_TYPE_LATEST
+from streamcl.prequential import QueueFullError
+
+if TYPE_CHECKING:
+    from streamcl.service import Service
+
+__all__ = ["create_app"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Instance(BaseModel):
+    """One instance to predict: its features only."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    features: dict[str, FeatureValue]
+
+
+class PredictRequest(BaseModel):
+    """Body of ``POST /v1/predict``."""
+
+    model_config = ConfigDict(extra="forbid")
+    instances: list[Instance] = Field(min_length=1)
+
+
+class EventsRequest(BaseModel):
+    """Body of ``POST /v1/events``: events to predict and learn (schema of ``Event``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    events: list[dict[str, Any]] = Field(min_length=1)
+
+
+class PredictionOut(BaseModel):
+    """One prediction: label (null before any class is known) and class probabilities."""
+
+    label: Label | None
+    probabilities: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    """Body answered by ``POST /v1/predict`` and ``POST /v1/events``."""
+
+    predictions: list[PredictionOut]
+    model_version: int
+
+
+class HTTPError(StreamclError):
+    """An error answered with ``status`` and the common error body."""
+
+    def __init__(self, status: int, reason: str, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.reason, self.field, self.detail = status, reason, field, detail
+
+
+#: Domain error -> HTTP status.
+STATUS: dict[type[Exception], int] = {
+    DecodeError: 422,
+    QueueFullError: 503,
+    NotReadyError: 503,
+}
+
+
+def _error(status: int, reason: str, field: str, detail: str) -> JSONResponse:
+    body = {"error": {"reason": reason, "field": field, "detail": detail}}
+    return JSONResponse(body, status_code=status)
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def create_app(service: Service) -> FastAPI:
+    """The FastAPI application of ``service``; starts and stops its loop with the server."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(service.stop)
+
+    app = FastAPI(title="streamcl", version="1", lifespan=lifespan)
+    settings = service.settings.server
+
+    @app.exception_handler(HTTPError)
+    async def _http_error(_: Request, exc: HTTPError) -> JSONResponse:
+        return _error(exc.status, exc.reason, exc.field, exc.detail)
+
+    async def read_json(request: Request, model: type[M]) -> M:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+            raise HTTPError(413, "too_large", "", f"body above {settings.max_body_bytes} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > settings.max_body_bytes:
+                raise HTTPError(413, "too_large", "", f"body above {settings.max_body_bytes} bytes")
+        try:
+            obj = loads_strict(bytes(body), settings.max_body_bytes)
+            return model.model_validate(obj)
+        except DecodeError as exc:
+            raise HTTPError(
+                400 if exc.reason != "non_finite" else 422, exc.reason, exc.field, exc.detail
+            ) from None
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in err["loc"])
+            raise HTTPError(422, "invalid", field, str(err["msg"])) from None
+
+    def check_token(request: Request) -> None:
+        token = settings.api_token
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise HTTPError(401, "unauthorized", "authorization", "missing or wrong bearer token")
+
+    def limit(n: int, field: str) -> None:
+        if n > settings.max_instances:
+            raise HTTPError(413, "too_many", field, f"{n} > limit {settings.max_instances}")
+
+    @app.post(
+        "/v1/predict", response_model=PredictResponse, openapi_extra=_body_schema(PredictRequest)
+    )
+    async def predict(request: Request) -> PredictResponse:
+        """Predict instances with the last published model; never learns."""
+        body = await read_json(request, PredictRequest)
+        limit(len(body.instances), "instances")
+        events = []
+        for i, inst in enumerate(body.instances):
+            try:
+                events.append(service.decoder.validate({"id": str(i), "features": inst.features}))
+            except DecodeError as exc:
+                raise HTTPError(422, exc.reason, f"instances.{i}.{exc.field}", exc.detail) from None
+        started = time.perf_counter()
+        snapshot = service.loop.snapshot
+        predictions = await asyncio.to_thread(snapshot.predict, events)
+        service.metrics.predict_latency.observe(time.perf_counter() - started)
+        return _response(predictions, snapshot.version)
+
+    @app.post(
+        "/v1/events", response_model=PredictResponse, openapi_extra=_body_schema(EventsRequest)
+    )
+    async def ingest(request: Request) -> PredictResponse:
+        """Predict, then learn, a batch of events (those with a label are learned)."""
+        check_token(request)
+        body = await read_json(request, EventsRequest)
+        limit(len(body.events), "events")
+        events = [_decode_event(service, i, raw) for i, raw in enumerate(body.events)]
+        try:
+            future = service.loop.submit(events)
+        except QueueFullError as exc:
+            raise HTTPError(503, "busy", "", str(exc)) from None
+        predictions = await asyncio.wrap_future(future)
+        return _response(predictions, service.loop.learner.version)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        """Liveness: the loop thread is alive and its heartbeat is recent."""
+        alive, reason = service.alive()
+        return JSONResponse(
+            {"status": "ok" if alive else reason}, status_code=200 if alive else 503
+        )
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: a batch was learned (or HTTP-only ingestion) and the source is healthy."""
+        ready, reason = service.ready()
+        service.metrics.ready.set(1 if ready else 0)
+        return JSONResponse(
+            {"status": "ready" if ready else reason}, status_code=200 if ready else 503
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus text exposition."""
+        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/model")
+    async def model() -> dict[str, Any]:
+        """Classes, events seen, prequential accuracy, and a settings summary."""
+        return service.describe()
+
+    return app
+
+
+def _decode_event(service: Service, i: int, raw: dict[str, Any]) -> Event:
+    try:
+        event = service.decoder.validate(raw)
+        service.loop.learner.featurizer.check(event)
+        return event
+    except DecodeError as exc:
+        service.loop.metrics.events.labels("rejected").inc()
+        service.loop.metrics.rejected.labels(exc.reason).inc()
+        field = f"events.{i}.{exc.field}" if exc.field else f"events.{i}"
+        raise HTTPError(422, exc.reason, field, exc.detail) from None
+
+
+def _response(predictions: list[Prediction], version: int) -> PredictResponse:
+    return PredictResponse(
+        predictions=[
+            PredictionOut(label=p.label, probabilities=p.probabilities) for p in predictions
+        ],
+        model_version=version,
+    )

@@ -1,0 +1,97 @@
+"""Command line: ``streamcl run | replay`` (and ``produce`` for Kafka demos).
+
+Arguments are parsed in :func:`main`, never at import. Invalid settings exit with code 2
+and a message naming the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from streamcl.errors import SettingsError
+from streamcl.settings import Settings, load_settings
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="streamcl", description="Online continual learner service.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the service: stream loop + HTTP API")
+    run.add_argument("--config", help="YAML settings file (default: built-in defaults)")
+    run.add_argument("--host", help="bind address (default from settings: 127.0.0.1)")
+    run.add_argument("--port", type=int, help="HTTP port (default from settings: 8080)")
+    rep = sub.add_parser("replay", help="prequential evaluation of a file, no HTTP server")
+    rep.add_argument("--data", required=True, help="CSV, CSV.gz or JSONL file, or builtin://elec2")
+    rep.add_argument("--target", help="label column (default from settings)")
+    rep.add_argument("--config", help="YAML settings file")
+    rep.add_argument("--report", help="write a PNG plot of windowed accuracy here")
+    rep.add_argument("--limit", type=int, help="stop after this many events")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``streamcl`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "run":
+            settings = load_settings(args.config, **_server_overrides(args))
+            return _run(settings)
+        if args.command == "replay":
+            source = {"kind": "file", "path": args.data}
+            if args.target:
+                source["target"] = args.target
+            settings = load_settings(args.config, source=source)
+            return _replay(settings, args.report, args.limit)
+    except SettingsError as exc:
+        print(f"streamcl: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"streamcl: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def _server_overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    server: dict[str, object] = {}
+    if args.host:
+        server["host"] = args.host
+    if args.port is not None:
+        server["port"] = args.port
+    return {"server": server} if server else {}
+
+
+def _run(settings: Settings) -> int:
+    import uvicorn
+
+    from streamcl.api import create_app
+    from streamcl.service import Service
+
+    service = Service(settings)
+    app = create_app(service)
+    host, port = settings.server.host, settings.server.port
+    print(
+        f"streamcl: serving on http://{host}:{port} (try GET /v1/model, POST /v1/predict)",
+        flush=True,
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0
+
+
+def _replay(settings: Settings, report: str | None, limit: int | None) -> int:
+    from streamcl.replay import replay
+
+    result = replay(settings, report=report, limit=limit, progress=sys.stderr.isatty())
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

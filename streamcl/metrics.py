@@ -1,0 +1,134 @@
+"""Every Prometheus metric streamcl exports, declared once, units in the names.
+
+Each :class:`Metrics` owns its own registry, so tests can build several services in one
+process. Label sets are small and bounded (outcome, reason, layer, topic/partition).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The service's metrics on a private :class:`~prometheus_client.CollectorRegistry`.
+
+    Parameters
+    ----------
+    registry
+        Registry to declare on; a fresh one when None.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        # stream loop
+        self.events = Counter(
+            "streamcl_events",
+            "Events by outcome: predicted, learned, rejected.",
+            ["outcome"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "streamcl_rejected_events", "Rejected events by reason.", ["reason"], registry=r
+        )
+        self.dead_letter = Counter(
+            "streamcl_dead_letter",
+            "Records sent to the dead-letter sink, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.accuracy = Gauge(
+            "streamcl_prequential_accuracy",
+            "Prequential (test-then-train) accuracy over the sliding window, 0..1.",
+            registry=r,
+        )
+        self.accuracy_total = Gauge(
+            "streamcl_prequential_accuracy_cumulative",
+            "Prequential accuracy since start, 0..1.",
+            registry=r,
+        )
+        self.kappa_temporal = Gauge(
+            "streamcl_prequential_kappa_temporal",
+            "Kappa-temporal over the window (vs the no-change classifier).",
+            registry=r,
+        )
+        self.predict_latency = Histogram(
+            "streamcl_predict_latency_seconds",
+            "Latency of POST /v1/predict, seconds.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.learn_duration = Histogram(
+            "streamcl_learn_batch_duration_seconds",
+            "Time to predict, score and learn one micro-batch, seconds.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_version = Gauge(
+            "streamcl_model_version", "Learning steps taken by the served model.", registry=r
+        )
+        self.last_event = Gauge(
+            "streamcl_last_event_timestamp_seconds",
+            "When the last event was handled, epoch s.",
+            registry=r,
+        )
+        self.skipped_steps = Counter(
+            "streamcl_skipped_steps",
+            "Training steps skipped: non-finite loss or gradients.",
+            registry=r,
+        )
+        # drift and memory (continual learner)
+        self.drifts = Counter(
+            "streamcl_drifts", "Drifts detected, by detector.", ["detector"], registry=r
+        )
+        self.last_drift = Gauge(
+            "streamcl_last_drift_timestamp_seconds",
+            "When the last drift was detected, epoch s.",
+            registry=r,
+        )
+        self.memory_entries = Gauge(
+            "streamcl_memory_entries", "Entries in the kNN memory.", registry=r
+        )
+        self.memory_bytes = Gauge(
+            "streamcl_memory_bytes", "Bytes held by the kNN memory and replay buffer.", registry=r
+        )
+        self.predictor_weight = Gauge(
+            "streamcl_predictor_weight",
+            "Share of each predictor in the combination.",
+            ["predictor"],
+            registry=r,
+        )
+        # plasticity health
+        self.dormant_fraction = Gauge(
+            "streamcl_dormant_fraction", "Fraction of dormant hidden units.", ["layer"], registry=r
+        )
+        self.effective_rank = Gauge(
+            "streamcl_effective_rank", "Effective rank of the last hidden features.", registry=r
+        )
+        self.weight_magnitude = Gauge(
+            "streamcl_weight_magnitude", "Mean absolute weight of the network.", registry=r
+        )
+        self.grad_norm = Gauge("streamcl_grad_norm", "L2 norm of the last gradient.", registry=r)
+        # sources, labels, checkpoints
+        self.consumer_lag = Gauge(
+            "streamcl_consumer_lag",
+            "Records behind the high-water mark.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.pending_labels = Gauge(
+            "streamcl_pending_labels", "Predicted events waiting for their label.", registry=r
+        )
+        self.checkpoints = Counter("streamcl_checkpoints", "Checkpoints written.", registry=r)
+        self.checkpoint_failures = Counter(
+            "streamcl_checkpoint_failures", "Checkpoint writes that failed.", registry=r
+        )
+        self.ready = Gauge("streamcl_ready", "1 when /readyz answers 200.", registry=r)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,126 @@
+"""The parametric part of the learner: a multi-layer perceptron that can grow.
+
+Inputs and outputs are discovered online: a new feature column (a new numeric
+feature or a new one-hot category) adds an input, a new class label adds an output
+unit. Growing keeps every existing weight, so what was learned is not lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+
+import torch
+from torch import nn
+
+__all__ = ["MLP"]
+
+
+class MLP(nn.Module):
+    """A ReLU multi-layer perceptron with growable input and output layers.
+
+    Parameters
+    ----------
+    n_inputs
+        Number of input columns (``>= 1``).
+    hidden
+        Width of each hidden layer, e.g. ``(64, 64)``; may be empty (a linear model).
+    n_outputs
+        Number of output units (classes, or 1 for regression), ``>= 1``.
+    seed
+        Seed of the weight initialisation (PyTorch's default Kaiming-uniform).
+
+    Attributes
+    ----------
+    hidden_layers : nn.ModuleList
+        The hidden ``nn.Linear`` layers, input side first.
+    head : nn.Linear
+        The output layer, ``(n_outputs, last_hidden_width)``.
+
+    Notes
+    -----
+    Plasticity methods (``streamcl.plasticity``) address hidden unit ``j`` of hidden layer
+    ``i`` as row ``j`` of ``hidden_layers[i].weight`` (its incoming weights) and column ``j``
+    of the next layer's weight (``hidden_layers[i + 1]`` or ``head``; its outgoing weights).
+    """
+
+    def __init__(self, n_inputs: int, hidden: Sequence[int], n_outputs: int, seed: int = 0) -> None:
+        super().__init__()
+        if n_inputs < 1 or n_outputs < 1:
+            raise ValueError(f"n_inputs and n_outputs must be >= 1, got {n_inputs}, {n_outputs}")
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        widths = [n_inputs, *hidden]
+        self.hidden_layers = nn.ModuleList(
+            nn.Linear(a, b) for a, b in pairwise(widths)
+        )
+        self.head = nn.Linear(widths[-1], n_outputs)
+        torch.random.set_rng_state(gen_state)
+
+    @property
+    def n_inputs(self) -> int:
+        """Number of input columns."""
+        first = self.hidden_layers[0] if len(self.hidden_layers) else self.head
+        return int(first.in_features)
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of output units."""
+        return int(self.head.out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, n_outputs)`` float32 for inputs ``(batch, n_inputs)`` float32."""
+        for layer in self.hidden_layers:
+            x = torch.relu(layer(x))
+        return self.head(x)
+
+    def forward_with_activations(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and the post-ReLU activations of every hidden layer.
+
+        Returns
+        -------
+        logits : torch.Tensor
+            ``(batch, n_outputs)`` float32.
+        activations : list[torch.Tensor]
+            One ``(batch, width_i)`` tensor per hidden layer, input side first.
+        """
+        acts: list[torch.Tensor] = []
+        for layer in self.hidden_layers:
+            x = torch.relu(layer(x))
+            acts.append(x)
+        return self.head(x), acts
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Last hidden layer's features ``(batch, width)`` (the inputs if there is none)."""
+        for layer in self.hidden_layers:
+            x = torch.relu(layer(x))
+        return x
+
+    def grow_inputs(self, n_inputs: int) -> None:
+        """Add zero-weight input columns up to ``n_inputs``; existing outputs are unchanged."""
+        first = self.hidden_layers[0] if len(self.hidden_layers) else self.head
+        extra = n_inputs - first.in_features
+        if extra <= 0:
+            return
+        grown = _resize(first, in_features=n_inputs, out_features=first.out_features)
+        if len(self.hidden_layers):
+            self.hidden_layers[0] = grown
+        else:
+            self.head = grown
+
+    def grow_outputs(self, n_outputs: int) -> None:
+        """Add freshly initialised output units up to ``n_outputs`` (new classes)."""
+        if n_outputs > self.head.out_features:
+            self.head = _resize(
+                self.head, in_features=self.head.in_features, out_features=n_outputs
+            )
+
+
+def _resize(layer: nn.Linear, in_features: int, out_features: int) -> nn.Linear:
+    """A larger copy of ``layer``: old weights kept, new input columns zero, new rows fresh."""
+    new = nn.Linear(in_features, out_features)
+    with torch.no_grad():
+        new.weight[:, layer.in_features :] = 0.0
+        new.weight[: layer.out_features, : layer.in_features] = layer.weight
+        new.bias[: layer.out_features] = layer.bias
+    return new

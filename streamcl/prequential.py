@@ -1,0 +1,304 @@
+"""The prequential (test-then-train) stream loop and its running scores.
+
+Every event is predicted with the model as it was before the event's micro-batch was
+learned; the prediction is scored when the label is known (with the event, or later).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from river import metrics as river_metrics
+
+from streamcl.connectors.base import DeadLetterSink, LogDeadLetterSink, Record, Source
+from streamcl.errors import DecodeError
+from streamcl.events import Event, EventDecoder, Label
+from streamcl.learner import Learner, Prediction, Snapshot
+from streamcl.metrics import Metrics
+
+__all__ = ["PrequentialScore", "QueueFullError", "StreamLoop"]
+
+log = logging.getLogger(__name__)
+
+
+class PrequentialScore:
+    """Accuracy, Cohen's kappa and kappa-temporal of prequential predictions.
+
+    Kappa-temporal compares against the no-change classifier (predict the previous label):
+    ``(p - p_nc) / (1 - p_nc)`` (Bifet et al. 2013, "Pitfalls in benchmarking data stream
+    classification and how to avoid them"). Values above 0 beat the no-change classifier.
+
+    Parameters
+    ----------
+    window
+        Events in the sliding window for :attr:`window_accuracy`.
+    """
+
+    def __init__(self, window: int = 1_000) -> None:
+        self.window = window
+        self.n = 0
+        self.correct = 0
+        self.no_change_correct = 0
+        self._recent: deque[tuple[bool, bool]] = deque(maxlen=window)
+        self._recent_correct = 0
+        self._recent_nc = 0
+        self._previous: Label | None = None
+        self.kappa_metric = river_metrics.CohenKappa()
+        #: ``(events scored, windowed accuracy)`` every ``window`` events, for plots.
+        self.history: list[tuple[int, float]] = []
+
+    def update(self, predicted: Label | None, actual: Label) -> bool:
+        """Score one prediction; returns whether it was correct."""
+        ok = predicted == actual
+        nc = self._previous is not None and self._previous == actual
+        if len(self._recent) == self.window:
+            old_ok, old_nc = self._recent[0]
+            self._recent_correct -= old_ok
+            self._recent_nc -= old_nc
+        self._recent.append((ok, nc))
+        self._recent_correct += ok
+        self._recent_nc += nc
+        self.n += 1
+        self.correct += ok
+        self.no_change_correct += nc
+        self._previous = actual
+        self.kappa_metric.update(actual, predicted)
+        if self.n % self.window == 0:
+            self.history.append((self.n, self.window_accuracy))
+        return ok
+
+    @property
+    def accuracy(self) -> float:
+        """Accuracy since the start, 0..1 (0 before any score)."""
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def window_accuracy(self) -> float:
+        """Accuracy over the last ``window`` scored events, 0..1."""
+        return self._recent_correct / len(self._recent) if self._recent else 0.0
+
+    @property
+    def kappa(self) -> float:
+        """Cohen's kappa since the start."""
+        return float(self.kappa_metric.get())
+
+    @property
+    def kappa_temporal(self) -> float:
+        """Kappa-temporal since the start (0 when the no-change classifier is perfect)."""
+        p_nc = self.no_change_correct / self.n if self.n else 0.0
+        return (self.accuracy - p_nc) / (1.0 - p_nc) if p_nc < 1.0 else 0.0
+
+    @property
+    def window_kappa_temporal(self) -> float:
+        """Kappa-temporal over the sliding window."""
+        if not self._recent:
+            return 0.0
+        p = self._recent_correct / len(self._recent)
+        p_nc = self._recent_nc / len(self._recent)
+        return (p - p_nc) / (1.0 - p_nc) if p_nc < 1.0 else 0.0
+
+    def summary(self) -> dict[str, float | int]:
+        """Plain numbers for reports and ``GET /v1/model``."""
+        return {
+            "scored": self.n,
+            "accuracy": self.accuracy,
+            "window_accuracy": self.window_accuracy,
+            "kappa": self.kappa,
+            "kappa_temporal": self.kappa_temporal,
+        }
+
+
+class QueueFullError(Exception):
+    """The loop's ingestion queue is full (back-pressure); retry later."""
+
+
+class StreamLoop:
+    """Reads micro-batches from a source, predicts, scores, learns and publishes snapshots.
+
+    The loop thread is the learner's only writer (see :mod:`streamcl.learner`). Events
+    posted over HTTP reach it through a bounded queue (:meth:`submit`).
+
+    Parameters
+    ----------
+    source
+        Where records come from, or None for HTTP ingestion only.
+    learner
+        The learner this loop owns.
+    decoder
+        Record -> :class:`~streamcl.events.Event`.
+    metrics
+        Metrics to update.
+    batch_size
+        Events per micro-batch.
+    window
+        Sliding window of the prequential accuracy, events.
+    dead_letters
+        Where undecodable records go; logged when None.
+    on_predictions
+        Called with ``(records, events, predictions)`` after each batch is predicted
+        (e.g. the Kafka predictions topic).
+    max_queue
+        Most HTTP requests waiting for the loop.
+    """
+
+    def __init__(
+        self,
+        source: Source | None,
+        learner: Learner,
+        decoder: EventDecoder,
+        metrics: Metrics,
+        batch_size: int = 16,
+        window: int = 1_000,
+        dead_letters: DeadLetterSink | None = None,
+        on_predictions: Callable[[Sequence[Record], Sequence[Event], Sequence[Prediction]], None]
+        | None = None,
+        max_queue: int = 64,
+    ) -> None:
+        self.source = source
+        self.learner = learner
+        self.decoder = decoder
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.dead_letters = dead_letters if dead_letters is not None else LogDeadLetterSink()
+        self.on_predictions = on_predictions
+        self.score = PrequentialScore(window)
+        self.snapshot: Snapshot = learner.snapshot()
+        self.heartbeat = time.monotonic()
+        self.events_handled = 0
+        self.rejected = 0
+        self._inbox: queue.Queue[tuple[list[Event], Future[list[Prediction]]]] = queue.Queue(
+            max_queue
+        )
+
+    # -- ingestion ---------------------------------------------------------------------------
+    def submit(self, events: list[Event]) -> Future[list[Prediction]]:
+        """Queue events (already decoded) to be predicted and learned by the loop thread.
+
+        Raises
+        ------
+        QueueFullError
+            When ``max_queue`` requests are already waiting.
+        """
+        future: Future[list[Prediction]] = Future()
+        try:
+            self._inbox.put_nowait((events, future))
+        except queue.Full:
+            raise QueueFullError("ingestion queue is full") from None
+        return future
+
+    def decode(self, records: Sequence[Record]) -> tuple[list[Record], list[Event]]:
+        """Decode records; rejected ones go to the dead-letter sink and are counted."""
+        kept: list[Record] = []
+        events: list[Event] = []
+        for record in records:
+            try:
+                if isinstance(record.value, bytes):
+                    event = self.decoder.decode_json(record.value)
+                else:
+                    event = self.decoder.decode_row(record.value, record.offset)
+                self.learner.featurizer.check(event)
+            except DecodeError as exc:
+                self.reject(record, exc)
+                continue
+            kept.append(record)
+            events.append(event)
+        return kept, events
+
+    def reject(self, record: Record, exc: DecodeError) -> None:
+        """Count a rejected record and send it to the dead-letter sink."""
+        self.rejected += 1
+        self.metrics.events.labels("rejected").inc()
+        self.metrics.rejected.labels(exc.reason).inc()
+        self.metrics.dead_letter.labels(exc.reason).inc()
+        self.dead_letters.send(record, exc.reason, exc.field, exc.detail, type(exc).__name__)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def step(self, timeout_s: float = 0.05) -> int:
+        """Handle one micro-batch from the source and pending HTTP requests.
+
+        Returns
+        -------
+        int
+            Number of events predicted in this step.
+        """
+        self.heartbeat = time.monotonic()
+        handled = self._drain_inbox()
+        if self.source is not None and not self.source.exhausted:
+            records = self.source.read(self.batch_size, timeout_s)
+            if records:
+                kept, events = self.decode(records)
+                if events:
+                    predictions = self.process(events)
+                    if self.on_predictions is not None:
+                        self.on_predictions(kept, events, predictions)
+                handled += len(events)
+        return handled
+
+    def _drain_inbox(self) -> int:
+        handled = 0
+        while True:
+            try:
+                events, future = self._inbox.get_nowait()
+            except queue.Empty:
+                return handled
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(self._process_in_batches(events))
+                except Exception as exc:  # the request fails, never the loop
+                    log.exception("processing posted events failed")
+                    future.set_exception(exc)
+            handled += len(events)
+
+    def _process_in_batches(self, events: list[Event]) -> list[Prediction]:
+        out: list[Prediction] = []
+        for i in range(0, len(events), self.batch_size):
+            out.extend(self.process(events[i : i + self.batch_size]))
+        return out
+
+    def process(self, events: Sequence[Event]) -> list[Prediction]:
+        """Predict, then learn, then score ``events``; publish the new snapshot."""
+        started = time.perf_counter()
+        predictions = self.learner.predict_learn(events)
+        learned = 0
+        for event, prediction in zip(events, predictions, strict=True):
+            if event.label is not None:
+                self.score.update(prediction.label, event.label)
+                learned += 1
+        self.snapshot = self.learner.snapshot()
+        self.events_handled += len(events)
+        m = self.metrics
+        m.events.labels("predicted").inc(len(events))
+        m.events.labels("learned").inc(learned)
+        m.learn_duration.observe(time.perf_counter() - started)
+        m.accuracy.set(self.score.window_accuracy)
+        m.accuracy_total.set(self.score.accuracy)
+        m.kappa_temporal.set(self.score.window_kappa_temporal)
+        m.model_version.set(self.learner.version)
+        m.last_event.set(time.time())
+        return predictions
+
+    def run(self, stop: threading.Event, idle_sleep_s: float = 0.05) -> None:
+        """Run :meth:`step` until ``stop`` is set; sleeps when there is nothing to do."""
+        while not stop.is_set():
+            try:
+                if self.step() == 0:
+                    stop.wait(idle_sleep_s)
+            except Exception:
+                log.exception("stream loop step failed; continuing")
+                stop.wait(idle_sleep_s)
+
+    def summary(self) -> dict[str, Any]:
+        """Plain description of the loop for ``GET /v1/model``."""
+        return {
+            **self.learner.summary(),
+            **self.score.summary(),
+            "events_seen": self.events_handled,
+            "events_rejected": self.rejected,
+        }
