@@ -62,7 +62,8 @@ def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
         pytest.fail(
-            "promtool not found on PATH: install the Debian package 'prometheus' (apt-get install prometheus)"
+            "promtool not found on PATH: install the Debian package 'prometheus'"
+            " (apt-get install prometheus)"
         )
     return path
 
@@ -93,9 +94,7 @@ def dockerfile_stages() -> list[tuple[str, list[str]]]:
 
 def instr(lines: list[str], keyword: str) -> list[str]:
     return [
-        line[len(keyword) :].strip()
-        for line in lines
-        if line.upper().startswith(keyword + " ")
+        line[len(keyword) :].strip() for line in lines if line.upper().startswith(keyword + " ")
     ]
 
 
@@ -125,9 +124,7 @@ def test_dockerfile_is_multi_stage_with_cpu_torch():
     )
     final = final_stage()
     copies = instr(final, "COPY")
-    assert any(
-        re.match(rf"--from={names[0]}\s+/opt/venv\s+/opt/venv$", c) for c in copies
-    ), copies
+    assert any(re.match(rf"--from={names[0]}\s+/opt/venv\s+/opt/venv$", c) for c in copies), copies
     # nothing in the final stage installs or keeps compilers
     final_text = " ".join(final)
     for tool in (
@@ -249,9 +246,7 @@ def test_compose_services_and_dependencies(compose):
                     "service_completed_successfully",
                 }
                 if cond["condition"] == "service_healthy":
-                    assert "healthcheck" in services[dep], (
-                        f"{dep} has no healthcheck to wait on"
-                    )
+                    assert "healthcheck" in services[dep], f"{dep} has no healthcheck to wait on"
     for name in ("streamcl", "streamcl-produce"):
         build = services[name]["build"]
         assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
@@ -274,9 +269,7 @@ def test_compose_kafka_runs_in_kraft_mode(compose):
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
     assert "CONTROLLER" in env["KAFKA_CONTROLLER_LISTENER_NAMES"]
     assert not any("ZOOKEEPER" in k for k in env), "KRaft mode: no ZooKeeper"
-    advertised = dict(
-        item.split("://", 1) for item in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    )
+    advertised = dict(item.split("://", 1) for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
     assert advertised["PLAINTEXT"] == "kafka:9092"
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
 
@@ -300,15 +293,11 @@ def test_compose_streamcl_matches_image_chart_and_config(compose):
     bootstrap = env["STREAMCL_KAFKA__BOOTSTRAP_SERVERS"]
     assert (
         bootstrap
-        == dict(
-            i.split("://", 1)
-            for i in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
-        )["PLAINTEXT"]
+        == dict(i.split("://", 1) for i in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(","))[
+            "PLAINTEXT"
+        ]
     )
-    assert (
-        svc["stop_grace_period"]
-        == f"{chart_values()['terminationGracePeriodSeconds']}s"
-    )
+    assert svc["stop_grace_period"] == f"{chart_values()['terminationGracePeriodSeconds']}s"
     assert f"http://127.0.0.1:{PORT}/readyz" in " ".join(svc["healthcheck"]["test"])
 
     config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
@@ -350,9 +339,7 @@ def test_compose_prometheus_and_grafana_wiring(compose):
     services = compose["services"]
     prom = services["prometheus"]
     mounts = {
-        v.split(":")[1]: DEPLOY / v.split(":")[0]
-        for v in prom["volumes"]
-        if v.startswith("./")
+        v.split(":")[1]: DEPLOY / v.split(":")[0] for v in prom["volumes"] if v.startswith("./")
     }
     config_flag = next(a for a in prom["command"] if a.startswith("--config.file="))
     config_path = config_flag.split("=", 1)[1]
@@ -366,9 +353,7 @@ def test_compose_prometheus_and_grafana_wiring(compose):
 
     graf = services["grafana"]
     gmounts = {
-        v.split(":")[1]: DEPLOY / v.split(":")[0]
-        for v in graf["volumes"]
-        if v.startswith("./")
+        v.split(":")[1]: DEPLOY / v.split(":")[0] for v in graf["volumes"] if v.startswith("./")
     }
     assert gmounts["/etc/grafana/provisioning"].resolve() == PROVISIONING
     ds = yaml.safe_load(
@@ -382,16 +367,12 @@ def test_compose_prometheus_and_grafana_wiring(compose):
         (PROVISIONING / "dashboards" / "streamcl.yaml").read_text(encoding="utf-8")
     )
     folder = providers["providers"][0]["options"]["path"]
-    dashboard_mounts = [
-        dest for dest, src in gmounts.items() if src.resolve() == DASHBOARD
-    ]
+    dashboard_mounts = [dest for dest, src in gmounts.items() if src.resolve() == DASHBOARD]
     assert dashboard_mounts and Path(dashboard_mounts[0]).parent == Path(folder)
     for svc in services.values():
         for vol in svc.get("volumes", []):
             if vol.startswith("./"):
-                assert (DEPLOY / vol.split(":")[0]).exists(), (
-                    f"compose mounts missing {vol}"
-                )
+                assert (DEPLOY / vol.split(":")[0]).exists(), f"compose mounts missing {vol}"
 
 
 # --------------------------------------------------------------------------- CLI contract
@@ -435,9 +416,7 @@ def test_chart_and_deploy_alert_files_are_identical():
 
 def test_alert_rules_cover_the_required_conditions():
     rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
-    alerts = {
-        r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r
-    }
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
     assert {
         "StreamclAccuracyLow",
         "StreamclConsumerLagGrowing",
@@ -448,13 +427,9 @@ def test_alert_rules_cover_the_required_conditions():
     } <= set(alerts)
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
-        assert rule["annotations"]["summary"] and rule["annotations"]["description"], (
-            name
-        )
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
         used = {metric_base(m) for m in METRIC_RE.findall(rule["expr"])}
-        assert used <= METRICS, (
-            f"{name} uses metrics outside the contract: {used - METRICS}"
-        )
+        assert used <= METRICS, f"{name} uses metrics outside the contract: {used - METRICS}"
 
 
 def test_promtool_check_rules():
@@ -466,9 +441,7 @@ def test_promtool_check_rules():
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    count = len(
-        [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
-    )
+    count = len([r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]])
     assert f"SUCCESS: {count} rules found" in out.stdout
 
 
@@ -485,10 +458,7 @@ def test_promtool_unit_tests_fire_every_alert():
     assert "SUCCESS" in out.stdout
     tests = yaml.safe_load(ALERTS_TEST.read_text(encoding="utf-8"))
     fired = {
-        c["alertname"]
-        for t in tests["tests"]
-        for c in t["alert_rule_test"]
-        if c["exp_alerts"]
+        c["alertname"] for t in tests["tests"] for c in t["alert_rule_test"] if c["exp_alerts"]
     }
     rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
     assert fired == {r["alert"] for g in rules["groups"] for r in g["rules"]}, (
@@ -535,7 +505,7 @@ def test_dashboard_layout(dashboard):
     cells: set[tuple[int, int]] = set()
     for p in dashboard["panels"]:
         g = p["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, p["title"]
         for x in range(g["x"], g["x"] + g["w"]):
             for y in range(g["y"], g["y"] + g["h"]):
                 assert (x, y) not in cells, f"panel {p['title']} overlaps another"
@@ -547,9 +517,9 @@ def test_dashboard_layout(dashboard):
             assert p["datasource"]["uid"] == "${datasource}"
             for t in p["targets"]:
                 assert t["datasource"]["uid"] == "${datasource}"
-                assert (
-                    'job=~"$job"' in t["expr"] and 'instance=~"$instance"' in t["expr"]
-                ), t["expr"]
+                assert 'job=~"$job"' in t["expr"] and 'instance=~"$instance"' in t["expr"], t[
+                    "expr"
+                ]
 
 
 def test_dashboard_shows_what_operators_need(dashboard):

@@ -130,13 +130,10 @@ def validate_all(docs: list[dict[str, Any]]) -> None:
     for doc in docs:
         meta = doc["metadata"]
         assert (
-            re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", meta["name"])
-            and len(meta["name"]) <= 63
+            re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", meta["name"]) and len(meta["name"]) <= 63
         )
         for label in STANDARD_LABELS:
-            assert meta["labels"].get(label), (
-                f"{doc['kind']} {meta['name']} lacks label {label}"
-            )
+            assert meta["labels"].get(label), f"{doc['kind']} {meta['name']} lacks label {label}"
         if doc["kind"] == "ServiceMonitor":
             check_service_monitor(doc)
         elif doc["kind"] == "PrometheusRule":
@@ -144,9 +141,7 @@ def validate_all(docs: list[dict[str, Any]]) -> None:
         else:
             try:
                 kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
-            except (
-                kubernetes_validate.ValidationError
-            ) as exc:  # pragma: no cover - message only
+            except kubernetes_validate.ValidationError as exc:  # pragma: no cover - message only
                 pytest.fail(
                     f"{doc['kind']} {meta['name']} is invalid: {exc.message} at {list(exc.path)}"
                 )
@@ -163,9 +158,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "prometheusRule": {
                 "enabled": True,
                 "labels": {"release": "kube-prometheus-stack"},
-                "additionalRules": [
-                    {"alert": "Extra", "expr": "vector(1) > 0", "for": "1m"}
-                ],
+                "additionalRules": [{"alert": "Extra", "expr": "vector(1) > 0", "for": "1m"}],
             },
         }
     },
@@ -258,9 +251,7 @@ def test_default_objects(chart):
     selector = sts["spec"]["selector"]["matchLabels"]
     for svc in services.values():
         assert svc["selector"] == selector
-    assert (
-        one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == selector
-    )
+    assert one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == selector
     for doc in docs:
         assert doc["metadata"]["namespace"] == NAMESPACE
 
@@ -274,20 +265,14 @@ def test_statefulset_is_secure_by_default(chart):
     assert pod["terminationGracePeriodSeconds"] >= 60
     c = container(docs)
     sc = c["securityContext"]
-    assert (
-        sc["runAsNonRoot"] is True
-        and sc["runAsUser"] == 10001
-        and sc["runAsGroup"] == 10001
-    )
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001 and sc["runAsGroup"] == 10001
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert "emptyDir" in volumes[mounts["/tmp"]], (
-        "read-only root FS needs a writable /tmp"
-    )
+    assert "emptyDir" in volumes[mounts["/tmp"]], "read-only root FS needs a writable /tmp"
     assert mounts["/var/lib/streamcl"] == "data"
     assert c["resources"]["limits"]["memory"] == "2Gi"
 
@@ -311,9 +296,7 @@ def test_container_runs_the_service_with_probes(chart):
     startup = c["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
     assert env_of(c)["STREAMCL_CHECKPOINT__DIR"]["value"] == "/var/lib/streamcl"
-    mount = next(
-        m for m in c["volumeMounts"] if m["mountPath"] == "/etc/streamcl/config.yaml"
-    )
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/etc/streamcl/config.yaml")
     assert mount["subPath"] == "config.yaml" and mount["readOnly"] is True
 
 
@@ -325,17 +308,9 @@ def test_probes_can_be_disabled_one_by_one(chart):
         assert others <= set(c)
         assert all("enabled" not in c[o] for o in others)
     docs = render(chart, SCENARIOS["probes-off"])
-    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(
-        container(docs)
-    )
-    assert (
-        by_kind(docs, "PodDisruptionBudget") == []
-        and by_kind(docs, "ServiceAccount") == []
-    )
-    assert (
-        one(docs, "StatefulSet")["spec"]["template"]["spec"]["serviceAccountName"]
-        == "default"
-    )
+    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(container(docs))
+    assert by_kind(docs, "PodDisruptionBudget") == [] and by_kind(docs, "ServiceAccount") == []
+    assert one(docs, "StatefulSet")["spec"]["template"]["spec"]["serviceAccountName"] == "default"
 
 
 def test_persistence_claim_templates_and_switches(chart):
@@ -374,8 +349,7 @@ def test_config_map_holds_values_config_and_streamcl_accepts_it(chart, tmp_path)
     config = yaml.safe_load(cm["data"]["config.yaml"])
     assert config == values["config"]
     volumes = {
-        v["name"]: v
-        for v in one(docs, "StatefulSet")["spec"]["template"]["spec"]["volumes"]
+        v["name"]: v for v in one(docs, "StatefulSet")["spec"]["template"]["spec"]["volumes"]
     }
     assert volumes["config"]["configMap"]["name"] == cm["metadata"]["name"]
 
@@ -395,20 +369,10 @@ def test_config_checksum_restarts_pods_on_change(chart):
     checksum = sts["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
     assert checksum == hashlib.sha256(cm_text.encode()).hexdigest()
 
-    changed = one(
-        render(chart, {"config": {"learner": {"batch_size": 64}}}), "StatefulSet"
-    )
-    assert (
-        changed["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-        != checksum
-    )
-    unrelated = one(
-        render(chart, {"resources": {"limits": {"memory": "3Gi"}}}), "StatefulSet"
-    )
-    assert (
-        unrelated["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-        == checksum
-    )
+    changed = one(render(chart, {"config": {"learner": {"batch_size": 64}}}), "StatefulSet")
+    assert changed["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != checksum
+    unrelated = one(render(chart, {"resources": {"limits": {"memory": "3Gi"}}}), "StatefulSet")
+    assert unrelated["spec"]["template"]["metadata"]["annotations"]["checksum/config"] == checksum
 
     docs = render(chart, SCENARIOS["existing-configmap"])
     assert by_kind(docs, "ConfigMap") == []
@@ -437,12 +401,9 @@ def test_secrets_are_referenced_never_inlined(chart):
         "key": "password",
     }
     assert (
-        env["STREAMCL_KAFKA__BOOTSTRAP_SERVERS"]["value"]
-        == "kafka-0.kafka:9092,kafka-1.kafka:9092"
+        env["STREAMCL_KAFKA__BOOTSTRAP_SERVERS"]["value"] == "kafka-0.kafka:9092,kafka-1.kafka:9092"
     )
-    assert (
-        env["STREAMCL_KAFKA__SSL_CAFILE"]["value"] == "/etc/streamcl/kafka-tls/ca.crt"
-    )
+    assert env["STREAMCL_KAFKA__SSL_CAFILE"]["value"] == "/etc/streamcl/kafka-tls/ca.crt"
     pod = one(docs, "StatefulSet")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["kafka-tls"]["secret"] == {"secretName": "kafka-ca"}
@@ -471,13 +432,8 @@ def test_custom_image_resources_and_service(chart):
     pod = one(docs, "StatefulSet")["spec"]["template"]["spec"]
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
-    svc = next(
-        s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "demo-streamcl"
-    )
-    assert (
-        svc["spec"]["type"] == "NodePort"
-        and svc["spec"]["ports"][0]["nodePort"] == 30080
-    )
+    svc = next(s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "demo-streamcl")
+    assert svc["spec"]["type"] == "NodePort" and svc["spec"]["ports"][0]["nodePort"] == 30080
     for doc in docs:
         assert doc["metadata"]["labels"]["team"] == "ml"
         assert doc["metadata"]["annotations"]["owner"] == "ml-platform"
@@ -485,24 +441,18 @@ def test_custom_image_resources_and_service(chart):
     tagged = container(render(chart, {"image": {"tag": "1.2.3"}}))
     assert tagged["image"] == "ghcr.io/streamcl/streamcl:1.2.3"
     default = container(render(chart))
-    assert (
-        default["image"] == f"ghcr.io/streamcl/streamcl:{chart.metadata['appVersion']}"
-    )
+    assert default["image"] == f"ghcr.io/streamcl/streamcl:{chart.metadata['appVersion']}"
 
 
 def test_monitoring_crds_are_off_by_default_and_render_when_enabled(chart):
     docs = render(chart)
-    assert (
-        by_kind(docs, "ServiceMonitor") == [] and by_kind(docs, "PrometheusRule") == []
-    )
+    assert by_kind(docs, "ServiceMonitor") == [] and by_kind(docs, "PrometheusRule") == []
 
     docs = render(chart, SCENARIOS["monitoring"])
     sm = one(docs, "ServiceMonitor")
     assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert sm["spec"]["endpoints"][0]["interval"] == "30s"
-    svc = next(
-        s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "demo-streamcl"
-    )
+    svc = next(s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "demo-streamcl")
     for key, value in sm["spec"]["selector"]["matchLabels"].items():
         assert svc["metadata"]["labels"][key] == value
     assert svc["spec"]["ports"][0]["name"] == sm["spec"]["endpoints"][0]["port"]
@@ -539,9 +489,7 @@ def test_notes_show_how_to_predict_and_scrape(chart):
     assert body is not None
     assert yaml.safe_load(body.group(1))["instances"][0]["features"]["nswprice"] == 0.05
     assert "curl -s http://127.0.0.1:8080/metrics" in notes
-    with_secret = render_files(chart, SCENARIOS["existing-secrets"])[
-        "streamcl/templates/NOTES.txt"
-    ]
+    with_secret = render_files(chart, SCENARIOS["existing-secrets"])["streamcl/templates/NOTES.txt"]
     assert "get secret streamcl-api" in with_secret
 
 
@@ -572,7 +520,7 @@ def test_schema_rejects_bad_values_at_render(chart, values, where):
 
 
 def test_kafka_source_needs_bootstrap_servers(chart):
-    with pytest.raises(helm.HelmError, match="set kafka.bootstrapServers"):
+    with pytest.raises(helm.HelmError, match=r"set kafka\.bootstrapServers"):
         render_files(chart, {"config": {"source": {"kind": "kafka"}}})
     via_config = {
         "config": {
@@ -609,9 +557,7 @@ def test_every_value_is_documented_and_in_the_schema(chart):
     stale = [
         d
         for d in documented
-        if not any(
-            k == d or k.startswith(d + ".") or d.startswith(k + ".") for k in leaves
-        )
+        if not any(k == d or k.startswith(d + ".") or d.startswith(k + ".") for k in leaves)
     ]
     assert stale == [], f"@param lines for keys values.yaml lacks: {stale}"
     schema = chart.schema

@@ -77,9 +77,7 @@ def wait_for(
     last = "no answer"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(
-                f"{what} exited with {proc.returncode} before {url} was 200:\n{tail(log)}"
-            )
+            pytest.fail(f"{what} exited with {proc.returncode} before {url} was 200:\n{tail(log)}")
         try:
             status, _ = http_get(url, timeout=2.0)
             if status == 200:
@@ -88,16 +86,12 @@ def wait_for(
         except OSError as exc:
             last = repr(exc)
         time.sleep(0.25)
-    pytest.fail(
-        f"{what}: {url} not 200 within {timeout_s:.0f} s (last: {last}):\n{tail(log)}"
-    )
+    pytest.fail(f"{what}: {url} not 200 within {timeout_s:.0f} s (last: {last}):\n{tail(log)}")
 
 
 def tail(log: Path, n: int = 40) -> str:
     try:
-        return "\n".join(
-            log.read_text(encoding="utf-8", errors="replace").splitlines()[-n:]
-        )
+        return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-n:])
     except OSError:
         return "(no log)"
 
@@ -155,14 +149,10 @@ def streamcl_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def prometheus_url(
-    streamcl_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def prometheus_url(streamcl_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.fail(
-            "the prometheus server binary is not on PATH: apt-get install prometheus"
-        )
+        pytest.fail("the prometheus server binary is not on PATH: apt-get install prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
     config = yaml.safe_load(PROM_CONFIG.read_text(encoding="utf-8"))
     config["global"].update(
@@ -205,17 +195,13 @@ def prometheus_url(
 
 def api(prometheus_url: str, path: str, **params: str) -> Any:
     query = urllib.parse.urlencode(params)
-    status, body = http_get(
-        f"{prometheus_url}/api/v1/{path}" + (f"?{query}" if query else "")
-    )
+    status, body = http_get(f"{prometheus_url}/api/v1/{path}" + (f"?{query}" if query else ""))
     payload = json.loads(body)
     assert status == 200 and payload["status"] == "success", (path, params, payload)
     return payload["data"]
 
 
-def query_until(
-    prometheus_url: str, promql: str, timeout_s: float = 45.0
-) -> list[dict[str, Any]]:
+def query_until(prometheus_url: str, promql: str, timeout_s: float = 45.0) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         result = api(prometheus_url, "query", query=promql)["result"]
@@ -236,44 +222,34 @@ def test_prometheus_scrapes_streamcl_accuracy(prometheus_url, streamcl_url):
     assert 0.0 <= value <= 1.0
 
     targets = api(prometheus_url, "targets")["activeTargets"]
-    assert [(t["labels"]["instance"], t["health"]) for t in targets] == [
-        (instance, "up")
-    ]
+    assert [(t["labels"]["instance"], t["health"]) for t in targets] == [(instance, "up")]
 
 
 def test_streamcl_learns_while_prometheus_watches(prometheus_url):
     first = float(
-        query_until(prometheus_url, 'sum(streamcl_events_total{outcome="learned"})')[0][
-            "value"
-        ][1]
+        query_until(prometheus_url, 'sum(streamcl_events_total{outcome="learned"})')[0]["value"][1]
     )
     deadline = time.monotonic() + 30.0
     later = first
     while time.monotonic() < deadline and later <= first:
         time.sleep(1.0)
         later = float(
-            query_until(
-                prometheus_url, 'sum(streamcl_events_total{outcome="learned"})'
-            )[0]["value"][1]
+            query_until(prometheus_url, 'sum(streamcl_events_total{outcome="learned"})')[0][
+                "value"
+            ][1]
         )
     assert later > first, "learned events did not increase between scrapes"
 
 
 def test_prometheus_loads_and_evaluates_the_alert_rules(prometheus_url):
     expected = {
-        r["alert"]
-        for g in yaml.safe_load(ALERTS.read_text())["groups"]
-        for r in g["rules"]
+        r["alert"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]
     }
     deadline = time.monotonic() + 30.0
     while True:
         groups = api(prometheus_url, "rules", type="alert")["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        if (
-            rules
-            and all(r["health"] == "ok" for r in rules)
-            or time.monotonic() > deadline
-        ):
+        if (rules and all(r["health"] == "ok" for r in rules)) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert {r["name"] for r in rules} == expected
@@ -299,9 +275,7 @@ def test_dashboard_queries_run_against_real_data(prometheus_url):
         for var, value in subst.items():
             promql = promql.replace(var, value)
         assert "$" not in promql, promql
-        api(
-            prometheus_url, "query", query=promql
-        )  # asserts status success (valid PromQL)
+        api(prometheus_url, "query", query=promql)  # asserts status success (valid PromQL)
     accuracy = query_until(
         prometheus_url, 'streamcl_prequential_accuracy{job=~".*", instance=~".*"}'
     )
