@@ -104,7 +104,7 @@ class FileSource:
         while len(out) < budget and not self._done:
             value = next(self._rows, None)
             if value is None:
-                if self.loop and self._next > 0:
+                if self.loop and self._next + len(out) > 0:
                     self._passes += 1
                     self._open()
                     continue

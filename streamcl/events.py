@@ -273,6 +273,7 @@ _REASONS = {
     "missing": "missing_field",
     "extra_forbidden": "extra_field",
     "finite_number": "non_finite",
+    "string_too_short": "empty",
 }
 
 

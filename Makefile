@@ -1,0 +1,32 @@
+# Two commands for a newcomer: `make run` (the main job on the embedded elec2 stream)
+# and `make test` (the whole test suite). Both set up a virtual environment first.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench system-deps
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/streamcl run --config config/default.yaml
+
+# promtool and prometheus (Debian package `prometheus`) are used by the metrics tests.
+system-deps:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
+test: $(BIN)/.installed system-deps
+	$(BIN)/pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check streamcl connectors tests benchmarks
+	$(BIN)/mypy
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/prequential.py

@@ -1,0 +1,133 @@
+"""The prequential loop: test-then-train order, scoring, rejections that never stop it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sources import ListSource, elec2_rows
+
+from streamcl.events import EventDecoder
+from streamcl.learner import Learner
+from streamcl.metrics import Metrics
+from streamcl.prequential import PrequentialScore, StreamLoop
+from streamcl.settings import load_settings
+
+
+def _loop(values: list[Any], **learner: Any) -> StreamLoop:
+    settings = load_settings(learner={"batch_size": 8, **learner})
+    return StreamLoop(
+        ListSource(values),
+        Learner(settings.learner),
+        EventDecoder(target="class"),
+        Metrics(),
+        batch_size=settings.learner.batch_size,
+        window=100,
+    )
+
+
+def _run(loop: StreamLoop) -> list[Any]:
+    out: list[Any] = []
+    loop.on_predictions = lambda records, events, preds: out.extend(preds)
+    assert loop.source is not None
+    while not loop.source.exhausted:
+        loop.step()
+    return out
+
+
+def test_an_events_own_label_never_reaches_its_prediction() -> None:
+    rows = elec2_rows(400)
+    flipped = [dict(r) for r in rows]
+    k = 203
+    flipped[k]["class"] = "0" if rows[k]["class"] == "1" else "1"
+    a = _run(_loop(rows))
+    b = _run(_loop(flipped))
+    # Predictions up to and including event k were made before its label was learned.
+    assert a[: k + 1] == b[: k + 1]
+    # Later ones differ: the label was learned (so this check can fail).
+    assert any(p.probabilities != q.probabilities for p, q in zip(a[k + 1 :], b[k + 1 :], strict=True))
+
+
+def test_every_event_is_predicted_once_and_scored_once() -> None:
+    rows = elec2_rows(300)
+    loop = _loop(rows)
+    preds = _run(loop)
+    assert len(preds) == 300
+    assert loop.score.n == 300
+    assert loop.learner.events_learned == 300
+    assert loop.events_handled == 300
+
+
+def test_first_prediction_is_made_with_no_model() -> None:
+    preds = _run(_loop(elec2_rows(8)))
+    assert all(p.label is None and p.probabilities == {} for p in preds)
+
+
+def test_bad_records_are_counted_and_the_good_ones_learned() -> None:
+    good = [{"id": str(i), "features": {"x": float(i % 7)}, "label": i % 2} for i in range(40)]
+    values: list[Any] = [
+        *good[:20],
+        b"{not json",
+        b"[1]",
+        {"id": "x", "features": {"x": 1}, "label": [1]},
+        *good[20:],
+    ]
+    values.append(json.dumps({"id": "y", "features": {"x": "text"}, "label": 1}).encode())
+    loop = _loop(values)
+    _run(loop)
+    assert loop.rejected == 4
+    assert loop.learner.events_learned == 40
+    text = loop.metrics.exposition().decode()
+    assert 'streamcl_rejected_events_total{reason="bad_json"} 1.0' in text
+    assert 'streamcl_rejected_events_total{reason="type_mismatch"} 1.0' in text
+    assert 'streamcl_events_total{outcome="rejected"} 4.0' in text
+
+
+def test_unlabelled_events_are_predicted_not_learned() -> None:
+    values = [{"id": str(i), "features": {"x": float(i)}, "label": i % 2} for i in range(16)]
+    values += [{"id": f"u{i}", "features": {"x": 1.0}} for i in range(16)]
+    loop = _loop(values)
+    preds = _run(loop)
+    assert len(preds) == 32
+    assert loop.learner.events_learned == 16
+    assert loop.score.n == 16
+
+
+def test_snapshot_is_published_after_each_step() -> None:
+    loop = _loop(elec2_rows(64))
+    versions = []
+    assert loop.source is not None
+    while not loop.source.exhausted:
+        loop.step()
+        versions.append(loop.snapshot.version)
+    assert versions == sorted(versions) and versions[-1] == loop.learner.version > 0
+
+
+def test_score_accuracy_window_and_kappa_temporal() -> None:
+    score = PrequentialScore(window=4)
+    labels = [1, 1, 0, 0, 1, 1]
+    for y in labels:
+        score.update(y, y)  # perfect predictions
+    assert score.accuracy == 1.0 and score.window_accuracy == 1.0
+    assert score.kappa_temporal == pytest.approx(1.0)
+    nc = PrequentialScore(window=4)
+    prev = None
+    for y in labels:
+        nc.update(prev, y)  # the no-change classifier itself
+        prev = y
+    assert nc.kappa_temporal == pytest.approx(0.0, abs=0.2)
+    assert nc.kappa_temporal < score.kappa_temporal
+    assert score.history == [(4, 1.0)]
+
+
+def test_submitted_events_are_processed_by_the_loop() -> None:
+    loop = _loop([])
+    decoder = EventDecoder()
+    events = [
+        decoder.validate({"id": str(i), "features": {"x": i}, "label": i % 2}) for i in range(10)
+    ]
+    future = loop.submit(events)
+    loop.step()
+    assert len(future.result(timeout=1)) == 10
+    assert loop.learner.events_learned == 10
