@@ -119,6 +119,77 @@ class CheckpointSettings(_Section):
     keep: int = Field(3, ge=1)
 
 
+class KafkaSettings(_Section):
+    """Kafka connection, topics and client tuning (used when ``source.kind`` is ``"kafka"``).
+
+    Defaults are Kafka's own (e.g. a 45 s session timeout); tests against a local broker
+    shorten them. Producers for the dead-letter and predictions topics share the connection
+    and security settings.
+    """
+
+    bootstrap_servers: str = Field(
+        "localhost:9092", min_length=1, description="Bootstrap servers, host:port[,host:port]."
+    )
+    topic: str = Field(
+        "streamcl.events", min_length=1, description="Events topic; several comma-separated."
+    )
+    labels_topic: str | None = Field(
+        None, description='Topic of delayed labels {"id", "label"}; None: labels come with events.'
+    )
+    dead_letter_topic: str | None = Field(
+        None, description="Topic for records that fail decoding; None: log them only."
+    )
+    predictions_topic: str | None = Field(
+        None, description="Topic receiving one prediction per event, keyed by event id."
+    )
+    group_id: str | None = Field(
+        "streamcl", description="Consumer group; None assigns every partition to this process."
+    )
+    client_id: str = "streamcl"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = Field(None, description="CA certificate (PEM) to verify brokers.")
+    ssl_certfile: str | None = Field(None, description="Client certificate (PEM), mutual TLS.")
+    ssl_keyfile: str | None = Field(None, description="Client private key (PEM), mutual TLS.")
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a group without committed offsets starts."
+    )
+    max_poll_records: int = Field(500, ge=1, le=100_000, description="Most records per poll.")
+    fetch_max_wait_ms: int = Field(500, ge=0, description="Broker wait for fetch.min.bytes, ms.")
+    session_timeout_ms: int = Field(45_000, ge=1, description="Group session timeout, ms.")
+    heartbeat_interval_ms: int = Field(3_000, ge=1, description="Group heartbeat interval, ms.")
+    max_poll_interval_ms: int = Field(300_000, ge=1, description="Most time between polls, ms.")
+    request_timeout_ms: int = Field(30_000, ge=1, description="Client request timeout, ms.")
+    commit_interval_s: float = Field(
+        5.0, ge=0, description="Seconds between progress commits of handled offsets; 0: never."
+    )
+    watchdog_s: float = Field(
+        60.0, gt=0, description="Not ready after this long without a fetch or metadata, s."
+    )
+    producer_linger_ms: int = Field(5, ge=0, description="Producer batching delay, ms.")
+    producer_max_request_size: int = Field(
+        1_048_576, gt=0, description="Largest produced request (dead letters are cut to fit)."
+    )
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The events topics (``topic`` split on commas)."""
+        return tuple(t.strip() for t in self.topic.split(",") if t.strip())
+
+
+class LabelSettings(_Section):
+    """Delayed labels: the store of predicted events waiting for their label."""
+
+    pending_max: int = Field(
+        100_000, ge=1, description="Most events waiting; the oldest is dropped beyond it."
+    )
+    pending_ttl_s: float = Field(
+        3_600.0, gt=0, description="Seconds an event (or an early label) waits for its match."
+    )
+
+
 class Settings(BaseSettings):
     """All of streamcl's settings. Frozen; build one with :func:`load_settings`."""
 
@@ -133,6 +204,8 @@ class Settings(BaseSettings):
     plasticity: PlasticitySettings = PlasticitySettings()
     server: ServerSettings = ServerSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    labels: LabelSettings = LabelSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,659 @@
+"""Kafka source and sinks: consumer group, manual commits, watchdog, dead letters, predictions.
+
+The source consumes in a consumer group and commits by hand; producers send dead letters
+and predictions.
+
+Records are consumed as raw bytes (no kafka-python deserializers: a raising deserializer
+hangs the next ``poll()``); decoding happens in :mod:`streamcl.events`.
+
+Offsets: the source tracks, per partition, the offset after the last record it returned.
+The stream loop handles every record returned by :meth:`KafkaSource.read` before it calls
+``read`` again, and kafka-python runs rebalance callbacks only inside ``poll()``, so when a
+partition is revoked every record already returned from it has been handled, and committing
+the tracked offset loses nothing and repeats nothing. Checkpointed positions
+(:meth:`KafkaSource.position` / :meth:`KafkaSource.seek`) are the source of truth for the
+model; the Kafka commit is progress reporting for lag dashboards and for the next owner of a
+partition after a rebalance.
+
+Nothing here connects in ``__init__``: the consumer and producers are built on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from streamcl.connectors.base import Position, Record
+
+if TYPE_CHECKING:
+    from streamcl.settings import KafkaSettings, Settings
+
+__all__ = [
+    "KafkaDeadLetterSink",
+    "KafkaPredictionSink",
+    "KafkaSource",
+    "client_config",
+    "consumer_config",
+    "producer_config",
+]
+
+log = logging.getLogger(__name__)
+
+#: Dead-letter header names (values are UTF-8 bytes).
+DLQ_HEADERS = (
+    "streamcl.dlq.topic",
+    "streamcl.dlq.partition",
+    "streamcl.dlq.offset",
+    "streamcl.dlq.error.class",
+    "streamcl.dlq.error.reason",
+    "streamcl.dlq.error.field",
+    "streamcl.dlq.error.detail",
+)
+
+
+def client_config(k: KafkaSettings) -> dict[str, Any]:
+    """Connection and security options shared by consumers and producers (kafka-python names)."""
+    cfg: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in k.bootstrap_servers.split(",") if s.strip()],
+        "client_id": k.client_id,
+        "security_protocol": k.security_protocol,
+        "request_timeout_ms": k.request_timeout_ms,
+        "reconnect_backoff_max_ms": 1_000,
+    }
+    if k.sasl_mechanism is not None:
+        cfg["sasl_mechanism"] = k.sasl_mechanism
+    if k.sasl_username is not None:
+        cfg["sasl_plain_username"] = k.sasl_username
+    if k.sasl_password is not None:
+        cfg["sasl_plain_password"] = k.sasl_password.get_secret_value()
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        if getattr(k, name) is not None:
+            cfg[name] = getattr(k, name)
+    return cfg
+
+
+def consumer_config(k: KafkaSettings) -> dict[str, Any]:
+    """kafka-python consumer options from settings: manual commits, raw bytes."""
+    return {
+        **client_config(k),
+        "group_id": k.group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": k.auto_offset_reset,
+        "max_poll_records": k.max_poll_records,
+        "fetch_max_wait_ms": k.fetch_max_wait_ms,
+        "session_timeout_ms": k.session_timeout_ms,
+        "heartbeat_interval_ms": k.heartbeat_interval_ms,
+        "max_poll_interval_ms": k.max_poll_interval_ms,
+    }
+
+
+def producer_config(k: KafkaSettings) -> dict[str, Any]:
+    """kafka-python producer options from settings (acks=all, small linger)."""
+    return {
+        **client_config(k),
+        "acks": "all",
+        "linger_ms": k.producer_linger_ms,
+        "batch_size": 65_536,
+        "max_request_size": k.producer_max_request_size,
+        "max_block_ms": 5_000,
+    }
+
+
+def _key(tp: TopicPartition) -> str:
+    return f"{tp.topic}:{tp.partition}"
+
+
+def _tp(key: str) -> TopicPartition:
+    topic, _, partition = key.rpartition(":")
+    return TopicPartition(topic, int(partition))
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Routes kafka-python's rebalance callbacks to the source (runs inside ``poll``)."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self.source._on_revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self.source._on_assigned(list(assigned))
+
+
+class KafkaSource:
+    """Kafka topics as a :class:`~streamcl.connectors.base.Source`.
+
+    Parameters
+    ----------
+    topics
+        Topics to consume (events topics, and the labels topic if any).
+    config
+        kafka-python ``KafkaConsumer`` options; copied, never mutated. With a ``group_id``
+        the source subscribes in that consumer group; without, it assigns itself every
+        partition of ``topics``. ``enable_auto_commit`` is forced off.
+    watchdog_s
+        :meth:`health` is ``(False, ...)`` after this many seconds without a successful
+        fetch response or metadata refresh (kafka-python does not raise when brokers go).
+    commit_interval_s
+        Commit handled offsets at most this often, from :meth:`read`; 0 commits only on
+        :meth:`commit`, on revocation and on :meth:`close`.
+    on_lag
+        Called ``(topic, partition, lag)`` after each poll, lag in records
+        (``highwater - next offset``).
+    on_records
+        Called ``(topic, n)`` with the number of records returned per topic.
+    before_commit
+        Called before each commit (e.g. flush the dead-letter producer, so that a committed
+        offset never covers a dead letter still in a buffer).
+    """
+
+    def __init__(
+        self,
+        topics: Sequence[str],
+        config: Mapping[str, Any],
+        watchdog_s: float = 60.0,
+        commit_interval_s: float = 5.0,
+        on_lag: Callable[[str, int, int], None] | None = None,
+        on_records: Callable[[str, int], None] | None = None,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
+        if not topics:
+            raise ValueError("KafkaSource needs at least one topic")
+        self.topics = tuple(topics)
+        self.config = {**dict(config), "enable_auto_commit": False}
+        for name in ("key_deserializer", "value_deserializer"):
+            self.config.pop(name, None)
+        self.watchdog_s = watchdog_s
+        self.commit_interval_s = commit_interval_s
+        self.on_lag = on_lag
+        self.on_records = on_records
+        self.before_commit = before_commit
+        #: Called with the ``"topic:partition"`` keys about to be revoked, before their commit.
+        self.on_revoked: Callable[[list[str]], None] | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._next: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._targets: dict[TopicPartition, int] = {}
+        self._connected_at: float | None = None
+        self._last_records = 0.0
+        self._last_commit = time.monotonic()
+        self._error = ""
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> KafkaSource:
+        """A source for ``settings.kafka``: its events topics plus the labels topic.
+
+        ``kwargs`` go to the constructor (``on_lag``, ``on_records``, ``before_commit``).
+        """
+        k = settings.kafka
+        topics = list(k.topics)
+        if k.labels_topic and k.labels_topic not in topics:
+            topics.append(k.labels_topic)
+        return cls(
+            topics,
+            consumer_config(k),
+            watchdog_s=k.watchdog_s,
+            commit_interval_s=k.commit_interval_s,
+            **kwargs,
+        )
+
+    # -- connection ----------------------------------------------------------------------------
+    @property
+    def group(self) -> bool:
+        """True when consuming in a consumer group (``group_id`` set)."""
+        return self.config.get("group_id") is not None
+
+    def _connect(self) -> KafkaConsumer:
+        if self._consumer is None:
+            if self._closed:
+                raise RuntimeError("KafkaSource is closed")
+            consumer = KafkaConsumer(**self.config)
+            self._connected_at = time.monotonic()
+            if self.group:
+                consumer.subscribe(list(self.topics), listener=_Listener(self))
+            else:
+                parts = [
+                    TopicPartition(t, p)
+                    for t in self.topics
+                    for p in sorted(consumer.partitions_for_topic(t) or ())
+                ]
+                if not parts:
+                    consumer.close(autocommit=False)
+                    raise KafkaError(f"no partitions found for topics {list(self.topics)}")
+                consumer.assign(parts)
+            self._consumer = consumer
+            if not self.group:
+                self._on_assigned(list(consumer.assignment()))
+        return self._consumer
+
+    def assignment(self) -> list[str]:
+        """``"topic:partition"`` of the partitions this source holds now (sorted)."""
+        if self._consumer is None:
+            return []
+        return sorted(_key(tp) for tp in self._consumer.assignment())
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Up to ``max_records`` records from any assigned partition, waiting up to ``timeout_s``.
+
+        Every record returned by the previous call must have been handled (predicted, learned
+        or dead-lettered): this call may commit their offsets and may run a rebalance.
+        Broker errors are logged and give an empty list (see :meth:`health`).
+        """
+        try:
+            consumer = self._connect()
+            if self.commit_interval_s and (
+                time.monotonic() - self._last_commit >= self.commit_interval_s
+            ):
+                self._commit(self.position(), wait=False)
+            polled = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as exc:
+            self._error = f"{type(exc).__name__}: {exc}"
+            log.warning("kafka poll failed: %s", self._error)
+            time.sleep(min(timeout_s, 0.5))
+            return []
+        self._error = ""
+        out: list[Record] = []
+        for tp, messages in polled.items():
+            for m in messages:
+                out.append(
+                    Record(
+                        value=m.value if m.value is not None else b"",
+                        key=m.key,
+                        topic=m.topic,
+                        partition=m.partition,
+                        offset=m.offset,
+                        timestamp=m.timestamp / 1000.0 if m.timestamp >= 0 else None,
+                        headers=tuple((h[0], h[1] or b"") for h in m.headers),
+                    )
+                )
+            if messages:
+                self._next[tp] = messages[-1].offset + 1
+                if self.on_records is not None:
+                    self.on_records(tp.topic, len(messages))
+        if out:
+            self._last_records = time.monotonic()
+        self._report_lag(consumer)
+        return out
+
+    def lag(self) -> dict[str, int]:
+        """Records behind the high-water mark per ``"topic:partition"`` (after a fetch)."""
+        out: dict[str, int] = {}
+        consumer = self._consumer
+        if consumer is None:
+            return out
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            nxt = self._next.get(tp)
+            if highwater is None:
+                continue
+            if nxt is None:
+                try:
+                    nxt = consumer.position(tp, timeout_ms=0)
+                except (KafkaError, AssertionError):
+                    nxt = None
+                if nxt is None:
+                    continue
+            out[_key(tp)] = max(0, highwater - nxt)
+        return out
+
+    def _report_lag(self, consumer: KafkaConsumer) -> None:
+        if self.on_lag is None:
+            return
+        for key, lag in self.lag().items():
+            tp = _tp(key)
+            self.on_lag(tp.topic, tp.partition, lag)
+
+    # -- positions -----------------------------------------------------------------------------
+    def position(self) -> Position:
+        """``{"topic:partition": next offset}`` for the assigned partitions.
+
+        The next offset is the one after the last record returned by :meth:`read` (or where
+        the consumer will start, for a partition nothing was read from yet). Before the
+        first read this is the position given to :meth:`seek`, if any.
+        """
+        out = {_key(tp): off for tp, off in self._targets.items()}
+        consumer = self._consumer
+        if consumer is None:
+            return out
+        for tp in consumer.assignment():
+            nxt = self._next.get(tp)
+            if nxt is None:
+                try:
+                    nxt = consumer.position(tp, timeout_ms=1_000)
+                except KafkaError as exc:
+                    log.warning("no position for %s: %s", _key(tp), exc)
+                    nxt = None
+            if nxt is not None:
+                out[_key(tp)] = nxt
+        return out
+
+    def seek(self, position: Position) -> None:
+        """Resume each partition of ``position`` at its offset.
+
+        Partitions assigned now are moved at once; the others are moved when they are
+        assigned (once: a later assignment resumes from the group's committed offset).
+        """
+        targets = {_tp(key): int(off) for key, off in position.items()}
+        consumer = self._consumer
+        assigned = set(consumer.assignment()) if consumer is not None else set()
+        for tp, off in targets.items():
+            if consumer is not None and tp in assigned:
+                consumer.seek(tp, off)
+                self._next[tp] = off
+            else:
+                self._targets[tp] = off
+
+    def commit(self, position: Position) -> None:
+        """Commit ``position`` for the partitions assigned now; only forward, never raises.
+
+        Waits at most ``min(request_timeout_ms, 5 s)``; a failed commit is logged (it is
+        progress reporting only). A no-op without a consumer group or before connecting.
+        """
+        self._commit(position, wait=True)
+
+    def _commit(self, position: Position, wait: bool) -> None:
+        consumer = self._consumer
+        self._last_commit = time.monotonic()
+        if consumer is None or not self.group:
+            return
+        assigned = set(consumer.assignment())
+        offsets = {}
+        for key, off in position.items():
+            tp = _tp(key)
+            if tp in assigned and off > self._committed.get(tp, -1):
+                offsets[tp] = OffsetAndMetadata(off, "", -1)
+        if not offsets:
+            return
+        if self.before_commit is not None:
+            self.before_commit()
+        if not wait:
+            consumer.commit_async(offsets, callback=self._committed_async)
+            return
+        timeout_ms = min(int(self.config.get("request_timeout_ms", 30_000)), 5_000)
+        try:
+            consumer.commit(offsets, timeout_ms=timeout_ms)
+        except (KafkaError, AssertionError) as exc:
+            log.warning("offset commit failed (progress report only): %s", exc)
+            return
+        for tp, meta in offsets.items():
+            self._committed[tp] = max(meta.offset, self._committed.get(tp, -1))
+
+    def _committed_async(self, offsets: Mapping[TopicPartition, Any], response: Any) -> None:
+        if isinstance(response, Exception):
+            log.warning("offset commit failed (progress report only): %s", response)
+            return
+        for tp, meta in offsets.items():
+            self._committed[tp] = max(meta.offset, self._committed.get(tp, -1))
+
+    # -- rebalances ----------------------------------------------------------------------------
+    def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Commit what was handled of the revoked partitions (all of it: see module doc)."""
+        keys = [_key(tp) for tp in revoked]
+        log.info("partitions revoked: %s", keys)
+        if self.on_revoked is not None and keys:
+            self.on_revoked(keys)
+        handled = {_key(tp): self._next[tp] for tp in revoked if tp in self._next}
+        self.commit(handled)
+        for tp in revoked:
+            self._next.pop(tp, None)
+            self._committed.pop(tp, None)
+
+    def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Apply pending :meth:`seek` targets; others resume from the committed offset."""
+        log.info("partitions assigned: %s", sorted(_key(tp) for tp in assigned))
+        consumer = self._consumer
+        for tp in assigned:
+            off = self._targets.pop(tp, None)
+            if off is not None and consumer is not None:
+                consumer.seek(tp, off)
+                self._next[tp] = off
+
+    # -- health --------------------------------------------------------------------------------
+    def _last_success(self) -> float:
+        """Monotonic seconds of the newest fetch response, metadata refresh or record."""
+        consumer = self._consumer
+        times = [self._last_records, self._connected_at or 0.0]
+        if consumer is not None:
+            # kafka-python keeps these in monotonic ms; read defensively (private fields).
+            sensors = getattr(getattr(consumer, "_fetcher", None), "_sensors", None)
+            latency = getattr(sensors, "fetch_latency", None)
+            times.append(getattr(latency, "_last_record_time", 0.0) / 1000.0)
+            cluster = getattr(consumer, "_cluster", None)
+            times.append(getattr(cluster, "_last_successful_refresh_ms", 0.0) / 1000.0)
+        return max(times)
+
+    def health(self) -> tuple[bool, str]:
+        """``(False, reason)`` before connecting, or after ``watchdog_s`` without success."""
+        if self._closed:
+            return False, "kafka source closed"
+        if self._consumer is None:
+            return False, "kafka not connected yet"
+        silent = time.monotonic() - self._last_success()
+        if silent > self.watchdog_s:
+            detail = f" ({self._error})" if self._error else ""
+            return False, f"no kafka fetch or metadata for {silent:.0f} s{detail}"
+        return True, ""
+
+    @property
+    def exhausted(self) -> bool:
+        """Never: a topic has no end."""
+        return False
+
+    def close(self) -> None:
+        """Commit handled offsets, leave the group and close the consumer; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        consumer = self._consumer
+        if consumer is None:
+            return
+        try:
+            self.commit({_key(tp): off for tp, off in self._next.items()})
+            consumer.close(autocommit=False)
+        except Exception:  # closing must not fail shutdown
+            log.exception("closing the kafka consumer failed")
+        finally:
+            self._consumer = None
+
+
+class _LazyProducer:
+    """A ``KafkaProducer`` built on first send; errors are logged and counted, never raised."""
+
+    def __init__(
+        self, config: Mapping[str, Any], on_error: Callable[[Exception], None] | None = None
+    ) -> None:
+        self.config = dict(config)
+        for name in ("key_serializer", "value_serializer"):
+            self.config.pop(name, None)
+        self.on_error = on_error
+        self._producer: KafkaProducer | None = None
+        self.failures = 0
+
+    def producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(**self.config)
+        return self._producer
+
+    def failed(self, exc: Exception) -> None:
+        self.failures += 1
+        log.warning("kafka produce failed: %s", exc)
+        if self.on_error is not None:
+            self.on_error(exc)
+
+    def send(
+        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        try:
+            future = self.producer().send(topic, value=value, key=key, headers=headers)
+            future.add_errback(self.failed)
+        except Exception as exc:  # buffer full, too large, no metadata: count, never raise
+            self.failed(exc)
+
+    def flush(self, timeout_s: float = 5.0) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.flush(timeout=timeout_s)
+            except Exception as exc:
+                self.failed(exc)
+
+    def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=10)
+            except Exception:
+                log.exception("closing the kafka producer failed")
+
+
+class KafkaDeadLetterSink:
+    """Dead letters to a Kafka topic: original key, value and headers, plus why.
+
+    Headers added (UTF-8 values): ``streamcl.dlq.topic``, ``.partition``, ``.offset``,
+    ``.error.class``, ``.error.reason``, ``.error.field``, ``.error.detail`` (at most 1000
+    characters). A value too large for the producer is cut to ``max_value_bytes`` and
+    marked with ``streamcl.dlq.truncated``. Sends are asynchronous: a dead letter never
+    blocks its partition; :meth:`flush` waits for them (before an offset commit).
+
+    Parameters
+    ----------
+    topic
+        Dead-letter topic.
+    config
+        kafka-python ``KafkaProducer`` options; copied.
+    on_error
+        Called with the exception of each failed send (e.g. count it in a metric).
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        config: Mapping[str, Any],
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self.topic = topic
+        self._out = _LazyProducer(config, on_error)
+        #: Largest value sent as is, bytes: the request limit minus room for headers.
+        self.max_value_bytes = int(self._out.config.get("max_request_size", 1_048_576)) - 16_384
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> KafkaDeadLetterSink:
+        """A sink for ``settings.kafka.dead_letter_topic`` (which must be set)."""
+        topic = settings.kafka.dead_letter_topic
+        if not topic:
+            raise ValueError("kafka.dead_letter_topic is not set")
+        return cls(topic, producer_config(settings.kafka), **kwargs)
+
+    def send(self, record: Record, reason: str, field: str, detail: str, error: str) -> None:
+        """Send ``record`` with headers naming its origin and the error; never raises."""
+        value = record.value
+        raw = value if isinstance(value, bytes) else json.dumps(dict(value)).encode("utf-8")
+        headers = [*record.headers]
+        if len(raw) > self.max_value_bytes:
+            raw = raw[: self.max_value_bytes]
+            headers.append(("streamcl.dlq.truncated", b"1"))
+        extra = (
+            record.topic,
+            str(record.partition),
+            str(record.offset),
+            error,
+            reason,
+            field,
+            detail[:1000],
+        )
+        headers += [(h, v.encode("utf-8")) for h, v in zip(DLQ_HEADERS, extra, strict=True)]
+        self._out.send(self.topic, raw, record.key, headers)
+
+    @property
+    def failures(self) -> int:
+        """Dead letters that could not be sent."""
+        return self._out.failures
+
+    def flush(self) -> None:
+        """Wait until every dead letter sent so far is acknowledged (or failed)."""
+        self._out.flush()
+
+    def close(self) -> None:
+        """Flush and close the producer; idempotent."""
+        self._out.flush()
+        self._out.close()
+
+
+class KafkaPredictionSink:
+    """One record per predicted event to a topic, keyed by event id.
+
+    The value is JSON ``{"id", "label", "probabilities", "model_version", "ts"}``:
+    ``label`` the predicted class (None before any class is known), ``probabilities``
+    class -> probability, ``model_version`` the learning steps of the model that predicted,
+    ``ts`` the prediction time (epoch seconds).
+
+    Parameters
+    ----------
+    topic
+        Predictions topic.
+    config
+        kafka-python ``KafkaProducer`` options; copied.
+    on_error
+        Called with the exception of each failed send.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        config: Mapping[str, Any],
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self.topic = topic
+        self._out = _LazyProducer(config, on_error)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> KafkaPredictionSink:
+        """A sink for ``settings.kafka.predictions_topic`` (which must be set)."""
+        topic = settings.kafka.predictions_topic
+        if not topic:
+            raise ValueError("kafka.predictions_topic is not set")
+        return cls(topic, producer_config(settings.kafka), **kwargs)
+
+    def send(
+        self,
+        ids: Sequence[str],
+        labels: Sequence[Any],
+        probabilities: Sequence[Mapping[str, float]],
+        model_version: int,
+    ) -> None:
+        """Send one prediction per id (``labels`` and ``probabilities`` aligned with ``ids``)."""
+        now = time.time()
+        dumps = json.dumps
+        for event_id, label, probs in zip(ids, labels, probabilities, strict=True):
+            value = dumps(
+                {
+                    "id": event_id,
+                    "label": label,
+                    "probabilities": probs,
+                    "model_version": model_version,
+                    "ts": now,
+                },
+                separators=(",", ":"),
+            ).encode("utf-8")
+            self._out.send(self.topic, value, event_id.encode("utf-8"), [])
+
+    def flush(self) -> None:
+        """Wait until every prediction sent so far is acknowledged (or failed)."""
+        self._out.flush()
+
+    def close(self) -> None:
+        """Flush and close the producer; idempotent."""
+        self._out.flush()
+        self._out.close()
