@@ -61,6 +61,9 @@ def test_group_source_reads_all_then_resumes_at_commit(kafka_broker, new_topic):
     seen = {(r.partition, r.offset) for r in records}
     assert not seen & {(r.partition, r.offset) for r in rest}, "resumed exactly at the commit"
     assert again.position() == {f"{topic}:0": 200, f"{topic}:1": 200}
+    deadline = time.monotonic() + 5.0
+    while len(again.lag()) < 2 and time.monotonic() < deadline:  # a fetch of each partition
+        assert again.read(10, 0.2) == []
     assert again.lag() == {f"{topic}:0": 0, f"{topic}:1": 0}
     again.close()
     check = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap, group_id=f"g-{topic}")
