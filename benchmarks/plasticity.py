@@ -62,6 +62,7 @@ class Config:
     optimizer: str
     lr: float
     methods: tuple[str, ...] = ()
+    settings: tuple[tuple[str, float], ...] = ()  # PlasticitySettings overrides
 
 
 CONFIGS = (
@@ -69,6 +70,7 @@ CONFIGS = (
     Config("adam", "adam", 0.01),
     Config("upgd", "upgd", 0.05),
     Config("adam+cbp", "adam", 0.01, ("cbp",)),
+    Config("adam+cbp_1e-3", "adam", 0.01, ("cbp",), (("cbp_replacement_rate", 1e-3),)),
     Config("adam+redo", "adam", 0.01, ("redo",)),
     Config("adam+shrink_perturb", "adam", 0.01, ("shrink_perturb",)),
     Config("adam+l2_init", "adam", 0.01, ("l2_init",)),
@@ -77,8 +79,11 @@ CONFIGS = (
 
 
 def make_stream(kind: str, n_tasks: int, task_events: int, seed: int) -> dict[str, np.ndarray]:
-    """All events of a stream: ``x`` ``(n, n_inputs)`` float32, ``y`` ``(n,)`` int64 class
-    labels or float32 targets, ``task`` ``(n,)`` int64 task index."""
+    """All events of a stream.
+
+    ``x`` ``(n, n_inputs)`` float32, ``y`` ``(n,)`` int64 class labels or float32 targets,
+    ``task`` ``(n,)`` int64 task index.
+    """
     rng = np.random.default_rng(seed)
     n = n_tasks * task_events
     task = np.repeat(np.arange(n_tasks), task_events)
@@ -133,7 +138,7 @@ def run_one(args: tuple[str, Config, dict[str, Any]]) -> dict[str, Any]:
     x_all = torch.from_numpy(data["x"])
     y_all = torch.from_numpy(data["y"])
     model = MLP(x_all.shape[1], (64, 64), 1 if regression else 10, seed=opts["seed"])
-    settings = PlasticitySettings(methods=cfg.methods, seed=opts["seed"])
+    settings = PlasticitySettings(methods=cfg.methods, seed=opts["seed"], **dict(cfg.settings))
     methods = build_methods(settings, model)
     opt = build_optimizer(cfg.optimizer, model.parameters(), cfg.lr,
                           **optimizer_kwargs(cfg.optimizer, settings))
@@ -257,8 +262,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{'stream/config':40s} {'first10%':>9s} {'last10%':>9s} {'dead1':>11s} "
           f"{'erank':>11s} {'|w|':>11s} {'s':>6s}")
     for key, v in summary.items():
+        dead = (v.get("dormant_fraction_layer1_first", 0), v.get("dormant_fraction_layer1_last", 0))
         print(f"{key:40s} {v['first_10pct']:9.4f} {v['last_10pct']:9.4f} "
-              f"{v.get('dormant_fraction_layer1_first', 0):5.2f}>{v.get('dormant_fraction_layer1_last', 0):5.2f} "
+              f"{dead[0]:5.2f}>{dead[1]:5.2f} "
               f"{v.get('effective_rank_first', 0):5.1f}>{v.get('effective_rank_last', 0):5.1f} "
               f"{v.get('weight_magnitude_first', 0):5.3f}>{v.get('weight_magnitude_last', 0):5.3f} "
               f"{v['seconds']:6.1f}")

@@ -32,12 +32,12 @@ from torch import nn
 
 from streamcl.network import MLP
 from streamcl.settings import PlasticitySettings
-from streamcl.upgd import UPGD, build_optimizer
+from streamcl.upgd import UPGD, build_optimizer, optimizer_kwargs
 
 __all__ = [
     "UPGD", "ContinualBackprop", "L2Init", "PlasticityMethod", "ReDo", "ShrinkPerturb",
-    "SpectralReg", "build_methods", "build_optimizer", "dormant_mask", "health",
-    "load_methods_state_dict", "methods_state_dict", "optimizer_kwargs",
+    "SpectralReg", "build_methods", "build_optimizer", "dormant_mask", "effective_rank",
+    "health", "load_methods_state_dict", "methods_state_dict", "optimizer_kwargs",
 ]
 
 
@@ -48,8 +48,13 @@ def _next_layer(model: MLP, i: int) -> nn.Linear:
 
 def _reinit_units(model: MLP, i: int, idx: torch.Tensor, gen: torch.Generator,
                   optimizer: torch.optim.Optimizer | None) -> None:
-    """Fresh incoming weights (PyTorch's uniform(+-1/sqrt(fan_in))), zero bias and zero
-    outgoing weights for units ``idx`` of hidden layer ``i``; clears their optimiser state."""
+    """Re-initialise units ``idx`` of hidden layer ``i`` and reset their optimiser state.
+
+    Fresh incoming weights (PyTorch's uniform(+-1/sqrt(fan_in))), zero bias, zero outgoing
+    weights. Optimiser state: first moments (``exp_avg``, UPGD's ``avg_utility``) to zero,
+    Adam's ``exp_avg_sq`` to the tensor's mean (zero would make Adam's next step about
+    ``lr / sqrt(1 - beta2)``, killing the unit: torch's Adam has no per-weight step count).
+    """
     layer, nxt = model.hidden_layers[i], _next_layer(model, i)
     bound = 1.0 / math.sqrt(layer.in_features)
     fresh = (torch.rand(len(idx), layer.in_features, generator=gen) * 2 - 1) * bound
@@ -59,26 +64,19 @@ def _reinit_units(model: MLP, i: int, idx: torch.Tensor, gen: torch.Generator,
     if optimizer is None:
         return
     for p, dim in ((layer.weight, 0), (layer.bias, 0), (nxt.weight, 1)):
-        for value in optimizer.state.get(p, {}).values():
+        state = optimizer.state.get(p, {})
+        sq = state.get("exp_avg_sq")
+        for value in state.values():
             if isinstance(value, torch.Tensor) and value.shape == p.shape:
-                value.index_fill_(dim, idx, 0.0)
+                value.index_fill_(dim, idx, float(value.mean()) if value is sq else 0.0)
 
 
 def dormant_mask(activations: torch.Tensor, tau: float = 0.0) -> torch.Tensor:
-    """Which units are tau-dormant (Sokar et al. 2023): ``E|h_j| / mean_k E|h_k| <= tau``.
+    """``(width,)`` bool: which units are tau-dormant (Sokar et al. 2023).
 
-    Parameters
-    ----------
-    activations
-        ``(batch, width)`` float post-activation values of one layer; or ``(width,)`` mean
-        absolute activations already averaged over a batch.
-    tau
-        Threshold; ``0`` counts only units that are exactly zero on every input (dead).
-
-    Returns
-    -------
-    torch.Tensor
-        ``(width,)`` bool.
+    A unit is dormant when ``E|h_j| / mean_k E|h_k| <= tau``, for ``activations``
+    ``(batch, width)`` float (or the ``(width,)`` batch means of ``|h|``). ``tau=0`` counts
+    only units that are zero on every input (dead).
     """
     mean_abs = activations.abs().mean(0) if activations.dim() == 2 else activations.abs()
     score = mean_abs / (mean_abs.mean() + 1e-12)
@@ -102,10 +100,12 @@ class PlasticityMethod:
 
     def after_step(self, model: MLP, activations: list[torch.Tensor], step: int,
                    optimizer: torch.optim.Optimizer | None = None) -> int:
-        """Run after ``optimizer.step()``; ``activations`` are the batch's post-ReLU hidden
-        activations ``[(batch, width_i)]`` from ``forward_with_activations``; ``step`` is the
-        1-based optimiser step count. If ``optimizer`` is given, the state of reset weights
-        is cleared. Returns the number of hidden units re-initialised or perturbed."""
+        """Run after ``optimizer.step()``; return the number of units reset or perturbed.
+
+        ``activations`` are the batch's post-ReLU hidden activations ``[(batch, width_i)]``
+        from ``forward_with_activations``; ``step`` is the 1-based optimiser step count. If
+        ``optimizer`` is given, the optimiser state of re-initialised weights is reset.
+        """
         return 0
 
     def on_drift(self, model: MLP) -> None:
@@ -169,6 +169,7 @@ class ContinualBackprop(_Seeded):
     @torch.no_grad()
     def after_step(self, model: MLP, activations: list[torch.Tensor], step: int,
                    optimizer: torch.optim.Optimizer | None = None) -> int:
+        """Update utilities and ages; replace the due lowest-utility mature units."""
         n_reset = 0
         for i, h in enumerate(activations):
             n_reset += self._layer_step(model, i, h.detach().float(), optimizer)
@@ -196,10 +197,12 @@ class ContinualBackprop(_Seeded):
         return k
 
     def state_dict(self) -> dict[str, Any]:
+        """Per-layer utility, mean activation, age tensors, accumulators and RNG state."""
         return {**super().state_dict(), "util": list(self.util), "mean_act": list(self.mean_act),
                 "age": list(self.age), "accum": list(self.accum)}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
         super().load_state_dict(d)
         self.util = [t.clone() for t in d["util"]]
         self.mean_act = [t.clone() for t in d["mean_act"]]
@@ -208,8 +211,10 @@ class ContinualBackprop(_Seeded):
 
 
 class ReDo(_Seeded):
-    """Recycling dormant neurons (Sokar, E. et al. 2023, The dormant neuron phenomenon in
-    deep reinforcement learning, ICML 2023).
+    """ReDo, recycling dormant neurons.
+
+    Sokar, E. et al. 2023, The dormant neuron phenomenon in deep reinforcement learning,
+    ICML 2023.
 
     Mean absolute activations are accumulated over ``every`` steps; then every tau-dormant
     unit (:func:`dormant_mask`) gets fresh incoming weights and zero outgoing weights.
@@ -227,6 +232,7 @@ class ReDo(_Seeded):
     @torch.no_grad()
     def after_step(self, model: MLP, activations: list[torch.Tensor], step: int,
                    optimizer: torch.optim.Optimizer | None = None) -> int:
+        """Accumulate ``|h|``; every ``every`` steps re-initialise the tau-dormant units."""
         means = [h.detach().float().abs().mean(0) for h in activations]
         if [m.numel() for m in means] != [s.numel() for s in self.sum_abs]:
             self.sum_abs, self.count = [torch.zeros_like(m) for m in means], 0
@@ -246,17 +252,21 @@ class ReDo(_Seeded):
         return n_reset
 
     def state_dict(self) -> dict[str, Any]:
+        """Accumulated ``|h|`` per layer, its count and the RNG state."""
         return {**super().state_dict(), "sum_abs": list(self.sum_abs), "count": self.count}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
         super().load_state_dict(d)
         self.sum_abs = [t.clone() for t in d["sum_abs"]]
         self.count = int(d["count"])
 
 
 class ShrinkPerturb(_Seeded):
-    """Shrink and perturb (Ash, J. & Adams, R. P. 2020, On warm-starting neural network
-    training, NeurIPS 2020): ``theta <- shrink * theta + noise * theta_fresh`` for every
+    """Shrink and perturb.
+
+    Ash, J. & Adams, R. P. 2020, On warm-starting neural network training, NeurIPS 2020:
+    ``theta <- shrink * theta + noise * theta_fresh`` for every
     weight and bias, ``theta_fresh`` a fresh uniform(+-1/sqrt(fan_in)) initialisation.
 
     Applied every ``every`` steps (``0``: never on a schedule) and on every drift signal.
@@ -282,16 +292,20 @@ class ShrinkPerturb(_Seeded):
 
     def after_step(self, model: MLP, activations: list[torch.Tensor], step: int,
                    optimizer: torch.optim.Optimizer | None = None) -> int:
+        """Shrink and perturb when ``step`` is a multiple of ``every`` (if ``every > 0``)."""
         return self.apply(model) if self.every > 0 and step % self.every == 0 else 0
 
     def on_drift(self, model: MLP) -> None:
+        """Shrink and perturb now."""
         self.apply(model)
 
 
 class L2Init(PlasticityMethod):
-    """L2 regularisation towards the initial weights, ``strength * sum |theta - theta_0|^2``
-    (Kumar, S., Marklund, H. & Van Roy, B. 2023, Maintaining plasticity in continual learning
-    via regenerative regularization, arXiv:2308.11958). The paper sweeps the strength over
+    """L2-init, regularisation towards the initial weights.
+
+    Loss term ``strength * sum |theta - theta_0|^2`` (Kumar, S., Marklund, H. & Van Roy, B.
+    2023, Maintaining plasticity in continual learning via regenerative regularization,
+    arXiv:2308.11958). The paper sweeps the strength over
     ``1e-2 .. 1e-5``; default ``1e-3``. ``theta_0`` is the model at construction; weights
     added by growth are anchored at their value when first seen.
     """
@@ -313,19 +327,24 @@ class L2Init(PlasticityMethod):
         return self.anchors[name]
 
     def loss_term(self, model: MLP) -> torch.Tensor:
+        """``strength * sum |theta - theta_0|^2``, a differentiable scalar."""
         terms = [((p - self._anchor(n, p)) ** 2).sum() for n, p in model.named_parameters()]
         return self.strength * torch.stack(terms).sum()
 
     def state_dict(self) -> dict[str, Any]:
+        """The anchors ``{parameter name: tensor}``."""
         return {"anchors": dict(self.anchors)}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
         self.anchors = {n: t.clone() for n, t in d["anchors"].items()}
 
 
 class SpectralReg(_Seeded):
-    """Spectral regularisation (Lewandowski, A. et al. 2024, Learning continually by spectral
-    regularization, ICLR 2025, arXiv:2406.06811):
+    """Spectral regularisation of the top singular value of every weight matrix.
+
+    Lewandowski, A. et al. 2024, Learning continually by spectral regularization, ICLR 2025,
+    arXiv:2406.06811; loss term
     ``strength * (sum_W (sigma_max(W)**k - 1)**2 + sum_b |b|^2)`` over all layers, ``sigma_max``
     estimated by one power iteration per call with persistent vectors. Paper: ``k=2``; the
     strength is swept, default ``1e-4``.
@@ -350,6 +369,7 @@ class SpectralReg(_Seeded):
         return u @ w @ v
 
     def loss_term(self, model: MLP) -> torch.Tensor:
+        """The spectral penalty, a differentiable scalar."""
         terms = []
         for name, p in model.named_parameters():
             if p.dim() == 2:
@@ -359,9 +379,11 @@ class SpectralReg(_Seeded):
         return self.strength * torch.stack(terms).sum()
 
     def state_dict(self) -> dict[str, Any]:
+        """Power-iteration vectors ``{parameter name: (in,) tensor}`` and the RNG state."""
         return {**super().state_dict(), "vectors": dict(self.vectors)}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
         super().load_state_dict(d)
         self.vectors = {n: t.clone() for n, t in d["vectors"].items()}
 
@@ -371,30 +393,16 @@ def build_methods(settings: PlasticitySettings, model: MLP) -> list[PlasticityMe
 
     Build after the model is initialised (L2-init anchors at the current weights).
     """
-    s, out = settings, []
-    for name in s.methods:
-        if name == "cbp":
-            out.append(ContinualBackprop(s.cbp_replacement_rate, s.cbp_decay_rate,
-                                         s.cbp_maturity_threshold, s.seed))
-        elif name == "redo":
-            out.append(ReDo(s.redo_tau, s.redo_every, s.seed))
-        elif name == "shrink_perturb":
-            out.append(ShrinkPerturb(s.sp_shrink, s.sp_noise, s.sp_every, s.seed))
-        elif name == "l2_init":
-            out.append(L2Init(model, s.l2_init_strength))
-        elif name == "spectral":
-            out.append(SpectralReg(s.spectral_strength, s.spectral_k, s.seed))
-        else:
-            raise ValueError(f"unknown plasticity method {name!r}")
-    return out
-
-
-def optimizer_kwargs(name: str, settings: PlasticitySettings) -> dict[str, float]:
-    """Extra :func:`build_optimizer` keyword arguments for optimiser ``name`` (UPGD's)."""
-    if name != "upgd":
-        return {}
-    return {"weight_decay": settings.upgd_weight_decay,
-            "beta_utility": settings.upgd_beta_utility, "sigma": settings.upgd_sigma}
+    s = settings
+    factories = {
+        "cbp": lambda: ContinualBackprop(s.cbp_replacement_rate, s.cbp_decay_rate,
+                                         s.cbp_maturity_threshold, s.seed),
+        "redo": lambda: ReDo(s.redo_tau, s.redo_every, s.seed),
+        "shrink_perturb": lambda: ShrinkPerturb(s.sp_shrink, s.sp_noise, s.sp_every, s.seed),
+        "l2_init": lambda: L2Init(model, s.l2_init_strength),
+        "spectral": lambda: SpectralReg(s.spectral_strength, s.spectral_k, s.seed),
+    }
+    return [factories[name]() for name in s.methods]
 
 
 def methods_state_dict(methods: list[PlasticityMethod]) -> dict[str, dict[str, Any]]:

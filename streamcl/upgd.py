@@ -15,7 +15,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["UPGD", "build_optimizer"]
+from streamcl.settings import PlasticitySettings
+
+__all__ = ["UPGD", "build_optimizer", "optimizer_kwargs"]
 
 
 class UPGD(torch.optim.Optimizer):
@@ -164,3 +166,14 @@ def build_optimizer(
     if name == "upgd":
         return UPGD(params, lr=lr, **kw)
     raise ValueError(f"unknown optimizer {name!r}; expected 'sgd', 'adam' or 'upgd'")
+
+
+def optimizer_kwargs(name: str, settings: PlasticitySettings) -> dict[str, float]:
+    """Extra :func:`build_optimizer` keyword arguments for optimiser ``name`` from settings.
+
+    UPGD's ``weight_decay``, ``beta_utility``, ``sigma``; none for SGD and Adam.
+    """
+    if name != "upgd":
+        return {}
+    return {"weight_decay": settings.upgd_weight_decay,
+            "beta_utility": settings.upgd_beta_utility, "sigma": settings.upgd_sigma}

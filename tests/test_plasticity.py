@@ -78,11 +78,15 @@ def test_cbp_respects_maturity_and_resets_optimizer_state() -> None:
     assert [cbp.after_step(model, acts, s) for s in (1, 2, 3)] == [0, 0, 0]  # immature
     model(torch.rand(4, 3)).sum().backward()
     opt.step()
+    sq = opt.state[model.hidden_layers[0].weight]["exp_avg_sq"]
+    sq_mean = float(sq.mean())
     n = cbp.after_step(model, acts, 4, opt)
     assert n == 2
     idx = torch.nonzero(cbp.age[0] == 0).flatten()
     assert torch.all(opt.state[model.head.weight]["exp_avg"][:, idx] == 0)
-    assert torch.all(opt.state[model.hidden_layers[0].weight]["exp_avg_sq"][idx] == 0)
+    assert torch.all(opt.state[model.hidden_layers[0].weight]["exp_avg"][idx] == 0)
+    # second moments of the fresh weights: the tensor's mean, not 0 (no huge first step)
+    assert torch.allclose(sq[idx], torch.full_like(sq[idx], sq_mean))
 
 
 def test_upgd_leaves_high_utility_weights_nearly_unchanged() -> None:
