@@ -1,9 +1,18 @@
 """Featurize: events -> dense float32 matrices for the learner.
 
-Numeric and boolean features are standardised with river's online
-:class:`river.preprocessing.StandardScaler`; string features are one-hot encoded with
-river's :class:`river.preprocessing.OneHotEncoder`. Columns are discovered online: a new
-numeric feature or a new category appends a column, so the width only grows.
+Numeric and boolean features are standardised with running means and variances (the
+statistics of river's :class:`~river.preprocessing.StandardScaler`, updated a micro-batch
+at a time with Chan et al.'s parallel formula instead of one dict per event); string
+features are one-hot encoded with river's ``name_value`` key convention. Columns are
+discovered online: a new numeric feature or a new category appends a column, so the width
+only grows.
+
+Temporal augmentation (Bifet, A. et al. 2013, "Pitfalls in benchmarking data stream
+classification and how to avoid them", ECML-PKDD): with ``label_lags = L > 0`` the last
+``L`` labels received (in stream order) become inputs, one-hot per lag for classification
+(``__lag{j}_{label}``) and standardised values for regression (``__lag{j}``). Inside a
+micro-batch, event ``i`` sees the labels of events ``< i`` that arrived with their event
+(they are known before ``i`` is predicted, see DESIGN.md), never its own label.
 """
 
 from __future__ import annotations
@@ -12,18 +21,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from river import preprocessing
 
 from streamcl.errors import DecodeError
-from streamcl.events import Event
+from streamcl.events import Event, Label
 
-__all__ = ["Featurizer"]
+__all__ = ["FeatureView", "Featurizer"]
 
 OTHER = "__other__"
 
 
 class Featurizer:
-    """Online scaler and one-hot encoder with a growing column map.
+    """Online scaler, one-hot encoder and label-lag encoder with a growing column map.
 
     Parameters
     ----------
@@ -33,28 +41,48 @@ class Featurizer:
     max_columns
         Most columns in total; features first seen beyond it are ignored (and counted in
         :attr:`dropped_features`).
+    label_lags
+        Number of most recent labels fed as inputs (0: none).
+    regression
+        Labels are numbers: lags are standardised values, not one-hot columns.
 
     Attributes
     ----------
     columns : dict[str, int]
-        Column index of each numeric feature name and each one-hot ``name_value`` key.
+        Column index of each numeric feature name, one-hot ``name_value`` key and lag key.
     kinds : dict[str, str]
         ``"number"`` or ``"category"`` for each feature name, fixed when first seen.
+    recent_labels : list
+        The last ``label_lags`` labels received, most recent first.
     """
 
-    def __init__(self, max_categories: int = 100, max_columns: int = 4_096) -> None:
+    def __init__(
+        self,
+        max_categories: int = 100,
+        max_columns: int = 4_096,
+        label_lags: int = 0,
+        regression: bool = False,
+    ) -> None:
         self.max_categories = max_categories
         self.max_columns = max_columns
+        self.label_lags = label_lags
+        self.regression = regression
         self._reset()
 
     def _reset(self) -> None:
-        self.scaler = preprocessing.StandardScaler()
-        self.encoder = preprocessing.OneHotEncoder()
         self.columns: dict[str, int] = {}
         self.kinds: dict[str, str] = {}
         self.numeric: list[str] = []
         self.n_categories: dict[str, int] = {}
         self.dropped_features = 0
+        self.recent_labels: list[Label] = []
+        # running statistics of the numeric features, aligned with self.numeric
+        self._count = np.zeros(0)
+        self._mean = np.zeros(0)
+        self._m2 = np.zeros(0)
+        # running statistics of a regression target (for its lags)
+        self._target = np.zeros(3)
+        self._view: FeatureView | None = None
 
     @property
     def n_columns(self) -> int:
@@ -82,7 +110,7 @@ class Featurizer:
         Parameters
         ----------
         events
-            Events already passed by :meth:`check`.
+            Events already passed by :meth:`check`; not mutated.
         learn
             Register new columns (and feature kinds) first. Serving uses :meth:`view`
             instead, so requests never change the model.
@@ -98,23 +126,101 @@ class Featurizer:
         return self.view().transform(events)
 
     def view(self) -> FeatureView:
-        """An immutable view of the current statistics and columns, safe to share."""
-        num = np.array([self.columns[n] for n in self.numeric], dtype=np.int64)
-        means = np.array([self.scaler.means.get(n, 0.0) for n in self.numeric])
-        stds = np.sqrt(np.array([self.scaler.vars.get(n, 0.0) for n in self.numeric]))
-        return FeatureView(self.columns, num, means, stds)
+        """An immutable view of the current statistics, columns and recent labels."""
+        if self._view is None:
+            idx = np.array([self.columns[n] for n in self.numeric], dtype=np.int64)
+            var = np.where(self._count > 0, self._m2 / np.maximum(self._count, 1), 0.0)
+            lag_cols: dict[tuple[int, Label | None], int] = {}
+            for key, col in self.columns.items():
+                if key.startswith("__lag"):
+                    j, _, rest = key[5:].partition("_")
+                    lag_cols[(int(j), None if self.regression else _label_of(rest))] = col
+            tmean, tstd = self._target_stats()
+            self._view = FeatureView(
+                self.columns,
+                idx,
+                self._mean.copy(),
+                np.sqrt(var),
+                self.label_lags,
+                self.regression,
+                lag_cols,
+                tuple(self.recent_labels),
+                tmean,
+                tstd,
+            )
+        return self._view
+
+    def _target_stats(self) -> tuple[float, float]:
+        n, mean, m2 = self._target
+        return float(mean), float(np.sqrt(m2 / n)) if n > 1 and m2 > 0 else 1.0
 
     def learn(self, events: Sequence[Event]) -> None:
-        """Update the running statistics with ``events`` (after they were predicted)."""
-        for event in events:
-            numbers = {k: float(v) for k, v in event.features.items() if not isinstance(v, str)}
-            if numbers:
-                self.scaler.learn_one(numbers)
+        """Update the running statistics and the recent labels with ``events``.
+
+        Called after the events were predicted.
+        """
+        if self.numeric:
+            x, present = self._raw(events)
+            self._update_stats(x, present)
+        labels = [e.label for e in events if e.label is not None]
+        if self.label_lags and labels:
+            if self.regression:
+                self._update_target(np.array(labels, dtype=np.float64))
+            else:
+                for j in range(1, self.label_lags + 1):
+                    for label in labels:
+                        key = f"__lag{j}_{label!r}"
+                        if key not in self.columns:
+                            self._add_column(key, key, 0.0)
+            self.recent_labels = (labels[::-1] + self.recent_labels)[: self.label_lags]
+        self._view = None
+
+    def _raw(self, events: Sequence[Event]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw numeric values ``(batch, n_numeric)`` float64 and their presence mask."""
+        pos = {name: j for j, name in enumerate(self.numeric)}
+        x = np.zeros((len(events), len(pos)))
+        present = np.zeros(x.shape, dtype=bool)
+        for i, event in enumerate(events):
+            for name, value in event.features.items():
+                j = pos.get(name)
+                if j is not None and not isinstance(value, str):
+                    x[i, j] = float(value)
+                    present[i, j] = True
+        return x, present
+
+    def _update_stats(self, x: np.ndarray, present: np.ndarray) -> None:
+        n_b = present.sum(0).astype(np.float64)
+        sum_b = np.where(present, x, 0.0).sum(0)
+        mean_b = np.divide(sum_b, n_b, out=np.zeros_like(sum_b), where=n_b > 0)
+        m2_b = (np.where(present, x - mean_b, 0.0) ** 2).sum(0)
+        n = self._count + n_b
+        delta = mean_b - self._mean
+        frac = np.divide(n_b, n, out=np.zeros_like(n), where=n > 0)
+        self._mean = self._mean + delta * frac
+        self._m2 = self._m2 + m2_b + delta**2 * self._count * frac
+        self._count = n
+
+    def _update_target(self, y: np.ndarray) -> None:
+        n0, mean0, m20 = self._target
+        n_b, mean_b = len(y), float(y.mean())
+        n = n0 + n_b
+        delta = mean_b - mean0
+        self._target = np.array(
+            [
+                n,
+                mean0 + delta * n_b / n,
+                m20 + float(((y - mean_b) ** 2).sum()) + delta**2 * n0 * n_b / n,
+            ]
+        )
+        if self.label_lags:
+            for j in range(1, self.label_lags + 1):
+                if f"__lag{j}" not in self.columns:
+                    self._add_column(f"__lag{j}", f"__lag{j}", 0.0)
 
     def _register(self, features: dict[str, Any]) -> None:
         for name, value in features.items():
             if isinstance(value, str):
-                key = next(iter(self.encoder.transform_one({name: value})))
+                key = f"{name}_{value}"
                 if (
                     key not in self.columns
                     and self.n_categories.get(name, 0) >= self.max_categories
@@ -134,21 +240,28 @@ class Featurizer:
         self.columns = {**self.columns, key: self.n_columns}
         if isinstance(value, str):
             self.n_categories[name] = self.n_categories.get(name, 0) + 1
-        else:
+        elif not key.startswith("__lag"):
             self.numeric.append(key)
+            self._count = np.append(self._count, 0.0)
+            self._mean = np.append(self._mean, 0.0)
+            self._m2 = np.append(self._m2, 0.0)
+        self._view = None
         return self.columns[key]
 
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON-able state (no pickled objects), for checkpoints."""
+        var = np.where(self._count > 0, self._m2 / np.maximum(self._count, 1), 0.0)
         return {
-            "columns": self.columns,
-            "kinds": self.kinds,
-            "numeric": self.numeric,
-            "n_categories": self.n_categories,
-            "means": dict(self.scaler.means),
-            "vars": dict(self.scaler.vars),
-            "counts": dict(self.scaler.counts),
+            "columns": dict(self.columns),
+            "kinds": dict(self.kinds),
+            "numeric": list(self.numeric),
+            "n_categories": dict(self.n_categories),
+            "means": dict(zip(self.numeric, self._mean.tolist(), strict=True)),
+            "vars": dict(zip(self.numeric, var.tolist(), strict=True)),
+            "counts": dict(zip(self.numeric, self._count.tolist(), strict=True)),
             "dropped_features": self.dropped_features,
+            "recent_labels": list(self.recent_labels),
+            "target": self._target.tolist(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -158,38 +271,74 @@ class Featurizer:
         self.kinds = dict(state["kinds"])
         self.numeric = list(state["numeric"])
         self.n_categories = dict(state["n_categories"])
-        self.scaler.means.update(state["means"])
-        self.scaler.vars.update(state["vars"])
-        self.scaler.counts.update(state["counts"])
+        self._count = np.array([state["counts"].get(n, 0.0) for n in self.numeric], dtype=float)
+        self._mean = np.array([state["means"].get(n, 0.0) for n in self.numeric], dtype=float)
+        var = np.array([state["vars"].get(n, 0.0) for n in self.numeric], dtype=float)
+        self._m2 = var * self._count
         self.dropped_features = int(state["dropped_features"])
+        self.recent_labels = list(state.get("recent_labels", []))
+        self._target = np.array(state.get("target", [0.0, 0.0, 0.0]), dtype=float)
 
 
 def _kind(value: Any) -> str:
     return "category" if isinstance(value, str) else "number"
 
 
+def _label_of(text: str) -> Label:
+    """Inverse of ``repr`` for int and str labels (lag column keys)."""
+    if text.startswith(("'", '"')):
+        return text[1:-1]
+    return int(text)
+
+
 class FeatureView:
-    """Frozen featurizer state: the column map and the scaler's means and deviations.
+    """Frozen featurizer state: columns, scaler statistics and the most recent labels.
 
     The loop builds one per published snapshot; serving threads only read it.
 
     Parameters
     ----------
     columns
-        Column index of each numeric name and one-hot key; never mutated after this.
+        Column index of each numeric name, one-hot key and lag key; never mutated.
     numeric
         ``(n_numeric,)`` int64 column indices of the numeric features.
     means, stds
         ``(n_numeric,)`` float64 running mean and standard deviation of each.
+    label_lags
+        Number of label lags.
+    regression
+        Lags are standardised numbers (``lag_columns`` keyed ``(j, None)``).
+    lag_columns
+        ``{(lag j >= 1, label): column}`` (label None for regression).
+    recent_labels
+        Labels received before the first event to transform, most recent first.
+    target_mean, target_std
+        Running statistics of a regression target, for its lags.
     """
 
     def __init__(
-        self, columns: dict[str, int], numeric: np.ndarray, means: np.ndarray, stds: np.ndarray
+        self,
+        columns: dict[str, int],
+        numeric: np.ndarray,
+        means: np.ndarray,
+        stds: np.ndarray,
+        label_lags: int = 0,
+        regression: bool = False,
+        lag_columns: dict[tuple[int, Label | None], int] | None = None,
+        recent_labels: tuple[Label, ...] = (),
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
     ) -> None:
         self.columns = columns
         self.numeric = numeric
         self.means = means
         self.stds = stds
+        self.label_lags = label_lags
+        self.regression = regression
+        self.lag_columns = lag_columns or {}
+        self.recent_labels = recent_labels
+        self.target_mean = target_mean
+        self.target_std = target_std
 
     @property
     def n_columns(self) -> int:
@@ -197,7 +346,11 @@ class FeatureView:
         return len(self.columns)
 
     def transform(self, events: Sequence[Event]) -> np.ndarray:
-        """``(len(events), n_columns)`` float32; unknown features and categories are ignored."""
+        """``(len(events), n_columns)`` float32; unknown features and categories are ignored.
+
+        Lag columns of event ``i`` hold the labels of the events before it (earlier events
+        of ``events`` that carry a label, then :attr:`recent_labels`); never its own.
+        """
         rows: list[int] = []
         cols: list[int] = []
         vals: list[float] = []
@@ -220,7 +373,25 @@ class FeatureView:
         if len(self.numeric):
             present = np.zeros(x.shape, dtype=bool)
             present[rows, cols] = True
-            block = (x[:, self.numeric] - self.means) / np.where(self.stds > 0, self.stds, 1.0)
+            safe = np.where(self.stds > 0, self.stds, 1.0)
+            block = (x[:, self.numeric] - self.means) / safe
             block[:, self.stds == 0] = 0.0
             x[:, self.numeric] = np.where(present[:, self.numeric], block, 0.0)
+        if self.label_lags and self.lag_columns:
+            self._lags(events, x)
         return x.astype(np.float32)
+
+    def _lags(self, events: Sequence[Event], x: np.ndarray) -> None:
+        recent = list(self.recent_labels)
+        get = self.lag_columns.get
+        for i, event in enumerate(events):
+            for j, label in enumerate(recent[: self.label_lags], start=1):
+                if self.regression:
+                    col = get((j, None))
+                    val = (float(label) - self.target_mean) / self.target_std
+                else:
+                    col, val = get((j, label)), 1.0
+                if col is not None:
+                    x[i, col] = val
+            if event.label is not None:  # known before the next event is predicted
+                recent.insert(0, event.label)

@@ -1,119 +1,193 @@
-"""The online learner: featurizer + growable MLP, trained in prequential micro-batches.
+"""The online continual learner: features -> MLP + kNN memory + prototypes, combined by Hedge.
+
+Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
+
+1. featurize (label lags see only labels of earlier events, :mod:`streamcl.features`);
+2. predict with every predictor and combine them with Hedge weights
+   (:func:`streamcl.snapshot.combine`);
+3. score each predictor's own loss on the labelled events, update the Hedge weights, and
+   feed the combined error to the drift detectors (:mod:`streamcl.drift`);
+4. learn: one optimiser step on the labelled rows mixed with rows replayed from a reservoir
+   (Chaudhry et al. 2019), plasticity methods (:mod:`streamcl.plasticity`), then insert the
+   rows into the kNN memory, the prototypes and the replay buffer (:mod:`streamcl.memory`);
+5. on a loss drift: learning-rate warm restart, shrink-and-perturb, trimming the kNN memory
+   to entries newer than the drift's estimated start (Prabhu et al. 2023), as configured.
+
+A step whose loss or gradient norm is non-finite is skipped (no weight changes) and counted
+in :attr:`Learner.skipped_steps`; gradients are clipped to norm 10 so finite gradients can
+never blow the weights up.
 
 Concurrency contract: one thread (the stream loop) owns a :class:`Learner` and is the only
-writer. After each learning step it calls :meth:`Learner.snapshot`, which copies the
-weights, the feature statistics and the class list into an immutable :class:`Snapshot`;
-the loop publishes it by a single reference assignment. Serving threads predict only from
-snapshots, so a prediction never observes half-updated weights, and never waits for a
-learning step: it reads whichever snapshot was published last (at most one step old).
+writer; serving uses :meth:`Learner.snapshot` (see :mod:`streamcl.snapshot` for how it stays
+consistent and lock-free).
+
+Checkpoint API (for :mod:`streamcl.checkpoint`): :meth:`Learner.state_dict` returns nested
+dicts/lists of ``torch.Tensor``, ``numpy.ndarray`` (numeric dtypes; the HNSW index, if any,
+as ``faiss.serialize_index`` uint8 bytes) and JSON-able scalars (str, int, float, bool,
+None; dict keys are str) -- no pickled objects; river detectors are stored as plain data
+(:func:`streamcl.drift.detector_state`). :meth:`Learner.load_state_dict` restores it into a
+learner built with the same settings; predictions after a round trip are identical.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from streamcl.drift import DriftMonitor, DriftRecord
 from streamcl.events import Event, Label
-from streamcl.features import FeatureView, Featurizer
+from streamcl.features import Featurizer
+from streamcl.memory import KNNMemory, Prototypes, ReplayBuffer
 from streamcl.network import MLP
-from streamcl.settings import LearnerSettings
+from streamcl.plasticity import ShrinkPerturb
+from streamcl.settings import LearnerSettings, PlasticitySettings
+from streamcl.snapshot import Prediction, Snapshot, combine, to_predictions
+from streamcl.training import Recovery, Trainer, hedge_losses
 
-__all__ = ["Learner", "Prediction", "Snapshot"]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One prediction: the label (None before any class is known) and class probabilities."""
-
-    label: Label | None
-    probabilities: dict[str, float]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """An immutable copy of what serving needs to predict.
-
-    Attributes
-    ----------
-    features : FeatureView
-        Frozen column map and scaler statistics.
-    params : tuple[tuple[torch.Tensor, torch.Tensor], ...]
-        ``(weight, bias)`` of each layer, hidden layers then head; detached copies.
-    classes : tuple
-        Class labels, in output-unit order.
-    version : int
-        Number of learning steps taken when the snapshot was made.
-    """
-
-    features: FeatureView
-    params: tuple[tuple[torch.Tensor, torch.Tensor], ...]
-    classes: tuple[Label, ...]
-    version: int
-
-    def predict(self, events: Sequence[Event]) -> list[Prediction]:
-        """Predict ``events`` (unknown features ignored); thread-safe, no side effects."""
-        if not self.classes or not self.params:
-            return [Prediction(None, {}) for _ in events]
-        x = torch.from_numpy(self.features.transform(events))
-        with torch.no_grad():
-            for weight, bias in self.params[:-1]:
-                x = torch.relu(torch.nn.functional.linear(_fit(x, weight), weight, bias))
-            weight, bias = self.params[-1]
-            probs = torch.softmax(torch.nn.functional.linear(_fit(x, weight), weight, bias), 1)
-        return to_predictions(probs.numpy(), self.classes)
-
-
-def _fit(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Pad inputs with zero columns up to the layer's width (columns added after init)."""
-    extra = weight.shape[1] - x.shape[1]
-    return torch.nn.functional.pad(x, (0, extra)) if extra > 0 else x
-
-
-def to_predictions(probs: np.ndarray, classes: Sequence[Label]) -> list[Prediction]:
-    """Rows of ``probs`` ``(batch, n_classes)`` as :class:`Prediction` objects."""
-    names = [str(c) for c in classes]
-    best = probs.argmax(axis=1)
-    return [
-        Prediction(classes[int(b)], dict(zip(names, map(float, row), strict=True)))
-        for b, row in zip(best, probs, strict=True)
-    ]
+__all__ = ["Learner", "Prediction", "Snapshot", "to_predictions"]
 
 
 class Learner:
-    """Prequential online classifier: river scaler/one-hot features into a torch MLP.
+    """Prequential online continual learner (classification or regression).
 
     Classes are discovered online: a new label adds an output unit; a new feature or
-    category adds an input column with zero weights. Each micro-batch is predicted with
-    the weights from before it, then learned (test-then-train).
+    category adds an input column with zero weights.
 
     Parameters
     ----------
     settings
-        :class:`~streamcl.settings.LearnerSettings` (hidden widths, learning rate,
-        optimizer, seed).
+        :class:`~streamcl.settings.LearnerSettings`, including its ``memory`` and ``drift``
+        sections.
+    plasticity
+        :class:`~streamcl.settings.PlasticitySettings` (methods, UPGD hyper-parameters);
+        defaults when None.
+    max_categories, max_columns
+        Featurizer limits (see :class:`~streamcl.features.Featurizer`).
+
+    Attributes
+    ----------
+    classes : list
+        Class labels in output order. ``version`` counts learning steps,
+        ``events_learned`` labelled rows learned, ``skipped_steps`` non-finite steps skipped.
     """
 
-    def __init__(self, settings: LearnerSettings) -> None:
+    def __init__(
+        self,
+        settings: LearnerSettings,
+        plasticity: PlasticitySettings | None = None,
+        max_categories: int = 100,
+        max_columns: int = 4_096,
+    ) -> None:
         self.settings = settings
+        self.plasticity = plasticity if plasticity is not None else PlasticitySettings()
+        self.max_categories = max_categories
+        self.max_columns = max_columns
+        self._reset()
+
+    def reset(self) -> None:
+        """Forget everything learned (a fresh model, memory and detectors)."""
         self._reset()
 
     def _reset(self) -> None:
-        self.featurizer = Featurizer()
+        s, m, d = self.settings, self.settings.memory, self.settings.drift
+        self.regression = s.task == "regression"
+        self.featurizer = Featurizer(
+            self.max_categories, self.max_columns, s.label_lags, self.regression
+        )
         self.classes: list[Label] = []
         self.class_index: dict[Label, int] = {}
-        self.model: MLP | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
+        self.trainer = Trainer(s, self.plasticity)
+        self.knn = (
+            KNNMemory(m.capacity, m.k, m.eviction, m.hnsw_threshold, self.regression, s.seed)
+            if m.knn
+            else None
+        )
+        self.prototypes = (
+            Prototypes(m.prototype_decay) if m.prototypes and not self.regression else None
+        )
+        self.replay = ReplayBuffer(m.replay_capacity, m.replay_balanced, s.seed)
+        self.drift = DriftMonitor(
+            d.detector, d.delta, d.input_detector if m.knn else "none", d.log_size, s.seed
+        )
+        names = (
+            ["mlp"] + (["knn"] if self.knn else []) + (["prototypes"] if self.prototypes else [])
+        )
+        self.hedge = dict.fromkeys(names, 0.0)
+        self.recovery = Recovery(window=500)
         self.version = 0
         self.events_learned = 0
-        self.loss_fn = nn.CrossEntropyLoss()
+        self.events_seen = 0
+        self._memory_copy: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._exported: dict[str, int] = {}
+
+    # -- properties used by the loop, the API and other components ---------------------------
+    @property
+    def model(self) -> MLP | None:
+        """The network (None before the first labelled event)."""
+        return self.trainer.model
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        """The optimiser of :attr:`model`."""
+        return self.trainer.optimizer
+
+    @property
+    def skipped_steps(self) -> int:
+        """Training steps skipped because the loss or the gradients were not finite."""
+        return self.trainer.skipped_steps
+
+    def weights(self) -> dict[str, float]:
+        """Hedge weights of the predictors, summing to 1."""
+        eta = self.settings.hedge_eta
+        low = min(self.hedge.values())
+        raw = {n: math.exp(-eta * (v - low)) for n, v in self.hedge.items()}
+        total = sum(raw.values())
+        return {n: v / total for n, v in raw.items()}
+
+    # -- prediction ------------------------------------------------------------------------
+    def _parts(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """Each predictor's output for ``x`` ``(batch, n_columns)``, and kNN distances."""
+        parts: dict[str, np.ndarray] = {}
+        model, n = self.trainer.model, len(self.classes)
+        if model is None:
+            return parts, None
+        with torch.no_grad():
+            out = model(torch.from_numpy(self.trainer.fit(x)))
+        if self.regression:
+            parts["mlp"] = self.trainer.unscale(out[:, 0].numpy())
+        else:
+            parts["mlp"] = torch.softmax(out[:, :n], 1).numpy()
+        nearest = None
+        if self.knn is not None and self.knn.size:
+            parts["knn"], nearest = self.knn.predict(self._keys(x), n)
+        if self.prototypes is not None and len(self.prototypes.counts):
+            parts["prototypes"] = self.prototypes.predict(x, n)
+        return parts, nearest
+
+    def _keys(self, x: np.ndarray) -> np.ndarray:
+        if self.settings.memory.space == "input" or self.trainer.model is None:
+            return x
+        with torch.no_grad():
+            return self.trainer.model.embed(torch.from_numpy(self.trainer.fit(x))).numpy()
+
+    def _to_predictions(self, combined: np.ndarray | None, n: int) -> list[Prediction]:
+        if combined is None:
+            return [Prediction(None, {}) for _ in range(n)]
+        if self.regression:
+            return [Prediction(float(v), {}) for v in combined.tolist()]
+        return to_predictions(combined, self.classes)
 
     def predict_learn(self, events: Sequence[Event]) -> list[Prediction]:
-        """Predict ``events`` with the current model, then learn those that carry a label.
+        """Predict ``events`` with the current state, then learn those that carry a label.
+
+        Parameters
+        ----------
+        events
+            One micro-batch, in stream order; not mutated.
 
         Returns
         -------
@@ -121,91 +195,258 @@ class Learner:
             One per event, made before any of the batch was learned.
         """
         x = self.featurizer.transform(events, learn=True)
-        predictions = self._predict_matrix(x)
+        parts, nearest = self._parts(x)
+        ready = bool(parts) and (self.regression or bool(self.classes))
+        combined = combine(parts, self.weights()) if ready else None
+        predictions = self._to_predictions(combined, len(events))
         labelled = [i for i, e in enumerate(events) if e.label is not None]
         self.featurizer.learn(events)
         if labelled:
-            self.learn_matrix(x[labelled], [events[i].label for i in labelled])
+            labels = [events[i].label for i in labelled]
+            assert all(label is not None for label in labels)
+            self._score(parts, combined, labelled, labels, events, nearest)
+            self.learn_matrix(x[labelled], labels)  # type: ignore[arg-type]
+        self.events_seen += len(events)
         return predictions
 
-    def _predict_matrix(self, x: np.ndarray) -> list[Prediction]:
-        if self.model is None or not self.classes:
-            return [Prediction(None, {}) for _ in range(len(x))]
-        self.model.grow_inputs(x.shape[1])
-        with torch.no_grad():
-            logits = self.model(torch.from_numpy(x))[:, : len(self.classes)]
-            probs = torch.softmax(logits, dim=1).numpy()
-        return to_predictions(probs, self.classes)
+    def _score(
+        self,
+        parts: dict[str, np.ndarray],
+        combined: np.ndarray | None,
+        rows: list[int],
+        labels: list[Label],
+        events: Sequence[Event],
+        nearest: np.ndarray | None,
+    ) -> None:
+        """Hedge update, recovery metrics and drift detection on the labelled rows."""
+        if combined is None:
+            return
+        if self.regression:
+            y = np.array(labels, dtype=np.float64)
+            scale = self.trainer.target_std()
+            errors = np.abs(combined[rows] - y) / scale
+            losses = {n: (np.abs(p[rows] - y) / scale) ** 2 for n, p in parts.items()}
+            correct = errors < 0.5
+        else:
+            y = np.array([self.class_index.get(label, -1) for label in labels])
+            known = y >= 0
+            yk = np.where(known, y, 0)
+            losses = {
+                n: np.where(known, -np.log(np.clip(p[rows, yk], 1e-4, 1.0)), -math.log(1e-4))
+                for n, p in parts.items()
+            }
+            correct = known & (combined[rows].argmax(1) == yk)
+            errors = (~correct).astype(np.float64)
+        d = self.settings.hedge_decay
+        for name, loss in losses.items():
+            self.hedge[name] = hedge_losses(self.hedge[name], loss, d)
+        self.recovery.update(correct)
+        ids = [events[i].id for i in rows]
+        found = self.drift.update(errors, ids, self.events_seen, nearest)
+        for record in found:
+            self._on_drift(record)
 
-    def learn_matrix(self, x: np.ndarray, labels: Sequence[Label]) -> float:
-        """One gradient step on features ``x`` ``(batch, n_columns)`` float32 and ``labels``.
+    def _on_drift(self, record: DriftRecord) -> None:
+        """Take the configured actions for a drift (see the module docstring)."""
+        d = self.settings.drift
+        actions = d.actions if record.detector == "loss" else d.input_actions
+        if record.detector == "loss":
+            self.recovery.on_drift(record.window)
+            self.trainer.on_drift()
+        if "lr_restart" in actions:
+            self.trainer.restart_lr()
+        if "shrink_perturb" in actions and self.trainer.model is not None:
+            p = self.plasticity
+            with torch.no_grad():
+                ShrinkPerturb(p.sp_shrink, p.sp_noise, 0, p.seed + self.version).apply(
+                    self.trainer.model
+                )
+        if "trim_memory" in actions and self.knn is not None and record.window:
+            cut = self.events_seen - record.window
+            self.knn.forget_before(cut, keep=self.settings.memory.k)
+
+    # -- learning --------------------------------------------------------------------------
+    def learn_matrix(self, x: np.ndarray, labels: Sequence[Label | float]) -> float:
+        """One optimiser step on features ``x`` and ``labels``, then memory insertion.
+
+        Parameters
+        ----------
+        x
+            ``(batch, n_columns)`` float32 from :attr:`featurizer` (narrower matrices from
+            before a column was added are zero-padded).
+        labels
+            ``batch`` class labels (classification) or numbers (regression).
 
         Returns
         -------
         float
-            The batch's mean cross-entropy loss (nats) before the step.
+            The batch's loss before the step (cross-entropy in nats, or the squared /
+            absolute error of standardised targets); NaN if the step was skipped.
         """
-        for label in labels:
-            if label not in self.class_index:
-                self.class_index[label] = len(self.classes)
-                self.classes.append(label)
-        self._ensure_model(x.shape[1])
-        assert self.model is not None and self.optimizer is not None
-        y = torch.tensor([self.class_index[label] for label in labels], dtype=torch.long)
-        self.model.train()
-        logits = self.model(torch.from_numpy(x))
-        loss = self.loss_fn(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        if len(labels) == 0:
+            return 0.0
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.regression:
+            y = np.array(labels, dtype=np.float64)
+            self.trainer.observe_targets(y)
+        else:
+            for label in labels:
+                if label not in self.class_index:
+                    self.class_index[label] = len(self.classes)  # type: ignore[index]
+                    self.classes.append(label)  # type: ignore[arg-type]
+            y = np.array(
+                [self.class_index[label] for label in labels],  # type: ignore[index]
+                dtype=np.float64,
+            )
+        width = max(x.shape[1], self.featurizer.n_columns)
+        rx, ry = self.replay.sample(self.settings.memory.replay, width)
+        loss = self.trainer.step(x, y, rx, ry, max(len(self.classes), 1))
+        if self.knn is not None:
+            self.knn.add(self._keys(x), y, self.events_seen)
+        if self.prototypes is not None:
+            self.prototypes.learn(x, y.astype(np.int64), len(self.classes))
+        self.replay.add(x, y)
         self.version += 1
         self.events_learned += len(labels)
-        return float(loss.detach())
+        return loss
 
-    def _ensure_model(self, n_inputs: int) -> None:
-        n_outputs = max(len(self.classes), 1)
-        if self.model is None:
-            s = self.settings
-            self.model = MLP(n_inputs, s.hidden, n_outputs, seed=s.seed)
-            self.optimizer = self._make_optimizer()
-            return
-        before = [id(p) for p in self.model.parameters()]
-        self.model.grow_inputs(n_inputs)
-        self.model.grow_outputs(n_outputs)
-        if [id(p) for p in self.model.parameters()] != before:
-            self._rebuild_optimizer()
-
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        assert self.model is not None
-        params = list(self.model.parameters())
-        if self.settings.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=self.settings.lr)
-        return torch.optim.Adam(params, lr=self.settings.lr)
-
-    def _rebuild_optimizer(self) -> None:
-        """New optimizer over the grown parameters; keeps the state of unchanged ones."""
-        old = self.optimizer
-        self.optimizer = self._make_optimizer()
-        if old is not None:
-            for p, state in old.state.items():
-                if any(p is q for q in self.optimizer.param_groups[0]["params"]):
-                    self.optimizer.state[p] = state
-
+    # -- serving ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        """An immutable copy of the current model for serving (see the module docstring)."""
-        params: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
-        if self.model is not None:
-            layers = [*self.model.hidden_layers, self.model.head]
-            params = tuple(
-                (layer.weight.detach().clone(), layer.bias.detach().clone()) for layer in layers
-            )
-        return Snapshot(self.featurizer.view(), params, tuple(self.classes), self.version)
+        """An immutable copy of the current state for serving (:mod:`streamcl.snapshot`)."""
+        m = self.settings.memory
+        keys = targets = None
+        if self.knn is not None and self.knn.size and m.space == "input":
+            if self._memory_copy is None or self.version - self._memory_copy[0] >= m.snapshot_every:
+                self._memory_copy = (self.version, *self.knn.copy_arrays())
+            _, keys, targets = self._memory_copy
+        protos = None
+        if self.prototypes is not None and len(self.prototypes.counts):
+            p = self.prototypes
+            protos = (p.means.copy(), p.counts.copy(), p.temperature)
+        weights = self.weights()
+        if keys is None:
+            weights.pop("knn", None)
+        return Snapshot(
+            self.featurizer.view(),
+            self.trainer.serving_params(),
+            tuple(self.classes),
+            self.version,
+            self.settings.task,
+            weights,
+            keys,
+            targets,
+            m.k,
+            protos,
+            (self.trainer.target_mean(), self.trainer.target_std()),
+        )
 
     def summary(self) -> dict[str, Any]:
-        """Plain description for ``GET /v1/model``."""
+        """Plain description for ``GET /v1/model`` (and the metrics)."""
+        last = self.drift.log[-1] if self.drift.log else None
+        mem_bytes = (
+            self.replay.nbytes
+            + (self.knn.nbytes if self.knn else 0)
+            + (self.prototypes.nbytes if self.prototypes else 0)
+        )
         return {
+            "task": self.settings.task,
             "classes": list(self.classes),
             "n_features": self.featurizer.n_columns,
             "version": self.version,
             "events_learned": self.events_learned,
+            "skipped_steps": self.skipped_steps,
+            "predictor_weights": self.weights(),
+            "memory": {
+                "entries": self.knn.size if self.knn else 0,
+                "bytes": mem_bytes,
+                "replay_entries": self.replay.size,
+            },
+            "drift": {
+                "counts": dict(self.drift.counts),
+                "last": None if last is None else last.__dict__,
+                "log": [r.__dict__ for r in list(self.drift.log)[-10:]],
+            },
+            **self.recovery.summary(),
+            "health": dict(self.trainer.health),
         }
+
+    def export_metrics(self, metrics: Any, every: int = 16) -> None:
+        """Set the learner's Prometheus metrics (``streamcl.metrics.Metrics``).
+
+        Cheap enough to call after every batch: it does the work every ``every`` steps and
+        whenever a drift was detected since the last export.
+        """
+        total = sum(self.drift.counts.values())
+        if self.version % every and total == self._exported.get("drift_total", 0):
+            return
+        self._exported["drift_total"] = total
+        s = self.summary()
+        for name, count in self.drift.counts.items():
+            seen = self._exported.get(f"drift_{name}", 0)
+            if count > seen:
+                metrics.drifts.labels(name).inc(count - seen)
+                self._exported[f"drift_{name}"] = count
+        if self.drift.log:
+            metrics.last_drift.set(self.drift.log[-1].time)
+        skipped = self.skipped_steps - self._exported.get("skipped", 0)
+        if skipped > 0:
+            metrics.skipped_steps.inc(skipped)
+            self._exported["skipped"] = self.skipped_steps
+        metrics.memory_entries.set(s["memory"]["entries"])
+        metrics.memory_bytes.set(s["memory"]["bytes"])
+        for name, w in s["predictor_weights"].items():
+            metrics.predictor_weight.labels(name).set(w)
+        h = self.trainer.health
+        for key, value in h.items():
+            if key.startswith("dormant_fraction_layer"):
+                metrics.dormant_fraction.labels(key.removeprefix("dormant_fraction_")).set(value)
+        if h:
+            metrics.effective_rank.set(h.get("effective_rank", 0.0))
+            metrics.weight_magnitude.set(h.get("weight_magnitude", 0.0))
+            metrics.grad_norm.set(h.get("grad_norm", 0.0))
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue learning; see the module docstring for the types."""
+        return {
+            "format": 1,
+            "classes": list(self.classes),
+            "version": self.version,
+            "events_learned": self.events_learned,
+            "events_seen": self.events_seen,
+            "featurizer": self.featurizer.state_dict(),
+            "trainer": self.trainer.state_dict(),
+            "knn": None if self.knn is None else self.knn.state_dict(),
+            "prototypes": None if self.prototypes is None else self.prototypes.state_dict(),
+            "replay": self.replay.state_dict(),
+            "drift": self.drift.state_dict(),
+            "hedge": dict(self.hedge),
+            "recovery": self.recovery.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output into this learner (same settings).
+
+        Raises
+        ------
+        ValueError
+            Unknown ``format``.
+        """
+        if state.get("format") != 1:
+            raise ValueError(f"unknown learner state format {state.get('format')!r}")
+        self._reset()
+        self.classes = list(state["classes"])
+        self.class_index = {c: i for i, c in enumerate(self.classes)}
+        self.version = int(state["version"])
+        self.events_learned = int(state["events_learned"])
+        self.events_seen = int(state["events_seen"])
+        self.featurizer.load_state_dict(state["featurizer"])
+        self.trainer.load_state_dict(state["trainer"])
+        if self.knn is not None and state["knn"] is not None:
+            self.knn.load_state_dict(state["knn"])
+        if self.prototypes is not None and state["prototypes"] is not None:
+            self.prototypes.load_state_dict(state["prototypes"])
+        self.replay.load_state_dict(state["replay"])
+        self.drift.load_state_dict(state["drift"])
+        self.hedge.update({str(k): float(v) for k, v in state["hedge"].items()})
+        self.recovery.load_state_dict(state["recovery"])

@@ -7,6 +7,7 @@ unit. Growing keeps every existing weight, so what was learned is not lost.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import pairwise
 
@@ -28,7 +29,8 @@ class MLP(nn.Module):
     n_outputs
         Number of output units (classes, or 1 for regression), ``>= 1``.
     seed
-        Seed of the weight initialisation (PyTorch's default Kaiming-uniform).
+        Seed of the network's own generator (:attr:`gen`), which draws the initial weights
+        and those of units added by growth, so the global torch RNG is never used.
 
     Attributes
     ----------
@@ -48,14 +50,10 @@ class MLP(nn.Module):
         super().__init__()
         if n_inputs < 1 or n_outputs < 1:
             raise ValueError(f"n_inputs and n_outputs must be >= 1, got {n_inputs}, {n_outputs}")
-        gen_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
+        self.gen = torch.Generator().manual_seed(seed)
         widths = [n_inputs, *hidden]
-        self.hidden_layers = nn.ModuleList(
-            nn.Linear(a, b) for a, b in pairwise(widths)
-        )
-        self.head = nn.Linear(widths[-1], n_outputs)
-        torch.random.set_rng_state(gen_state)
+        self.hidden_layers = nn.ModuleList(_linear(a, b, self.gen) for a, b in pairwise(widths))
+        self.head = _linear(widths[-1], n_outputs, self.gen)
 
     @property
     def n_inputs(self) -> int:
@@ -102,7 +100,7 @@ class MLP(nn.Module):
         extra = n_inputs - first.in_features
         if extra <= 0:
             return
-        grown = _resize(first, in_features=n_inputs, out_features=first.out_features)
+        grown = _resize(first, n_inputs, first.out_features, self.gen)
         if len(self.hidden_layers):
             self.hidden_layers[0] = grown
         else:
@@ -111,14 +109,24 @@ class MLP(nn.Module):
     def grow_outputs(self, n_outputs: int) -> None:
         """Add freshly initialised output units up to ``n_outputs`` (new classes)."""
         if n_outputs > self.head.out_features:
-            self.head = _resize(
-                self.head, in_features=self.head.in_features, out_features=n_outputs
-            )
+            self.head = _resize(self.head, self.head.in_features, n_outputs, self.gen)
 
 
-def _resize(layer: nn.Linear, in_features: int, out_features: int) -> nn.Linear:
+def _linear(n_in: int, n_out: int, gen: torch.Generator) -> nn.Linear:
+    """``nn.Linear`` with PyTorch's default init, uniform(+-1/sqrt(n_in)), drawn from ``gen``."""
+    layer = nn.Linear(n_in, n_out, device="meta").to_empty(device="cpu")
+    bound = 1.0 / math.sqrt(n_in)
+    with torch.no_grad():
+        layer.weight.copy_((torch.rand(n_out, n_in, generator=gen) * 2 - 1) * bound)
+        layer.bias.copy_((torch.rand(n_out, generator=gen) * 2 - 1) * bound)
+    return layer
+
+
+def _resize(
+    layer: nn.Linear, in_features: int, out_features: int, gen: torch.Generator
+) -> nn.Linear:
     """A larger copy of ``layer``: old weights kept, new input columns zero, new rows fresh."""
-    new = nn.Linear(in_features, out_features)
+    new = _linear(in_features, out_features, gen)
     with torch.no_grad():
         new.weight[:, layer.in_features :] = 0.0
         new.weight[: layer.out_features, : layer.in_features] = layer.weight

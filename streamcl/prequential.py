@@ -281,6 +281,7 @@ class StreamLoop:
         m.accuracy_total.set(self.score.accuracy)
         m.kappa_temporal.set(self.score.window_kappa_temporal)
         m.model_version.set(self.learner.version)
+        self.learner.export_metrics(m)
         m.last_event.set(time.time())
         return predictions
 

@@ -67,7 +67,7 @@ class Service:
             id_column=src.id_column,
         )
         self.source = source if source is not None else build_source(settings)
-        self.learner = Learner(settings.learner)
+        self.learner = Learner(settings.learner, plasticity=settings.plasticity)
         self.loop = StreamLoop(
             self.source,
             self.learner,

@@ -1,0 +1,285 @@
+"""Task-free drift detection with river's detectors, a drift log, and checkpointable state.
+
+Two signals are watched, with no task labels:
+
+* loss drift: a detector (ADWIN by default; KSWIN or Page-Hinkley by setting) on the
+  prequential error stream, the 0/1 error of the combined prediction (classification) or
+  the absolute error (regression), one value per labelled event;
+* input drift: Page-Hinkley on the distance from each event to its nearest kNN-memory
+  entry, so inputs moving away from everything remembered raise an alarm before labels do.
+
+Each drift appends a :class:`DriftRecord` to a bounded log; the learner counts it in a
+metric and takes the configured actions.
+
+References
+----------
+Bifet, A. & Gavalda, R. (2007). Learning from time-changing data with adaptive windowing.
+    SDM 2007. (ADWIN)
+Raab, C., Heusinger, M. & Schleif, F.-M. (2020). Reactive soft prototype computing for
+    concept drift streams. Neurocomputing 416. (KSWIN)
+Page, E. S. (1954). Continuous inspection schemes. Biometrika 41. (Page-Hinkley)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from river import drift
+
+__all__ = ["DriftMonitor", "DriftRecord", "detector_state", "load_detector", "make_detector"]
+
+
+@dataclass(frozen=True)
+class DriftRecord:
+    """One detected drift.
+
+    Attributes
+    ----------
+    time : float
+        Wall-clock time of detection, epoch seconds.
+    event : int
+        Events seen by the learner when it fired (a stream offset).
+    event_id : str
+        Id of the event that triggered it.
+    detector : str
+        ``"loss"`` or ``"input"``, with the river detector in ``kind``.
+    kind : str
+        ``"adwin"``, ``"kswin"`` or ``"page_hinkley"``.
+    statistic : float
+        The detector's estimate after the drift (ADWIN: mean error of the kept window).
+    window : int
+        Events in the detector's window after the drift (ADWIN); 0 for the others.
+    """
+
+    time: float
+    event: int
+    event_id: str
+    detector: str
+    kind: str
+    statistic: float
+    window: int
+
+
+def make_detector(kind: str, delta: float = 0.002, seed: int = 0) -> Any:
+    """A fresh river detector: ``"adwin"``, ``"kswin"`` or ``"page_hinkley"``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``kind``.
+    """
+    if kind == "adwin":
+        return drift.ADWIN(delta=delta)
+    if kind == "kswin":
+        return drift.KSWIN(alpha=0.005, window_size=100, stat_size=30, seed=seed)
+    if kind == "page_hinkley":
+        return drift.PageHinkley(min_instances=30, delta=0.005, threshold=50.0, mode="up")
+    raise ValueError(f"unknown drift detector {kind!r}")
+
+
+def detector_state(det: Any) -> dict[str, Any]:
+    """Plain-data state of a river detector (no pickle).
+
+    ADWIN's window lives in river's Rust helper, whose own serde encoding (not a pickle) is
+    stored as a uint8 array next to its constructor arguments; KSWIN's window and
+    ``random.Random`` state and Page-Hinkley's running sums are plain numbers.
+    """
+    if isinstance(det, drift.ADWIN):
+        _, args, blob = det._helper.__reduce_ex__(2)[:3]
+        return {
+            "kind": "adwin",
+            "args": list(args[1:]),
+            "blob": np.frombuffer(blob, np.uint8).copy(),
+            "params": {
+                "delta": det.delta,
+                "clock": det.clock,
+                "max_buckets": det.max_buckets,
+                "min_window_length": det.min_window_length,
+                "grace_period": det.grace_period,
+            },
+        }
+    if isinstance(det, drift.KSWIN):
+        version, internal, gauss = det._rng.getstate()
+        return {
+            "kind": "kswin",
+            "window": list(det.window),
+            "n": det.n,
+            "p_value": det.p_value,
+            "rng": [version, list(internal), gauss],
+            "params": {
+                "alpha": det.alpha,
+                "window_size": det.window_size,
+                "stat_size": det.stat_size,
+                "seed": det.seed,
+            },
+        }
+    if isinstance(det, drift.PageHinkley):
+        return {
+            "kind": "page_hinkley",
+            "n": det._x_mean.n,
+            "mean": det._x_mean._mean,
+            "sum_increase": det._sum_increase,
+            "sum_decrease": det._sum_decrease,
+            "min_increase": _enc(det._min_increase),
+            "max_decrease": _enc(det._max_decrease),
+            "params": {
+                "min_instances": det.min_instances,
+                "delta": det.delta,
+                "threshold": det.threshold,
+                "alpha": det.alpha,
+                "mode": det.mode,
+            },
+        }
+    raise TypeError(f"cannot serialise drift detector {type(det).__name__}")
+
+
+def _enc(x: float) -> float | str:
+    return x if math.isfinite(x) else repr(x)
+
+
+def load_detector(state: dict[str, Any]) -> Any:
+    """Rebuild a river detector from :func:`detector_state`'s output."""
+    kind, params = state["kind"], state["params"]
+    if kind == "adwin":
+        det = drift.ADWIN(**params)
+        helper = type(det._helper)(*state["args"])
+        helper.__setstate__(np.asarray(state["blob"], dtype=np.uint8).tobytes())
+        det._helper = helper
+        return det
+    if kind == "kswin":
+        det = drift.KSWIN(**params)
+        det.window = deque(state["window"], maxlen=det.window_size)
+        det.n, det.p_value = int(state["n"]), float(state["p_value"])
+        version, internal, gauss = state["rng"]
+        det._rng = random.Random()
+        det._rng.setstate((version, tuple(internal), gauss))
+        return det
+    det = drift.PageHinkley(**params)
+    det._x_mean.n, det._x_mean._mean = state["n"], state["mean"]
+    det._sum_increase, det._sum_decrease = state["sum_increase"], state["sum_decrease"]
+    det._min_increase = float(state["min_increase"])
+    det._max_decrease = float(state["max_decrease"])
+    return det
+
+
+class DriftMonitor:
+    """Loss and input drift detectors, the drift log and its counters.
+
+    Parameters
+    ----------
+    detector
+        Loss detector kind, or ``"none"``.
+    delta
+        ADWIN confidence.
+    input_detector
+        ``"knn_distance"`` (Page-Hinkley on nearest-memory distance) or ``"none"``.
+    log_size
+        Most recent :class:`DriftRecord` kept.
+    seed
+        Seed of KSWIN's sampling.
+
+    Attributes
+    ----------
+    log : collections.deque[DriftRecord]
+        Recent drifts, oldest first.
+    counts : dict[str, int]
+        Drifts detected since start, per detector (``"loss"``, ``"input"``).
+    """
+
+    def __init__(
+        self,
+        detector: str = "adwin",
+        delta: float = 0.002,
+        input_detector: str = "knn_distance",
+        log_size: int = 100,
+        seed: int = 0,
+    ) -> None:
+        self.detector = detector
+        self.delta = delta
+        self.input_detector = input_detector
+        self.log_size = log_size
+        self.seed = seed
+        self._reset()
+
+    def _reset(self) -> None:
+        self.loss_det = (
+            None if self.detector == "none" else make_detector(self.detector, self.delta, self.seed)
+        )
+        self.input_det = None if self.input_detector == "none" else make_detector("page_hinkley")
+        self.log: deque[DriftRecord] = deque(maxlen=self.log_size)
+        self.counts = {"loss": 0, "input": 0}
+
+    def update(
+        self, errors: np.ndarray, ids: list[str], event: int, distances: np.ndarray | None = None
+    ) -> list[DriftRecord]:
+        """Feed one batch; return the drifts it triggered (at most one per detector).
+
+        Parameters
+        ----------
+        errors
+            ``(n_labelled,)`` float per-event error (0/1 or absolute), in stream order.
+        ids
+            Event ids aligned with ``errors``.
+        event
+            Events seen before this batch (the offset of its first event).
+        distances
+            ``(batch,)`` float L2 distance of each event to its nearest memory entry.
+        """
+        found: list[DriftRecord] = []
+        if self.loss_det is not None:
+            for j, e in enumerate(errors.tolist()):
+                self.loss_det.update(e)
+                if self.loss_det.drift_detected:
+                    found.append(
+                        self._record(
+                            "loss",
+                            self.detector,
+                            self.loss_det,
+                            event + j,
+                            ids[j] if j < len(ids) else "",
+                        )
+                    )
+                    break  # the rest of the batch is judged against the new window
+        if self.input_det is not None and distances is not None and len(distances):
+            for j, d in enumerate(distances.tolist()):
+                self.input_det.update(d)
+                if self.input_det.drift_detected:
+                    found.append(
+                        self._record("input", "page_hinkley", self.input_det, event + j, "")
+                    )
+                    self.input_det = make_detector("page_hinkley")
+                    break
+        return found
+
+    def _record(self, name: str, kind: str, det: Any, event: int, event_id: str) -> DriftRecord:
+        stat = float(getattr(det, "estimation", 0.0)) if kind == "adwin" else 0.0
+        width = int(getattr(det, "width", 0)) if kind == "adwin" else 0
+        rec = DriftRecord(time.time(), event, event_id, name, kind, stat, width)
+        self.log.append(rec)
+        self.counts[name] += 1
+        return rec
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data: detectors (see :func:`detector_state`), the log and the counts."""
+        return {
+            "loss": None if self.loss_det is None else detector_state(self.loss_det),
+            "input": None if self.input_det is None else detector_state(self.input_det),
+            "log": [asdict(r) for r in self.log],
+            "counts": dict(self.counts),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        self._reset()
+        if state["loss"] is not None and self.loss_det is not None:
+            self.loss_det = load_detector(state["loss"])
+        if state["input"] is not None and self.input_det is not None:
+            self.input_det = load_detector(state["input"])
+        self.log.extend(DriftRecord(**r) for r in state["log"])
+        self.counts = {str(k): int(v) for k, v in state["counts"].items()}

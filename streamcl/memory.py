@@ -1,0 +1,527 @@
+"""Episodic memory of the learner: a FAISS kNN memory, class prototypes, a replay buffer.
+
+Every structure stores plain numpy arrays that it owns; :meth:`state_dict` returns numpy
+arrays and JSON-able values only (no pickled objects), and :meth:`copy_arrays` gives an
+immutable copy that serving snapshots search without touching the live structure.
+
+Feature columns are discovered online, so the key width only grows: stored keys are padded
+with zeros (a new column is 0 for every old entry, which is also what the featurizer gives
+an event that lacks the feature).
+
+References
+----------
+Prabhu, A. et al. (2023). Online continual learning without the storage constraint.
+    arXiv:2305.09253. (kNN over a growing memory; forget what precedes a drift.)
+Chaudhry, A. et al. (2019). On tiny episodic memories in continual learning.
+    arXiv:1902.10486. (Experience replay from a small reservoir, mixed into each batch.)
+Rebuffi, S.-A. et al. (2017). iCaRL: incremental classifier and representation learning.
+    CVPR 2017. (Nearest-class-mean classification on class prototypes.)
+Vitter, J. S. (1985). Random sampling with a reservoir. ACM TOMS 11(1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faiss
+import numpy as np
+
+__all__ = ["KNNMemory", "Prototypes", "ReplayBuffer", "knn_search"]
+
+
+def _pad(a: np.ndarray, width: int) -> np.ndarray:
+    """``a`` ``(rows, w)`` with zero columns appended up to ``width``."""
+    if a.shape[1] >= width:
+        return a
+    out = np.zeros((a.shape[0], width), dtype=a.dtype)
+    out[:, : a.shape[1]] = a
+    return out
+
+
+def knn_search(keys: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest keys (squared L2) with FAISS's brute-force kernel.
+
+    Parameters
+    ----------
+    keys
+        ``(n, d)`` float32, C-contiguous; ``n >= 1``.
+    queries
+        ``(batch, d)`` float32.
+    k
+        Neighbours wanted; clipped to ``n``.
+
+    Returns
+    -------
+    distances, indices : numpy.ndarray
+        ``(batch, min(k, n))`` float32 squared distances and int64 row indices, nearest first.
+    """
+    k = min(k, len(keys))
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if q.shape[1] < keys.shape[1]:
+        q = _pad(q, keys.shape[1])
+    d, i = faiss.knn(q[:, : keys.shape[1]], keys, k)
+    return d, i
+
+
+def vote(
+    distances: np.ndarray, targets: np.ndarray, n_classes: int, regression: bool
+) -> np.ndarray:
+    """Distance-weighted vote of neighbours: weights ``1 / (d + eps)`` (``d`` = L2 distance).
+
+    Parameters
+    ----------
+    distances
+        ``(batch, k)`` float32 squared distances.
+    targets
+        ``(batch, k)`` class indices (int64) or values (float32).
+    n_classes
+        Output width for classification.
+    regression
+        Return the weighted mean value ``(batch,)`` instead of probabilities.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(batch, n_classes)`` float32 probabilities (add-0.01 smoothed) or ``(batch,)``.
+    """
+    w = 1.0 / (np.sqrt(np.maximum(distances, 0.0)) + 1e-3)
+    if regression:
+        return (w * targets).sum(1) / w.sum(1)
+    probs = np.full((len(w), n_classes), 0.01, dtype=np.float64)
+    rows = np.repeat(np.arange(len(w)), w.shape[1])
+    np.add.at(
+        probs, (rows, targets.ravel().astype(np.int64)), (w / w.sum(1, keepdims=True)).ravel()
+    )
+    probs /= probs.sum(1, keepdims=True)
+    return probs.astype(np.float32)
+
+
+class KNNMemory:
+    """Bounded kNN memory of ``(key, target, time)`` entries, searched with FAISS.
+
+    Parameters
+    ----------
+    capacity
+        Most entries kept.
+    k
+        Neighbours in the vote.
+    eviction
+        ``"fifo"``: a sliding window (oldest out); ``"reservoir"``: a uniform sample of the
+        whole stream (Vitter's algorithm R); ``"class_balanced"``: each class keeps at most
+        ``capacity // n_classes`` entries, evicting its own oldest (classification only).
+    hnsw_threshold
+        At or above this many entries searches use an approximate HNSW index (M=32),
+        rebuilt when a quarter of its rows are stale; below it, exact brute force.
+    regression
+        Targets are float values instead of class indices.
+    seed
+        Seed of the reservoir's generator.
+
+    Attributes
+    ----------
+    keys : numpy.ndarray
+        ``(capacity, width)`` float32; rows ``[:size]`` are valid.
+    targets : numpy.ndarray
+        ``(capacity,)`` float64 class index or value.
+    times : numpy.ndarray
+        ``(capacity,)`` int64 event counter when the entry was added.
+    """
+
+    def __init__(
+        self,
+        capacity: int = 2_000,
+        k: int = 10,
+        eviction: str = "fifo",
+        hnsw_threshold: int = 50_000,
+        regression: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.capacity = capacity
+        self.k = k
+        self.eviction = eviction
+        self.hnsw_threshold = hnsw_threshold
+        self.regression = regression
+        self.seed = seed
+        self._reset()
+
+    def _reset(self) -> None:
+        self.keys = np.zeros((self.capacity, 0), dtype=np.float32)
+        self.targets = np.zeros(self.capacity, dtype=np.float64)
+        self.times = np.zeros(self.capacity, dtype=np.int64)
+        self.size = 0
+        self.seen = 0
+        self._next = 0  # FIFO ring position
+        self.rng = np.random.default_rng(self.seed)
+        self._hnsw: Any = None
+        self._stale = 0
+
+    @property
+    def width(self) -> int:
+        """Key width (columns)."""
+        return int(self.keys.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the arrays and the HNSW index (approximate for the index)."""
+        extra = 0 if self._hnsw is None else self._hnsw.ntotal * (self.width * 4 + 32 * 8)
+        return int(self.keys.nbytes + self.targets.nbytes + self.times.nbytes + extra)
+
+    def _slots(self, targets: np.ndarray) -> np.ndarray:
+        """Slot of each new entry (``-1``: not kept), advancing the eviction state."""
+        slots = np.empty(len(targets), dtype=np.int64)
+        for j, y in enumerate(targets):
+            self.seen += 1
+            if self.size < self.capacity and self.eviction != "class_balanced":
+                slots[j] = self.size
+                self.size += 1
+            elif self.eviction == "fifo":
+                slots[j] = self._next
+                self._next = (self._next + 1) % self.capacity
+            elif self.eviction == "reservoir":
+                r = int(self.rng.integers(0, self.seen))
+                slots[j] = r if r < self.capacity else -1
+            else:
+                slots[j] = self._balanced_slot(float(y))
+        return slots
+
+    def _balanced_slot(self, y: float) -> int:
+        if self.size < self.capacity:
+            self.size += 1
+            return self.size - 1
+        live = self.targets[: self.size]
+        values, counts = np.unique(live, return_counts=True)
+        quota = self.capacity // max(len(values) + (y not in values), 1)
+        own = np.flatnonzero(live == y)
+        if len(own) >= quota and len(own):
+            return int(own[np.argmin(self.times[own])])
+        biggest = values[np.argmax(counts)]
+        pool = np.flatnonzero(live == biggest)
+        return int(pool[np.argmin(self.times[pool])])
+
+    def add(self, keys: np.ndarray, targets: np.ndarray, time: int) -> None:
+        """Insert entries.
+
+        Parameters
+        ----------
+        keys
+            ``(batch, width)`` float32 (wider than before: old keys are zero-padded).
+        targets
+            ``(batch,)`` class indices or values.
+        time
+            Event counter of the batch (used by :meth:`forget_before`).
+        """
+        if len(keys) == 0:
+            return
+        if keys.shape[1] > self.width:
+            self.keys = _pad(self.keys, keys.shape[1])
+            self._hnsw = None
+        slots = self._slots(np.asarray(targets, dtype=np.float64))
+        keep = slots >= 0
+        s = slots[keep]
+        self.keys[s, : keys.shape[1]] = keys[keep]
+        self.keys[s, keys.shape[1] :] = 0.0
+        self.targets[s] = np.asarray(targets, dtype=np.float64)[keep]
+        self.times[s] = time
+        self._update_hnsw(s)
+
+    def _update_hnsw(self, slots: np.ndarray) -> None:
+        if self.size < self.hnsw_threshold:
+            self._hnsw = None
+            return
+        if self._hnsw is None or self._stale > self._hnsw.ntotal // 4:
+            self._build_hnsw()
+            return
+        new = slots[slots >= self._hnsw.ntotal]
+        self._stale += len(slots) - len(new)
+        if len(new):  # new rows are appended in slot order while the memory fills
+            # FAISS does not serialise HNSW's level generator: reseed it from plain data so
+            # a restored index links new entries exactly as the original would.
+            self._hnsw.hnsw.rng = faiss.RandomGenerator(self.seed + int(self._hnsw.ntotal))
+            self._hnsw.add(self.keys[new])
+
+    def _build_hnsw(self) -> None:
+        index = faiss.IndexHNSWFlat(self.width, 32)
+        index.hnsw.efSearch = 64
+        index.hnsw.rng = faiss.RandomGenerator(self.seed)
+        index.add(self.keys[: self.size])
+        self._hnsw, self._stale = index, 0
+
+    def search(self, queries: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest entries of ``queries`` ``(batch, d)`` float32.
+
+        Returns
+        -------
+        distances, indices : numpy.ndarray
+            ``(batch, k')`` squared L2 distances (float32) and row indices (int64),
+            ``k' = min(k, size)``. HNSW candidates are re-ranked with exact distances to
+            the current keys, so overwritten (stale) rows cannot mislead the vote.
+
+        Raises
+        ------
+        ValueError
+            The memory is empty.
+        """
+        if self.size == 0:
+            raise ValueError("the kNN memory is empty")
+        k = self.k if k is None else k
+        q = np.ascontiguousarray(
+            _pad(queries.astype(np.float32, copy=False), self.width)[:, : self.width]
+        )
+        if self._hnsw is None:
+            return knn_search(self.keys[: self.size], q, k)
+        _, cand = self._hnsw.search(q, min(2 * k, self.size))
+        cand = np.where(cand < 0, 0, cand)
+        d = ((self.keys[cand] - q[:, None, :]) ** 2).sum(-1)
+        order = np.argsort(d, axis=1)[:, : min(k, self.size)]
+        return np.take_along_axis(d, order, 1).astype(np.float32), np.take_along_axis(
+            cand, order, 1
+        )
+
+    def predict(self, queries: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Vote of the nearest entries: ``(probabilities or values, nearest distance)``.
+
+        Returns
+        -------
+        votes : numpy.ndarray
+            ``(batch, n_classes)`` float32 probabilities, or ``(batch,)`` values.
+        nearest : numpy.ndarray
+            ``(batch,)`` float32 L2 distance to the nearest entry (an input-drift signal).
+        """
+        d, i = self.search(queries)
+        return vote(d, self.targets[i], n_classes, self.regression), np.sqrt(d[:, 0])
+
+    def forget_before(self, time: int, keep: int = 0) -> int:
+        """Drop entries added before ``time``, keeping the newest ``keep`` of them.
+
+        Returns
+        -------
+        int
+            Entries removed.
+        """
+        old = np.flatnonzero(self.times[: self.size] < time)
+        if keep:
+            old = old[np.argsort(self.times[old])][: max(len(old) - keep, 0)]
+        if not len(old):
+            return 0
+        mask = np.ones(self.size, dtype=bool)
+        mask[old] = False
+        rows = np.flatnonzero(mask)
+        rows = rows[np.argsort(self.times[rows], kind="stable")]  # oldest first: FIFO resumes
+        n = len(rows)
+        for name in ("keys", "targets", "times"):
+            a = getattr(self, name)
+            a[:n] = a[rows]
+        self.size, self._next, self._hnsw = n, 0, None
+        self._update_hnsw(np.arange(0))
+        return len(old)
+
+    def copy_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Read-only copies ``(keys (size, width) float32, targets (size,))`` for serving."""
+        keys, targets = self.keys[: self.size].copy(), self.targets[: self.size].copy()
+        keys.flags.writeable = False
+        targets.flags.writeable = False
+        return keys, targets
+
+    def state_dict(self) -> dict[str, Any]:
+        """Arrays and plain values; the HNSW index (if any) as ``faiss.serialize_index`` bytes."""
+        return {
+            "keys": self.keys[: self.size].copy(),
+            "targets": self.targets[: self.size].copy(),
+            "times": self.times[: self.size].copy(),
+            "width": self.width,
+            "seen": self.seen,
+            "next": self._next,
+            "stale": self._stale,
+            "rng": self.rng.bit_generator.state,
+            "hnsw": None if self._hnsw is None else faiss.serialize_index(self._hnsw),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output (capacity and policy come from ``__init__``)."""
+        self._reset()
+        n = len(state["keys"])
+        self.keys = np.zeros((self.capacity, int(state["width"])), dtype=np.float32)
+        self.keys[:n] = state["keys"]
+        self.targets[:n] = state["targets"]
+        self.times[:n] = state["times"]
+        self.size, self.seen, self._next = n, int(state["seen"]), int(state["next"])
+        self._stale = int(state["stale"])
+        self.rng.bit_generator.state = state["rng"]
+        if state["hnsw"] is not None:
+            self._hnsw = faiss.deserialize_index(np.asarray(state["hnsw"], dtype=np.uint8))
+
+
+class Prototypes:
+    """Running class means and a nearest-class-mean (NCM) classifier.
+
+    A class's prototype is an exponential moving average of its inputs whose weight on the
+    past is ``min(decay, n / (n + 1))``: a plain mean for the first ``1 / (1 - decay)``
+    examples, so a class seen once already has a prototype. Probabilities are
+    ``softmax(-||x - mu_c||^2 / T)`` with ``T`` the running mean squared distance of
+    examples to their own prototype (scale-free).
+
+    Parameters
+    ----------
+    decay
+        Upper bound of the weight of the past in each update, ``[0, 1)``.
+    """
+
+    def __init__(self, decay: float = 0.99) -> None:
+        self.decay = decay
+        self.means = np.zeros((0, 0), dtype=np.float32)
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.temperature = 1.0
+
+    def learn(self, x: np.ndarray, classes: np.ndarray, n_classes: int) -> None:
+        """Update with ``x`` ``(batch, width)`` float32 of class indices ``(batch,)`` int."""
+        if n_classes > len(self.means) or x.shape[1] > self.means.shape[1]:
+            grown = np.zeros(
+                (max(n_classes, len(self.means)), max(x.shape[1], self.means.shape[1])),
+                dtype=np.float32,
+            )
+            grown[: self.means.shape[0], : self.means.shape[1]] = self.means
+            counts = np.zeros(len(grown), dtype=np.int64)
+            counts[: len(self.counts)] = self.counts
+            self.means, self.counts = grown, counts
+        x = _pad(x, self.means.shape[1])
+        for row, c in zip(x, classes, strict=True):
+            n = self.counts[c]
+            past = min(self.decay, n / (n + 1.0))
+            d2 = float(((row - self.means[c]) ** 2).sum())
+            if n:
+                self.temperature = 0.99 * self.temperature + 0.01 * max(d2, 1e-6)
+            self.means[c] = past * self.means[c] + (1.0 - past) * row
+            self.counts[c] = n + 1
+
+    def predict(self, x: np.ndarray, n_classes: int) -> np.ndarray:
+        """``(batch, n_classes)`` float32 NCM probabilities (uniform for unseen classes)."""
+        return ncm_proba(x, self.means, self.counts, self.temperature, n_classes)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return int(self.means.nbytes + self.counts.nbytes)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Arrays and plain values."""
+        return {
+            "means": self.means.copy(),
+            "counts": self.counts.copy(),
+            "temperature": self.temperature,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        self.means = np.array(state["means"], dtype=np.float32)
+        self.counts = np.array(state["counts"], dtype=np.int64)
+        self.temperature = float(state["temperature"])
+
+
+def ncm_proba(
+    x: np.ndarray, means: np.ndarray, counts: np.ndarray, temperature: float, n_classes: int
+) -> np.ndarray:
+    """Nearest-class-mean probabilities; see :class:`Prototypes`. ``(batch, n_classes)``."""
+    out = np.full((len(x), n_classes), 1.0 / max(n_classes, 1), dtype=np.float32)
+    seen = np.flatnonzero(counts[:n_classes] > 0)
+    if not len(seen):
+        return out
+    width = max(x.shape[1], means.shape[1])
+    xm, mm = _pad(x, width), _pad(means[seen], width)
+    d2 = (xm * xm).sum(1, keepdims=True) - 2 * xm @ mm.T + (mm * mm).sum(1)
+    logits = -np.maximum(d2, 0.0) / max(temperature, 1e-6)
+    logits -= logits.max(1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(1, keepdims=True)
+    out[:] = 0.0
+    out[:, seen] = 0.98 * p + 0.02 / len(seen)
+    unseen = np.setdiff1d(np.arange(n_classes), seen)
+    if len(unseen):
+        out[:, unseen] = 0.0
+    return out
+
+
+class ReplayBuffer:
+    """Reservoir of past ``(x, target)`` rows replayed into every training step.
+
+    Parameters
+    ----------
+    capacity
+        Most rows kept.
+    balanced
+        Class-balanced reservoir: when full, a new row replaces a random row of the
+        currently largest class (classification only); otherwise algorithm R.
+    seed
+        Seed of the buffer's generator (insertions and sampling).
+    """
+
+    def __init__(self, capacity: int = 2_000, balanced: bool = False, seed: int = 0) -> None:
+        self.capacity = capacity
+        self.balanced = balanced
+        self.seed = seed
+        self.x = np.zeros((capacity, 0), dtype=np.float32)
+        self.y = np.zeros(capacity, dtype=np.float64)
+        self.size = 0
+        self.seen = 0
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return int(self.x.nbytes + self.y.nbytes)
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Offer rows ``x`` ``(batch, width)`` float32 with targets ``y`` ``(batch,)``."""
+        if x.shape[1] > self.x.shape[1]:
+            self.x = _pad(self.x, x.shape[1])
+        for row, target in zip(x, np.asarray(y, dtype=np.float64), strict=True):
+            self.seen += 1
+            if self.size < self.capacity:
+                slot = self.size
+                self.size += 1
+            elif self.balanced:
+                values, counts = np.unique(self.y[: self.size], return_counts=True)
+                pool = np.flatnonzero(self.y[: self.size] == values[np.argmax(counts)])
+                if (
+                    target == values[np.argmax(counts)]
+                    and self.rng.random() > self.capacity / self.seen
+                ):
+                    continue
+                slot = int(pool[self.rng.integers(len(pool))])
+            else:
+                r = int(self.rng.integers(0, self.seen))
+                if r >= self.capacity:
+                    continue
+                slot = r
+            self.x[slot, : len(row)] = row
+            self.x[slot, len(row) :] = 0.0
+            self.y[slot] = target
+
+    def sample(self, n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` rows uniformly with replacement.
+
+        Returns ``(x (n', width) float32, y (n',))`` with ``n' = min(n, size)``.
+        """
+        m = min(n, self.size)
+        idx = self.rng.integers(0, self.size, size=m) if m else np.zeros(0, dtype=np.int64)
+        x = _pad(self.x[idx], width)[:, :width]
+        return x, self.y[idx]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Arrays and plain values."""
+        return {
+            "x": self.x[: self.size].copy(),
+            "y": self.y[: self.size].copy(),
+            "width": int(self.x.shape[1]),
+            "seen": self.seen,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        n = len(state["x"])
+        self.x = np.zeros((self.capacity, int(state["width"])), dtype=np.float32)
+        self.x[:n] = state["x"]
+        self.y = np.zeros(self.capacity, dtype=np.float64)
+        self.y[:n] = state["y"]
+        self.size, self.seen = n, int(state["seen"])
+        self.rng.bit_generator.state = state["rng"]

@@ -1,0 +1,438 @@
+"""The learner's parametric part in training: network, optimiser, plasticity, EMA, LR restarts.
+
+Also the small online statistics the learner reports: Hedge cumulative losses and the
+stability metrics of De Lange, M. et al. (2023), "Continual evaluation for lifelong
+learning: identifying the stability gap", ICLR 2023 (worst windowed accuracy after a drift
+and the events taken to recover).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from streamcl.network import MLP
+from streamcl.plasticity import (
+    build_methods,
+    build_optimizer,
+    health,
+    load_methods_state_dict,
+    methods_state_dict,
+    optimizer_kwargs,
+)
+from streamcl.settings import LearnerSettings, PlasticitySettings
+
+__all__ = ["Recovery", "Trainer", "hedge_losses"]
+
+#: Gradients are clipped to this global L2 norm.
+MAX_GRAD_NORM = 10.0
+
+
+def hedge_losses(total: float, losses: np.ndarray, decay: float) -> float:
+    """Discounted cumulative loss after per-event ``losses`` ``(n,)``.
+
+    ``L <- decay * L + loss_t`` for each event in order (fixed-share-like forgetting).
+    """
+    n = len(losses)
+    if n == 0:
+        return total
+    powers = decay ** np.arange(n - 1, -1, -1, dtype=np.float64)
+    return float(total * decay**n + (powers * losses).sum())
+
+
+class Trainer:
+    """Owns the MLP, its optimiser, plasticity methods, EMA weights and LR schedule.
+
+    Parameters
+    ----------
+    settings
+        Learner settings (``hidden``, ``lr``, ``optimizer``, ``task``, ``loss``,
+        ``ema_decay``, ``drift.lr_boost``, ``drift.lr_restart_steps``, ``seed``).
+    plasticity
+        Plasticity settings (methods, UPGD hyper-parameters, ``health_every``).
+
+    Attributes
+    ----------
+    steps : int
+        Optimiser steps taken (skipped ones excluded).
+    skipped_steps : int
+        Steps skipped: non-finite loss or gradient norm.
+    health : dict[str, float]
+        Last :func:`streamcl.plasticity.health` figures (every ``health_every`` steps).
+    """
+
+    def __init__(self, settings: LearnerSettings, plasticity: PlasticitySettings) -> None:
+        self.settings = settings
+        self.plasticity = plasticity
+        self.regression = settings.task == "regression"
+        self.model: MLP | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.methods: list[Any] = []
+        self.ema: list[torch.Tensor] | None = None
+        self.steps = 0
+        self.skipped_steps = 0
+        self.health: dict[str, float] = {}
+        self.restart_at: int | None = None
+        self.target = np.zeros(3)  # n, mean, M2 of a regression target
+        if self.regression:
+            self.loss_fn: nn.Module = nn.MSELoss() if settings.loss == "squared" else nn.L1Loss()
+        else:
+            self.loss_fn = nn.CrossEntropyLoss()
+
+    # -- shapes ----------------------------------------------------------------------------
+    def fit(self, x: np.ndarray) -> np.ndarray:
+        """Zero-pad or cut ``x`` to the network's input width.
+
+        Cut columns are new ones, whose weights would be zero.
+        """
+        assert self.model is not None
+        n = self.model.n_inputs
+        if x.shape[1] == n:
+            return x
+        if x.shape[1] > n:
+            return np.ascontiguousarray(x[:, :n])
+        out = np.zeros((len(x), n), dtype=np.float32)
+        out[:, : x.shape[1]] = x
+        return out
+
+    def ensure(self, n_inputs: int, n_outputs: int) -> None:
+        """Build the network, or grow it to ``n_inputs`` x ``n_outputs`` (optimiser kept)."""
+        s = self.settings
+        if self.model is None:
+            self.model = MLP(max(n_inputs, 1), s.hidden, n_outputs, seed=s.seed)
+            self.methods = build_methods(self.plasticity, self.model)
+            self.optimizer = self._make_optimizer()
+            self.ema = [p.detach().clone() for p in self.model.parameters()]
+            return
+        before = [p.shape for p in self.model.parameters()]
+        self.model.grow_inputs(n_inputs)
+        self.model.grow_outputs(n_outputs)
+        if [p.shape for p in self.model.parameters()] != before:
+            self._rebuild_optimizer()
+            if self.ema is not None:
+                self.ema = [
+                    _grow_like(e, p) for e, p in zip(self.ema, self.model.parameters(), strict=True)
+                ]
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        assert self.model is not None
+        name = self.settings.optimizer
+        return build_optimizer(
+            name,
+            list(self.model.parameters()),
+            self.settings.lr,
+            **optimizer_kwargs(name, self.plasticity),
+        )
+
+    def _rebuild_optimizer(self) -> None:
+        """New optimiser over the grown parameters; unchanged parameters keep their state."""
+        old = self.optimizer
+        self.optimizer = self._make_optimizer()
+        if old is not None:
+            mine = set(self.optimizer.param_groups[0]["params"])
+            for p, state in old.state.items():
+                if p in mine:
+                    self.optimizer.state[p] = state
+        self._set_lr()
+
+    # -- targets (regression) --------------------------------------------------------------
+    def observe_targets(self, y: np.ndarray) -> None:
+        """Update the running mean / variance of a regression target with ``y`` ``(n,)``."""
+        n0, mean0, m20 = self.target
+        n_b, mean_b = len(y), float(y.mean())
+        n = n0 + n_b
+        delta = mean_b - mean0
+        self.target = np.array(
+            [
+                n,
+                mean0 + delta * n_b / n,
+                m20 + float(((y - mean_b) ** 2).sum()) + delta**2 * n0 * n_b / n,
+            ]
+        )
+
+    def target_mean(self) -> float:
+        """Running mean of a regression target (0 for classification)."""
+        return float(self.target[1])
+
+    def target_std(self) -> float:
+        """Running standard deviation of a regression target (1 until defined)."""
+        n, _, m2 = self.target
+        return float(math.sqrt(m2 / n)) if n > 1 and m2 > 0 else 1.0
+
+    def unscale(self, out: np.ndarray) -> np.ndarray:
+        """Network outputs (standardised targets) -> target units, float64."""
+        return out.astype(np.float64) * self.target_std() + self.target_mean()
+
+    # -- learning rate ---------------------------------------------------------------------
+    def restart_lr(self) -> None:
+        """Warm restart of the learning rate.
+
+        The LR jumps to ``lr * lr_boost`` and decays back (cosine) over
+        ``lr_restart_steps`` steps (Loshchilov, I. & Hutter, F. 2017, SGDR, ICLR 2017).
+        """
+        self.restart_at = self.steps
+
+    def current_lr(self) -> float:
+        """The learning rate of the next step."""
+        s = self.settings
+        if self.restart_at is None:
+            return s.lr
+        t = (self.steps - self.restart_at) / s.drift.lr_restart_steps
+        if t >= 1:
+            return s.lr
+        return s.lr * (1 + (s.drift.lr_boost - 1) * 0.5 * (1 + math.cos(math.pi * t)))
+
+    def _set_lr(self) -> None:
+        if self.optimizer is not None:
+            lr = self.current_lr()
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
+    def on_drift(self) -> None:
+        """Tell the plasticity methods about a drift."""
+        if self.model is not None:
+            with torch.no_grad():
+                for m in self.methods:
+                    m.on_drift(self.model)
+
+    # -- the step --------------------------------------------------------------------------
+    def step(
+        self, x: np.ndarray, y: np.ndarray, rx: np.ndarray, ry: np.ndarray, n_classes: int
+    ) -> float:
+        """One optimiser step; returns the loss, or NaN if the step was skipped.
+
+        On ``x`` ``(batch, w)`` float32 / ``y`` ``(batch,)`` (class
+        indices or raw targets) plus replayed ``rx``, ``ry``; returns the loss or NaN if the
+        step was skipped (non-finite loss or gradients).
+        """
+        width = max(x.shape[1], rx.shape[1] if len(rx) else 0)
+        self.ensure(width, 1 if self.regression else n_classes)
+        assert self.model is not None and self.optimizer is not None
+        if len(rx):
+            xb = np.concatenate([self.fit(x), self.fit(rx)])
+            yb = np.concatenate([y, ry])
+        else:
+            xb, yb = self.fit(x), y
+        xt = torch.from_numpy(xb)
+        if self.regression:
+            yt = torch.from_numpy(
+                ((yb - self.target_mean()) / self.target_std()).astype(np.float32)
+            )
+        else:
+            yt = torch.from_numpy(yb.astype(np.int64))
+        if self.restart_at is not None:
+            self._set_lr()
+        every = self.plasticity.health_every
+        need_acts = bool(self.methods) or (self.steps + 1) % every == 0
+        acts: list[torch.Tensor] = []
+        if need_acts:
+            out, acts = self.model.forward_with_activations(xt)
+        else:
+            out = self.model(xt)
+        loss = self.loss_fn(out[:, 0] if self.regression else out, yt)
+        for m in self.methods:
+            term = m.loss_term(self.model)
+            if term is not None:
+                loss = loss + term
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            self.skipped_steps += 1
+            return math.nan
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = list(self.model.parameters())
+        norm = float(nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM))
+        if not math.isfinite(norm):
+            self.skipped_steps += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            return math.nan
+        if self.settings.optimizer == "upgd":  # UPGD draws noise from torch's global RNG
+            torch.manual_seed(self.settings.seed * 1_000_003 + self.steps)
+        self.optimizer.step()
+        self.steps += 1
+        if self.methods:
+            for m in self.methods:
+                m.after_step(self.model, acts, self.steps, self.optimizer)
+        if self.ema is not None and self.settings.ema_decay > 0:
+            with torch.no_grad():
+                torch._foreach_lerp_(
+                    self.ema, [p.detach() for p in params], 1.0 - self.settings.ema_decay
+                )
+        if self.steps % every == 0 and acts:
+            self.health = health(self.model, acts, self.plasticity.dormant_tau)
+        return value
+
+    def serving_params(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        """Detached copies of ``(weight, bias)`` per layer: EMA weights if enabled."""
+        if self.model is None:
+            return ()
+        if self.settings.ema_decay > 0 and self.ema is not None:
+            flat = [e.clone() for e in self.ema]
+        else:
+            flat = [p.detach().clone() for p in self.model.parameters()]
+        return tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain data (optimiser state keys are strings)."""
+        if self.model is None or self.optimizer is None:
+            model = opt = None
+        else:
+            model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            raw = self.optimizer.state_dict()
+            opt = {
+                "state": {str(k): v for k, v in raw["state"].items()},
+                "param_groups": raw["param_groups"],
+            }
+        return {
+            "model": model,
+            "shape": None if self.model is None else [self.model.n_inputs, self.model.n_outputs],
+            "gen": None if self.model is None else self.model.gen.get_state(),
+            "optimizer": opt,
+            "plasticity": methods_state_dict(self.methods),
+            "ema": None if self.ema is None else [e.clone() for e in self.ema],
+            "steps": self.steps,
+            "skipped_steps": self.skipped_steps,
+            "health": dict(self.health),
+            "restart_at": self.restart_at,
+            "target": self.target.tolist(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        self.model, self.optimizer, self.methods, self.ema = None, None, [], None
+        if state["model"] is not None:
+            n_in, n_out = state["shape"]
+            self.ensure(int(n_in), int(n_out))
+            assert self.model is not None and self.optimizer is not None
+            self.model.load_state_dict(state["model"])
+            self.model.gen.set_state(state["gen"])
+            opt = state["optimizer"]
+            self.optimizer.load_state_dict(
+                {
+                    "state": {int(k): v for k, v in opt["state"].items()},
+                    "param_groups": opt["param_groups"],
+                }
+            )
+            load_methods_state_dict(self.methods, state["plasticity"])
+            self.ema = [e.clone() for e in state["ema"]]
+        self.steps = int(state["steps"])
+        self.skipped_steps = int(state["skipped_steps"])
+        self.health = dict(state["health"])
+        self.restart_at = state["restart_at"]
+        self.target = np.array(state["target"], dtype=float)
+
+
+def _grow_like(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """``new``'s values with ``old`` copied into the overlapping corner."""
+    out = new.detach().clone()
+    if old.shape != new.shape:
+        cut = tuple(slice(0, min(a, b)) for a, b in zip(old.shape, new.shape, strict=True))
+        out[cut] = old[cut]
+    else:
+        out.copy_(old)
+    return out
+
+
+class Recovery:
+    """Windowed accuracy, worst accuracy after the last drift and events to recover.
+
+    Parameters
+    ----------
+    window
+        Events in the sliding accuracy window.
+
+    Notes
+    -----
+    On a drift, the pre-drift level is the windowed accuracy recorded where the detector
+    puts the change (``width`` events before detection, for ADWIN). After it, accuracy is
+    measured over post-drift events only (at least 50); the worst such value is
+    ``worst_window_accuracy_since_drift`` and the first time it is back within 0.02 of the
+    pre-drift level gives ``recovery_events`` (De Lange et al. 2023).
+    """
+
+    def __init__(self, window: int = 500) -> None:
+        self.window = window
+        self.recent: deque[bool] = deque(maxlen=window)
+        self.correct = 0
+        self.events = 0
+        self.history: deque[tuple[int, float]] = deque(maxlen=256)
+        self.pre_level: float | None = None
+        self.drift_at = 0
+        self.post: deque[bool] = deque(maxlen=window)
+        self.worst: float | None = None
+        self.recovery_events: int | None = None
+
+    @property
+    def accuracy(self) -> float:
+        """Accuracy over the window (0 before any event)."""
+        return self.correct / len(self.recent) if self.recent else 0.0
+
+    def update(self, correct: np.ndarray) -> None:
+        """Add per-event correctness ``(n,)`` bool, in stream order."""
+        for ok in correct.tolist():
+            if len(self.recent) == self.window:
+                self.correct -= self.recent[0]
+            self.recent.append(ok)
+            self.correct += ok
+            if self.pre_level is not None and self.recovery_events is None:
+                self.post.append(ok)
+        self.events += len(correct)
+        self.history.append((self.events, self.accuracy))
+        if self.pre_level is not None and self.recovery_events is None and len(self.post) >= 50:
+            acc = sum(self.post) / len(self.post)
+            self.worst = acc if self.worst is None else min(self.worst, acc)
+            if acc >= self.pre_level - 0.02:
+                self.recovery_events = self.events - self.drift_at
+
+    def on_drift(self, width: int) -> None:
+        """A drift was detected now; ``width`` events are estimated to follow the change."""
+        level = self.accuracy
+        for at, acc in reversed(self.history):
+            if at <= self.events - width:
+                level = acc
+                break
+        self.pre_level, self.drift_at, self.worst, self.recovery_events = (
+            level,
+            self.events,
+            None,
+            None,
+        )
+        self.post.clear()
+
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers for ``summary()``."""
+        return {
+            "window_accuracy": self.accuracy,
+            "worst_window_accuracy_since_drift": self.worst,
+            "recovery_events": self.recovery_events,
+            "pre_drift_accuracy": self.pre_level,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return {
+            "recent": list(self.recent),
+            "events": self.events,
+            "history": [list(h) for h in self.history],
+            "pre_level": self.pre_level,
+            "drift_at": self.drift_at,
+            "post": list(self.post),
+            "worst": self.worst,
+            "recovery_events": self.recovery_events,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        self.recent = deque((bool(v) for v in state["recent"]), maxlen=self.window)
+        self.correct = sum(self.recent)
+        self.events = int(state["events"])
+        self.history = deque(((int(a), float(b)) for a, b in state["history"]), maxlen=256)
+        self.pre_level, self.drift_at = state["pre_level"], int(state["drift_at"])
+        self.post = deque((bool(v) for v in state["post"]), maxlen=self.window)
+        self.worst, self.recovery_events = state["worst"], state["recovery_events"]
