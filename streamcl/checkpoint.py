@@ -446,6 +446,7 @@ class CheckpointManager:
         self.last: CheckpointInfo | None = None
         self.restored: dict[str, Any] | None = None
         self._pending_check: dict[str, int] | None = None
+        self._last_check = 0.0
         self._mark()
 
     def _handled(self) -> int:
@@ -465,6 +466,7 @@ class CheckpointManager:
             "loop": _LoopCounters(loop),
             "dedup": loop.dedup,
             "ledger": loop.ledger,
+            **({"labels": loop.labels.store} if getattr(loop, "labels", None) else {}),
             **self.extra,
         }
 
@@ -511,6 +513,8 @@ class CheckpointManager:
         self.last = info
         self._mark()
         metrics.checkpoints.inc()
+        metrics.checkpoint_duration.observe(info.seconds)
+        metrics.checkpoint_size.set(info.size_bytes)
         log.info(
             "checkpoint %s (%s): %d bytes in %.3f s at %s",
             info.path.name,
@@ -557,7 +561,7 @@ class CheckpointManager:
         if source is not None and position:
             source.seek(position)
             self._pending_check = position
-            self.check_log()
+            self.check_log()  # may stay pending (Kafka: until the first fetch)
         self._mark()
         self.restored = {
             "path": str(path),
@@ -571,12 +575,16 @@ class CheckpointManager:
         return self.restored
 
     def check_log(self) -> bool:
-        """Compare the restored position with the source's log; apply the policy.
+        """Compare the checkpointed position with the end of the source's log; apply the policy.
 
-        A source with ``end_position()`` (Kafka: the high-water mark per partition) is
-        asked directly; otherwise the position after the seek must have reached the
-        checkpointed one. Returns True once checked; False while the source cannot tell
-        yet (broker unreachable): call again later (the loop holds reading until then).
+        The end is :func:`log_end` (Kafka: the high-water mark per partition, known after
+        the first fetch; a file: where the seek stopped). Partitions whose end is not known
+        yet stay pending, and :meth:`before_step` checks them again.
+
+        Returns
+        -------
+        bool
+            True when every checkpointed partition has been checked.
 
         Raises
         ------
@@ -586,37 +594,78 @@ class CheckpointManager:
         position, source = self._pending_check, self.loop.source
         if position is None or source is None:
             return True
-        end_position = getattr(source, "end_position", None)
         try:
-            ends = dict(end_position()) if end_position is not None else dict(source.position())
+            ends = log_end(source)
         except Exception as exc:
-            self.loop.hold = f"waiting to check checkpointed offsets: {exc}"
+            log.warning("cannot read the end of the log yet: %s", exc)
             return False
+        self._pending_check = {k: v for k, v in position.items() if k not in ends} or None
+        self._apply_policy(position, ends)
+        return self._pending_check is None
+
+    def _apply_policy(self, position: Mapping[str, int], ends: Mapping[str, int]) -> None:
+        source = self.loop.source
         behind = {k: (v, ends[k]) for k, v in position.items() if k in ends and ends[k] < v}
-        self._pending_check = None
-        self.loop.hold = None
-        if not behind:
-            return True
+        if not behind or source is None:
+            return
         detail = ", ".join(f"{k} ends at {e} < checkpointed {v}" for k, (v, e) in behind.items())
+        self.loop.metrics.log_regressions.inc()
         if self.on_regressed_log == "reset_to_earliest":
             log.error("log regressed (%s); policy reset_to_earliest: re-reading from 0", detail)
-            source.seek({**position, **{k: 0 for k in behind}})
-            return True
+            source.seek({k: 0 for k in behind})
+            return
         message = (
             f"log regressed: {detail}. The broker lost data the model already learned; "
             "refusing to consume (checkpoint.on_regressed_log=fail). Set it to "
             "reset_to_earliest to re-read what the log holds."
         )
         self.loop.hold = message
+        log.error(message)
         raise LogRegressedError(message)
 
     def before_step(self) -> None:
-        """Retry a pending log check (the loop calls this before each step)."""
-        if self._pending_check is not None:
-            try:
+        """Check the log's end (the loop calls this before each step; cheap).
+
+        Pending checkpointed partitions are checked as their ends become known; then, at
+        most once a second, the current position is checked too, so a broker that loses
+        its data mid-stream is noticed instead of silently skipping the recreated log.
+        """
+        try:
+            if self._pending_check is not None:
                 self.check_log()
-            except LogRegressedError:
-                self._pending_check = None  # the hold stays: not ready, with the reason
+            elif self.loop.hold is None and time.monotonic() - self._last_check >= 1.0:
+                self._last_check = time.monotonic()
+                source = self.loop.source
+                if source is not None and _has_highwater(source):
+                    self._apply_policy(dict(source.position()), log_end(source))
+        except LogRegressedError:
+            self._pending_check = None  # the hold stays: not ready, with the reason
+
+
+def _has_highwater(source: Any) -> bool:
+    return hasattr(source, "end_position") or hasattr(source, "_consumer")
+
+
+def log_end(source: Any) -> dict[str, int]:
+    """Where the log ends, per partition key, for the partitions where that is known.
+
+    ``source.end_position()`` when the source has one; for a Kafka source, the consumer's
+    high-water marks (known after a fetch; ``end_offsets()`` under-reports on tansu);
+    otherwise the source's position (a file source after a seek that ran out of rows).
+    """
+    end_position = getattr(source, "end_position", None)
+    if end_position is not None:
+        return {str(k): int(v) for k, v in end_position().items()}
+    consumer = getattr(source, "_consumer", None)
+    if hasattr(source, "_consumer"):
+        out: dict[str, int] = {}
+        if consumer is not None:
+            for tp in consumer.assignment():
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    out[f"{tp.topic}:{tp.partition}"] = int(highwater)
+        return out
+    return {str(k): int(v) for k, v in source.position().items()}
 
 
 class _LegacyLearner:
