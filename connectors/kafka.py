@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from streamcl.connectors.base import Position, Record
@@ -66,6 +66,7 @@ def client_config(k: KafkaSettings) -> dict[str, Any]:
         "client_id": k.client_id,
         "security_protocol": k.security_protocol,
         "request_timeout_ms": k.request_timeout_ms,
+        "metadata_max_age_ms": k.metadata_max_age_ms,
         "reconnect_backoff_max_ms": 1_000,
     }
     if k.sasl_mechanism is not None:
@@ -116,16 +117,32 @@ def _tp(key: str) -> TopicPartition:
     return TopicPartition(topic, int(partition))
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Routes kafka-python's rebalance callbacks to the source (runs inside ``poll``)."""
+class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """Routes kafka-python's rebalance callbacks to the source.
+
+    kafka-python 3 runs these on its IO thread while the loop thread waits in ``poll()``;
+    blocking consumer calls are refused there, so the revocation commit is awaited.
+    """
 
     def __init__(self, source: KafkaSource) -> None:
         self.source = source
 
-    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        self.source._on_revoked(list(revoked))
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        offsets = self.source._on_revoked(list(revoked))
+        consumer = self.source._consumer
+        if offsets and consumer is not None:
+            try:
+                await consumer.commit_async(offsets)
+            except Exception as exc:  # progress reporting only: never break the rebalance
+                log.warning("commit on revocation failed: %s", exc)
+                return
+            for tp, meta in offsets.items():
+                self.source._committed[tp] = meta.offset
+            log.info("committed on revocation: %s", {_key(t): m.offset for t, m in offsets.items()})
+        for tp in revoked:
+            self.source._committed.pop(tp, None)
 
-    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self.source._on_assigned(list(assigned))
 
 
@@ -177,7 +194,8 @@ class KafkaSource:
         self.on_lag = on_lag
         self.on_records = on_records
         self.before_commit = before_commit
-        #: Called with the ``"topic:partition"`` keys about to be revoked, before their commit.
+        #: Called with the ``"topic:partition"`` keys about to be revoked, before their commit
+        #: (on kafka-python's IO thread: it must not call blocking consumer methods).
         self.on_revoked: Callable[[list[str]], None] | None = None
         self._consumer: KafkaConsumer | None = None
         self._next: dict[TopicPartition, int] = {}
@@ -398,17 +416,26 @@ class KafkaSource:
             self._committed[tp] = max(meta.offset, self._committed.get(tp, -1))
 
     # -- rebalances ----------------------------------------------------------------------------
-    def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Commit what was handled of the revoked partitions (all of it: see module doc)."""
+    def _on_revoked(self, revoked: list[TopicPartition]) -> dict[TopicPartition, Any]:
+        """Offsets to commit for the revoked partitions: all they returned was handled.
+
+        Runs on kafka-python's IO thread while the loop thread waits in ``poll()``, so no
+        record of these partitions is in flight (see the module docstring).
+        """
         keys = [_key(tp) for tp in revoked]
         log.info("partitions revoked: %s", keys)
         if self.on_revoked is not None and keys:
             self.on_revoked(keys)
-        handled = {_key(tp): self._next[tp] for tp in revoked if tp in self._next}
-        self.commit(handled)
+        offsets = {
+            tp: OffsetAndMetadata(self._next[tp], "", -1)
+            for tp in revoked
+            if tp in self._next and self._next[tp] > self._committed.get(tp, -1)
+        }
+        if offsets and self.before_commit is not None:
+            self.before_commit()
         for tp in revoked:
             self._next.pop(tp, None)
-            self._committed.pop(tp, None)
+        return offsets
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Apply pending :meth:`seek` targets; others resume from the committed offset."""

@@ -31,6 +31,18 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--config", help="YAML settings file")
     rep.add_argument("--report", help="write a PNG plot of windowed accuracy here")
     rep.add_argument("--limit", type=int, help="stop after this many events")
+    pro = sub.add_parser("produce", help="load a CSV/JSONL file into Kafka as JSON events")
+    pro.add_argument("--data", required=True, help="CSV, CSV.gz or JSONL file, or builtin://elec2")
+    pro.add_argument("--topic", required=True, help="events topic")
+    pro.add_argument("--bootstrap-servers", required=True, help="host:port[,host:port]")
+    pro.add_argument("--target", default="class", help="label column of a CSV (default: class)")
+    pro.add_argument("--id-column", help="id column of a CSV (default: the row number)")
+    pro.add_argument("--id-prefix", default="", help="prepended to every event id")
+    pro.add_argument("--labels-topic", help="send labels here, separately from the events")
+    pro.add_argument("--label-delay", type=int, default=0, help="events between event and label")
+    pro.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
+    pro.add_argument("--limit", type=int, help="stop after this many events")
+    pro.add_argument("--config", help="YAML settings file: kafka security settings are used")
     return p
 
 
@@ -50,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 source["target"] = args.target
             settings = load_settings(args.config, source=source)
             return _replay(settings, args.report, args.limit)
+        if args.command == "produce":
+            return _produce(args)
     except SettingsError as exc:
         print(f"streamcl: {exc}", file=sys.stderr)
         return 2
@@ -90,6 +104,36 @@ def _replay(settings: Settings, report: str | None, limit: int | None) -> int:
 
     result = replay(settings, report=report, limit=limit, progress=sys.stderr.isatty())
     print(json.dumps(result))
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from streamcl.connectors.kafka import client_config
+    from streamcl.produce import load_events, produce_events
+
+    if args.label_delay < 0:
+        raise SettingsError("--label-delay must be >= 0")
+    extra = {}
+    if args.config:
+        extra = client_config(load_settings(args.config).kafka)
+        extra.pop("bootstrap_servers", None)
+    events = load_events(
+        args.data,
+        target=args.target or None,
+        id_column=args.id_column,
+        id_prefix=args.id_prefix,
+        limit=args.limit,
+    )
+    sent = produce_events(
+        events,
+        args.topic,
+        args.bootstrap_servers,
+        labels_topic=args.labels_topic,
+        label_delay=args.label_delay,
+        rate=args.rate,
+        producer_config=extra,
+    )
+    print(json.dumps({"topic": args.topic, "labels_topic": args.labels_topic, **sent}))
     return 0
 
 

@@ -123,6 +123,31 @@ class Metrics:
         self.pending_labels = Gauge(
             "streamcl_pending_labels", "Predicted events waiting for their label.", registry=r
         )
+        self.records_consumed = Counter(
+            "streamcl_records_consumed",
+            "Records read from the source, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.labels = Counter(
+            "streamcl_labels",
+            "Delayed labels: joined (event learned), expired (event dropped unmatched), "
+            "unmatched (label dropped without its event).",
+            ["outcome"],
+            registry=r,
+        )
+        self.label_join_delay = Histogram(
+            "streamcl_label_join_delay_seconds",
+            "Time from an event's prediction to its label's arrival, seconds.",
+            buckets=(0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0),
+            registry=r,
+        )
+        self.produce_failures = Counter(
+            "streamcl_produce_failures",
+            "Records that could not be produced, by sink: dead_letter, predictions.",
+            ["sink"],
+            registry=r,
+        )
         self.checkpoints = Counter("streamcl_checkpoints", "Checkpoints written.", registry=r)
         self.checkpoint_failures = Counter(
             "streamcl_checkpoint_failures", "Checkpoint writes that failed.", registry=r

@@ -20,6 +20,7 @@ from river import metrics as river_metrics
 from streamcl.connectors.base import DeadLetterSink, LogDeadLetterSink, Record, Source
 from streamcl.errors import DecodeError
 from streamcl.events import Event, EventDecoder, Label
+from streamcl.labels import LabelJoin
 from streamcl.learner import Learner, Prediction, Snapshot
 from streamcl.metrics import Metrics
 
@@ -168,6 +169,10 @@ class StreamLoop:
         self.batch_size = batch_size
         self.dead_letters = dead_letters if dead_letters is not None else LogDeadLetterSink()
         self.on_predictions = on_predictions
+        #: Delayed-label join (set by the service when a labels topic is configured).
+        self.labels: LabelJoin | None = None
+        #: Model version (learning steps) that made the latest batch's predictions.
+        self.predicted_version = learner.version
         self.score = PrequentialScore(window)
         self.snapshot: Snapshot = learner.snapshot()
         self.heartbeat = time.monotonic()
@@ -233,12 +238,26 @@ class StreamLoop:
         if self.source is not None and not self.source.exhausted:
             records = self.source.read(self.batch_size, timeout_s)
             if records:
+                label_records: list[Record] = []
+                if self.labels is not None:
+                    records, label_records = self.labels.split(records)
                 kept, events = self.decode(records)
                 if events:
                     predictions = self.process(events)
                     if self.on_predictions is not None:
                         self.on_predictions(kept, events, predictions)
                 handled += len(events)
+                if label_records:
+                    handled += self.join_labels(label_records)
+        if self.labels is not None:
+            self.labels.tick()
+        return handled
+
+    def join_labels(self, records: Sequence[Record]) -> int:
+        """Join delayed label records with held events and learn them (see streamcl.labels)."""
+        assert self.labels is not None
+        handled = self.labels.join(records, self.reject)
+        self.snapshot = self.learner.snapshot()
         return handled
 
     def _drain_inbox(self) -> int:
@@ -265,7 +284,13 @@ class StreamLoop:
     def process(self, events: Sequence[Event]) -> list[Prediction]:
         """Predict, then learn, then score ``events``; publish the new snapshot."""
         started = time.perf_counter()
+        self.predicted_version = self.learner.version
+        held = self.labels.unlabelled(events) if self.labels is not None else []
+        # The rows predict_learn is about to see (same featurizer state), kept for the join.
+        rows = self.learner.featurizer.transform(events, learn=True) if held else None
         predictions = self.learner.predict_learn(events)
+        if self.labels is not None and rows is not None:
+            self.labels.hold([events[i] for i in held], rows[held], [predictions[i] for i in held])
         learned = 0
         for event, prediction in zip(events, predictions, strict=True):
             if event.label is not None:

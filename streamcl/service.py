@@ -76,6 +76,11 @@ class Service:
             batch_size=settings.learner.batch_size,
             window=settings.metrics.window,
         )
+        self.sinks: list[Any] = []
+        if settings.source.kind == "kafka":
+            from streamcl.kafka_io import wire_kafka
+
+            self.sinks = list(wire_kafka(self))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
@@ -94,7 +99,9 @@ class Service:
         if self._thread is not None:
             self._thread.join(timeout_s)
         if self.source is not None:
-            self.source.close()
+            self.source.close()  # commits handled offsets after flushing the sinks
+        for sink in self.sinks:
+            sink.close()
 
     def alive(self) -> tuple[bool, str]:
         """Liveness: ``(True, "")`` while the loop thread runs with a recent heartbeat."""

@@ -229,6 +229,9 @@ class KafkaSettings(_Section):
     heartbeat_interval_ms: int = Field(3_000, ge=1, description="Group heartbeat interval, ms.")
     max_poll_interval_ms: int = Field(300_000, ge=1, description="Most time between polls, ms.")
     request_timeout_ms: int = Field(30_000, ge=1, description="Client request timeout, ms.")
+    metadata_max_age_ms: int = Field(
+        300_000, ge=1, description="Metadata refresh interval (new partitions, topics), ms."
+    )
     commit_interval_s: float = Field(
         5.0, ge=0, description="Seconds between progress commits of handled offsets; 0: never."
     )
