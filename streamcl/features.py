@@ -218,6 +218,10 @@ class Featurizer:
                     self._add_column(f"__lag{j}", f"__lag{j}", 0.0)
 
     def _register(self, features: dict[str, Any]) -> None:
+        """Add columns for unseen features or categories, in sorted key order (so the
+        column layout does not depend on the order of a dict's keys).
+        """
+        new: list[tuple[str, str, Any]] = []
         for name, value in features.items():
             if isinstance(value, str):
                 key = f"{name}_{value}"
@@ -228,6 +232,9 @@ class Featurizer:
                     key = f"{name}_{OTHER}"
             else:
                 key = name
+            if key not in self.columns:
+                new.append((key, name, value))
+        for key, name, value in sorted(new, key=lambda t: t[0]):
             if key not in self.columns:
                 self._add_column(key, name, value)
 

@@ -45,7 +45,7 @@ from streamcl.memory import KNNMemory, Prototypes, ReplayBuffer
 from streamcl.network import MLP
 from streamcl.plasticity import ShrinkPerturb
 from streamcl.settings import LearnerSettings, PlasticitySettings
-from streamcl.snapshot import Prediction, Snapshot, combine, to_predictions
+from streamcl.snapshot import Prediction, Snapshot, combine, softmax, to_predictions
 from streamcl.training import Recovery, Trainer, hedge_losses
 
 __all__ = ["Learner", "Prediction", "Snapshot", "to_predictions"]
@@ -155,12 +155,8 @@ class Learner:
         model, n = self.trainer.model, len(self.classes)
         if model is None:
             return parts, None
-        with torch.no_grad():
-            out = model(torch.from_numpy(self.trainer.fit(x)))
-        if self.regression:
-            parts["mlp"] = self.trainer.unscale(out[:, 0].numpy())
-        else:
-            parts["mlp"] = torch.softmax(out[:, :n], 1).numpy()
+        out = self.trainer.predict_raw(x)
+        parts["mlp"] = self.trainer.unscale(out[:, 0]) if self.regression else softmax(out[:, :n])
         nearest = None
         if self.knn is not None and self.knn.size:
             parts["knn"], nearest = self.knn.predict(self._keys(x), n)
@@ -169,10 +165,10 @@ class Learner:
         return parts, nearest
 
     def _keys(self, x: np.ndarray) -> np.ndarray:
+        """KNN keys of ``x``: the inputs, or the last hidden layer's features."""
         if self.settings.memory.space == "input" or self.trainer.model is None:
             return x
-        with torch.no_grad():
-            return self.trainer.model.embed(torch.from_numpy(self.trainer.fit(x))).numpy()
+        return self.trainer.embed(x)
 
     def _to_predictions(self, combined: np.ndarray | None, n: int) -> list[Prediction]:
         if combined is None:
@@ -301,6 +297,9 @@ class Learner:
         width = max(x.shape[1], self.featurizer.n_columns)
         rx, ry = self.replay.sample(self.settings.memory.replay, width)
         loss = self.trainer.step(x, y, rx, ry, max(len(self.classes), 1))
+        finite = np.isfinite(x).all(1)
+        if not finite.all():  # never let a non-finite row into the memories
+            x, y = x[finite], y[finite]
         if self.knn is not None:
             self.knn.add(self._keys(x), y, self.events_seen)
         if self.prototypes is not None:
@@ -315,7 +314,7 @@ class Learner:
         """An immutable copy of the current state for serving (:mod:`streamcl.snapshot`)."""
         m = self.settings.memory
         keys = targets = None
-        if self.knn is not None and self.knn.size and m.space == "input":
+        if self.knn is not None and self.knn.size:
             if self._memory_copy is None or self.version - self._memory_copy[0] >= m.snapshot_every:
                 self._memory_copy = (self.version, *self.knn.copy_arrays())
             _, keys, targets = self._memory_copy
@@ -338,6 +337,7 @@ class Learner:
             m.k,
             protos,
             (self.trainer.target_mean(), self.trainer.target_std()),
+            m.space,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -407,22 +407,27 @@ class Learner:
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue learning; see the module docstring for the types."""
-        return {
-            "format": 1,
-            "classes": list(self.classes),
-            "version": self.version,
-            "events_learned": self.events_learned,
-            "events_seen": self.events_seen,
-            "featurizer": self.featurizer.state_dict(),
-            "trainer": self.trainer.state_dict(),
-            "knn": None if self.knn is None else self.knn.state_dict(),
-            "prototypes": None if self.prototypes is None else self.prototypes.state_dict(),
-            "replay": self.replay.state_dict(),
-            "drift": self.drift.state_dict(),
-            "hedge": dict(self.hedge),
-            "recovery": self.recovery.state_dict(),
-        }
+        """Everything needed to continue learning; see the module docstring for the types.
+
+        Tensors and arrays are copies: learning after the call does not change the result.
+        """
+        return _copy_tree(
+            {
+                "format": 1,
+                "classes": list(self.classes),
+                "version": self.version,
+                "events_learned": self.events_learned,
+                "events_seen": self.events_seen,
+                "featurizer": self.featurizer.state_dict(),
+                "trainer": self.trainer.state_dict(),
+                "knn": None if self.knn is None else self.knn.state_dict(),
+                "prototypes": None if self.prototypes is None else self.prototypes.state_dict(),
+                "replay": self.replay.state_dict(),
+                "drift": self.drift.state_dict(),
+                "hedge": dict(self.hedge),
+                "recovery": self.recovery.state_dict(),
+            }
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output into this learner (same settings).
@@ -435,6 +440,7 @@ class Learner:
         if state.get("format") != 1:
             raise ValueError(f"unknown learner state format {state.get('format')!r}")
         self._reset()
+        state = _copy_tree(state)  # never share tensors with the caller (or another learner)
         self.classes = list(state["classes"])
         self.class_index = {c: i for i, c in enumerate(self.classes)}
         self.version = int(state["version"])
@@ -450,3 +456,16 @@ class Learner:
         self.drift.load_state_dict(state["drift"])
         self.hedge.update({str(k): float(v) for k, v in state["hedge"].items()})
         self.recovery.load_state_dict(state["recovery"])
+
+
+def _copy_tree(obj: Any) -> Any:
+    """Deep copy of nested dicts / lists / tuples, cloning tensors and numpy arrays."""
+    if isinstance(obj, dict):
+        return {k: _copy_tree(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_copy_tree(v) for v in obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    return obj

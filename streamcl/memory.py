@@ -142,6 +142,7 @@ class KNNMemory:
         self.hnsw_threshold = hnsw_threshold
         self.regression = regression
         self.seed = seed
+        faiss.omp_set_num_threads(1)  # small searches: OpenMP threads cost more than they give
         self._reset()
 
     def _reset(self) -> None:
@@ -354,9 +355,11 @@ class KNNMemory:
 class Prototypes:
     """Running class means and a nearest-class-mean (NCM) classifier.
 
-    A class's prototype is an exponential moving average of its inputs whose weight on the
-    past is ``min(decay, n / (n + 1))``: a plain mean for the first ``1 / (1 - decay)``
-    examples, so a class seen once already has a prototype. Probabilities are
+    A class's prototype is an exponential moving average of its inputs, updated once per
+    micro-batch with the batch's class mean; the weight of the past is
+    ``min(decay ** k, n / (n + k))`` for ``k`` new and ``n`` earlier examples: a plain
+    mean for the first ``1 / (1 - decay)`` examples, so a class seen once already has a
+    prototype. Probabilities are
     ``softmax(-||x - mu_c||^2 / T)`` with ``T`` the running mean squared distance of
     examples to their own prototype (scale-free).
 
@@ -384,14 +387,22 @@ class Prototypes:
             counts[: len(self.counts)] = self.counts
             self.means, self.counts = grown, counts
         x = _pad(x, self.means.shape[1])
-        for row, c in zip(x, classes, strict=True):
-            n = self.counts[c]
-            past = min(self.decay, n / (n + 1.0))
-            d2 = float(((row - self.means[c]) ** 2).sum())
-            if n:
-                self.temperature = 0.99 * self.temperature + 0.01 * max(d2, 1e-6)
-            self.means[c] = past * self.means[c] + (1.0 - past) * row
-            self.counts[c] = n + 1
+        counts = np.bincount(classes, minlength=len(self.means))
+        present = np.flatnonzero(counts)
+        old = self.counts[classes] > 0
+        if old.any():
+            d2 = ((x[old] - self.means[classes[old]]) ** 2).sum(1)
+            self.temperature = 0.9 * self.temperature + 0.1 * max(float(d2.mean()), 1e-6)
+        sums = np.zeros((len(self.means), x.shape[1]), dtype=np.float64)
+        np.add.at(sums, classes, x)
+        k = counts[present].astype(np.float64)
+        n = self.counts[present].astype(np.float64)
+        past = np.minimum(self.decay**k, n / (n + k))[:, None]
+        batch_mean = sums[present] / k[:, None]
+        self.means[present] = (past * self.means[present] + (1.0 - past) * batch_mean).astype(
+            np.float32
+        )
+        self.counts[present] += counts[present]
 
     def predict(self, x: np.ndarray, n_classes: int) -> np.ndarray:
         """``(batch, n_classes)`` float32 NCM probabilities (uniform for unseen classes)."""
@@ -422,21 +433,17 @@ def ncm_proba(
 ) -> np.ndarray:
     """Nearest-class-mean probabilities; see :class:`Prototypes`. ``(batch, n_classes)``."""
     out = np.full((len(x), n_classes), 1.0 / max(n_classes, 1), dtype=np.float32)
-    seen = np.flatnonzero(counts[:n_classes] > 0)
-    if not len(seen):
+    seen = counts[:n_classes] > 0
+    if not seen.any():
         return out
     width = max(x.shape[1], means.shape[1])
-    xm, mm = _pad(x, width), _pad(means[seen], width)
+    xm, mm = _pad(x, width), _pad(means[:n_classes], width)
     d2 = (xm * xm).sum(1, keepdims=True) - 2 * xm @ mm.T + (mm * mm).sum(1)
-    logits = -np.maximum(d2, 0.0) / max(temperature, 1e-6)
+    logits = np.where(seen, -np.maximum(d2, 0.0) / max(temperature, 1e-6), -np.inf)
     logits -= logits.max(1, keepdims=True)
     p = np.exp(logits)
     p /= p.sum(1, keepdims=True)
-    out[:] = 0.0
-    out[:, seen] = 0.98 * p + 0.02 / len(seen)
-    unseen = np.setdiff1d(np.arange(n_classes), seen)
-    if len(unseen):
-        out[:, unseen] = 0.0
+    out[:] = np.where(seen, 0.98 * p + 0.02 / seen.sum(), 0.0)
     return out
 
 

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from streamcl.events import Event, Label
+from streamcl.fastpath import forward
 from streamcl.features import FeatureView
 from streamcl.memory import knn_search, ncm_proba, vote
 
-__all__ = ["Prediction", "Snapshot", "combine", "to_predictions"]
+__all__ = ["Prediction", "Snapshot", "combine", "softmax", "to_predictions"]
 
 
 @dataclass(frozen=True)
@@ -81,20 +82,26 @@ def combine(parts: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np
     return out.astype(np.float32, copy=False)
 
 
-def _forward(params: Sequence[tuple[torch.Tensor, torch.Tensor]], x: np.ndarray) -> torch.Tensor:
-    """MLP logits from ``(weight, bias)`` pairs; inputs zero-padded to the first layer's width."""
-    h = torch.from_numpy(x)
-    with torch.no_grad():
-        for i, (weight, bias) in enumerate(params):
-            extra = weight.shape[1] - h.shape[1]
-            if extra > 0:
-                h = torch.nn.functional.pad(h, (0, extra))
-            elif extra < 0:
-                h = h[:, : weight.shape[1]]
-            h = torch.nn.functional.linear(h, weight, bias)
-            if i < len(params) - 1:
-                h = torch.relu(h)
-    return h
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``z`` ``(batch, n)`` float32."""
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)  # type: ignore[no-any-return]
+
+
+def _forward(
+    params: Sequence[tuple[torch.Tensor, torch.Tensor]], x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """MLP outputs and last hidden features from ``(weight, bias)`` pairs.
+
+    Inputs are zero-padded or cut to the first layer's width.
+    """
+    flat = [t.numpy() for pair in params for t in pair]
+    width = flat[0].shape[1]
+    if x.shape[1] < width:
+        x = np.pad(x, ((0, 0), (0, width - x.shape[1])))
+    x = np.ascontiguousarray(x[:, :width])
+    out, acts = forward(flat, x)
+    return out, acts[-1] if acts else x
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,8 @@ class Snapshot:
         ``(means (n_classes, width) float32, counts (n_classes,) int64, temperature)``.
     target_scale : tuple[float, float]
         ``(mean, std)`` of a regression target: network outputs are standardised values.
+    space : str
+        Key space of the kNN memory, ``"input"`` or ``"embedding"`` (last hidden layer).
     """
 
     features: FeatureView
@@ -137,6 +146,7 @@ class Snapshot:
     k: int = 10
     prototypes: tuple[np.ndarray, np.ndarray, float] | None = None
     target_scale: tuple[float, float] = (0.0, 1.0)
+    space: str = "input"
 
     def predict(self, events: Sequence[Event]) -> list[Prediction]:
         """Predict ``events`` (unknown features ignored); thread-safe, no side effects."""
@@ -145,15 +155,16 @@ class Snapshot:
             return [Prediction(None, {}) for _ in events]
         x = self.features.transform(events)
         n = len(self.classes)
-        logits = _forward(self.params, x)
+        logits, embedding = _forward(self.params, x)
         parts: dict[str, np.ndarray] = {}
         if regression:
             mean, std = self.target_scale
-            parts["mlp"] = logits[:, 0].numpy().astype(np.float64) * std + mean
+            parts["mlp"] = logits[:, 0].astype(np.float64) * std + mean
         else:
-            parts["mlp"] = torch.softmax(logits[:, :n], 1).numpy()
+            parts["mlp"] = softmax(logits[:, :n])
         if self.memory_keys is not None and len(self.memory_keys) and "knn" in self.weights:
-            d, i = knn_search(self.memory_keys, x, self.k)
+            keys = x if self.space == "input" else embedding
+            d, i = knn_search(self.memory_keys, keys, self.k)
             assert self.memory_targets is not None
             parts["knn"] = vote(d, self.memory_targets[i], n, regression)
         if self.prototypes is not None and not regression and "prototypes" in self.weights:

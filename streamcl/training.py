@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from streamcl import fastpath
 from streamcl.network import MLP
 from streamcl.plasticity import (
     build_methods,
@@ -31,6 +32,20 @@ __all__ = ["Recovery", "Trainer", "hedge_losses"]
 
 #: Gradients are clipped to this global L2 norm.
 MAX_GRAD_NORM = 10.0
+
+
+_WARM: set[str] = set()
+
+
+def _warm_up(optimizer: str) -> None:
+    """Pay torch's one-time lazy imports (about 1 s for the first optimiser) now.
+
+    Called at construction, so the cost does not land inside a stream's first step.
+    """
+    if optimizer not in _WARM:
+        _WARM.add(optimizer)
+        build_optimizer(optimizer, [torch.zeros(1, requires_grad=True)], 0.1)
+        MLP(1, (1,), 1)
 
 
 def hedge_losses(total: float, losses: np.ndarray, decay: float) -> float:
@@ -79,6 +94,8 @@ class Trainer:
         self.health: dict[str, float] = {}
         self.restart_at: int | None = None
         self.target = np.zeros(3)  # n, mean, M2 of a regression target
+        self._cache: tuple[Any, Any, list[torch.Tensor], list[np.ndarray]] | None = None
+        _warm_up(settings.optimizer)
         if self.regression:
             self.loss_fn: nn.Module = nn.MSELoss() if settings.loss == "squared" else nn.L1Loss()
         else:
@@ -108,6 +125,8 @@ class Trainer:
             self.methods = build_methods(self.plasticity, self.model)
             self.optimizer = self._make_optimizer()
             self.ema = [p.detach().clone() for p in self.model.parameters()]
+            return
+        if n_inputs <= self.model.n_inputs and n_outputs <= self.model.n_outputs:
             return
         before = [p.shape for p in self.model.parameters()]
         self.model.grow_inputs(n_inputs)
@@ -228,6 +247,8 @@ class Trainer:
         if self.restart_at is not None:
             self._set_lr()
         every = self.plasticity.health_every
+        if self.fast:
+            return self._fast_step(xb, yt.numpy(), every)
         need_acts = bool(self.methods) or (self.steps + 1) % every == 0
         acts: list[torch.Tensor] = []
         if need_acts:
@@ -254,6 +275,33 @@ class Trainer:
         if self.settings.optimizer == "upgd":  # UPGD draws noise from torch's global RNG
             torch.manual_seed(self.settings.seed * 1_000_003 + self.steps)
         self.optimizer.step()
+        self._after_step(acts, every)
+        return value
+
+    @property
+    def fast(self) -> bool:
+        """Whether steps run on the numpy path (:mod:`streamcl.fastpath`)."""
+        return self.settings.optimizer in ("sgd", "adam") and not any(
+            m.name in ("l2_init", "spectral") for m in self.methods
+        )
+
+    def _fast_step(self, x: np.ndarray, y: np.ndarray, every: int) -> float:
+        assert self.model is not None and self.optimizer is not None
+        kind = self.settings.loss if self.regression else "ce"
+        health_due = (self.steps + 1) % every == 0
+        with torch.no_grad():
+            tensors, arrays = self._views()
+            loss, norm, acts = fastpath.step(
+                tensors, arrays, self.optimizer, x, y, kind, MAX_GRAD_NORM, health_due
+            )
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            self.skipped_steps += 1
+            return math.nan
+        self._after_step([torch.from_numpy(a) for a in acts], every)
+        return loss
+
+    def _after_step(self, acts: list[torch.Tensor], every: int) -> None:
+        assert self.model is not None
         self.steps += 1
         if self.methods:
             for m in self.methods:
@@ -261,11 +309,31 @@ class Trainer:
         if self.ema is not None and self.settings.ema_decay > 0:
             with torch.no_grad():
                 torch._foreach_lerp_(
-                    self.ema, [p.detach() for p in params], 1.0 - self.settings.ema_decay
+                    self.ema,
+                    [p.detach() for p in self.model.parameters()],
+                    1.0 - self.settings.ema_decay,
                 )
         if self.steps % every == 0 and acts:
             self.health = health(self.model, acts, self.plasticity.dormant_tau)
-        return value
+
+    def _views(self) -> tuple[list[torch.Tensor], list[np.ndarray]]:
+        """The parameters and their numpy views, cached until the network grows."""
+        m = self.model
+        assert m is not None
+        first = m.hidden_layers[0] if len(m.hidden_layers) else m.head
+        if self._cache is None or self._cache[0] is not first or self._cache[1] is not m.head:
+            self._cache = (first, m.head, list(m.parameters()), fastpath.numpy_params(m))
+        return self._cache[2], self._cache[3]
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """Last hidden layer's features ``(batch, width)`` float32 (the inputs if none)."""
+        _, acts = fastpath.forward(self._views()[1], self.fit(x))
+        return acts[-1] if acts else self.fit(x)
+
+    def predict_raw(self, x: np.ndarray) -> np.ndarray:
+        """Network outputs ``(batch, n_outputs)`` float32 for ``x`` (any width)."""
+        out, _ = fastpath.forward(self._views()[1], self.fit(x))
+        return out
 
     def serving_params(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
         """Detached copies of ``(weight, bias)`` per layer: EMA weights if enabled."""
