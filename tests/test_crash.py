@@ -108,9 +108,14 @@ def finish(tmp: Path, data: Path, ids: list[str], round_no: int) -> dict[str, An
         proc.wait_up()
         m = proc.wait_for(N + 1)
         deadline = time.monotonic() + 30
-        while not m["source"]["exhausted"] and time.monotonic() < deadline:
-            time.sleep(0.05)
-            m = proc.model()
+        previous: dict[str, Any] = {}
+        # exhausted is set when the last read hits the end, before that batch is learned:
+        # wait until the count is also stable
+        while time.monotonic() < deadline and not (
+            m["source"]["exhausted"] and m["learned_ids"] == previous.get("learned_ids")
+        ):
+            time.sleep(0.3)
+            previous, m = m, proc.model()
         assert m["source"]["exhausted"]
         assert m["events_rejected"] == 0
         assert m["learned_ids"] == N

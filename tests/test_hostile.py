@@ -218,7 +218,12 @@ def test_http_arbitrary_json_never_5xx(client: TestClient, value: Any, path: str
 @pytest.mark.parametrize(
     ("body", "status", "reason", "field"),
     [
-        (b'{"events": [{"id": "h1", "features": {"x": 1e999}}]}', 400, "non_finite", ""),
+        (
+            b'{"events": [{"id": "h1", "features": {"x": 1e999}}]}',
+            422,
+            "non_finite",
+            "events.0.features.x",
+        ),
         (
             b'{"events": [{"id": "h1", "features": {"x": true, "y": {"z": 1}}}]}',
             422,
