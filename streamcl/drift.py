@@ -4,7 +4,8 @@ Two signals are watched, with no task labels:
 
 * loss drift: a detector (ADWIN by default; KSWIN or Page-Hinkley by setting) on the
   prequential error stream, the 0/1 error of the combined prediction (classification) or
-  the absolute error (regression), one value per labelled event;
+  the absolute error in target standard deviations (regression), one value per labelled
+  event; only an *increase* of the error counts (a learner getting better is no drift);
 * input drift: Page-Hinkley on the distance from each event to its nearest kNN-memory
   entry, so inputs moving away from everything remembered raise an alarm before labels do.
 
@@ -214,6 +215,7 @@ class DriftMonitor:
         self.input_det = None if self.input_detector == "none" else make_detector("page_hinkley")
         self.log: deque[DriftRecord] = deque(maxlen=self.log_size)
         self.counts = {"loss": 0, "input": 0}
+        self.level = 0.5  # running mean of the error, events-weighted (decay 0.999)
 
     def update(
         self, errors: np.ndarray, ids: list[str], event: int, distances: np.ndarray | None = None
@@ -232,10 +234,11 @@ class DriftMonitor:
             ``(batch,)`` float L2 distance of each event to its nearest memory entry.
         """
         found: list[DriftRecord] = []
-        if self.loss_det is not None:
+        det = self.loss_det
+        if det is not None:
             for j, e in enumerate(errors.tolist()):
-                self.loss_det.update(e)
-                if self.loss_det.drift_detected:
+                det.update(e)
+                if det.drift_detected and self._worse(det):
                     found.append(
                         self._record(
                             "loss",
@@ -246,6 +249,9 @@ class DriftMonitor:
                         )
                     )
                     break  # the rest of the batch is judged against the new window
+            if len(errors):
+                w = 0.999 ** len(errors)
+                self.level = w * self.level + (1.0 - w) * float(errors.mean())
         if self.input_det is not None and distances is not None and len(distances):
             for j, d in enumerate(distances.tolist()):
                 self.input_det.update(d)
@@ -256,6 +262,22 @@ class DriftMonitor:
                     self.input_det = make_detector("page_hinkley")
                     break
         return found
+
+    def _worse(self, det: Any) -> bool:
+        """Whether a detection is an increase of the error (a decrease is no drift).
+
+        ADWIN: the mean of the window it keeps against :attr:`level`, a running mean of
+        the error over the last ~1000 events; KSWIN: the mean of its newest ``stat_size``
+        values against the rest of its window. Page-Hinkley runs in ``mode="up"``.
+        """
+        if isinstance(det, drift.ADWIN):
+            return bool(det.estimation > self.level)
+        if isinstance(det, drift.KSWIN):
+            window = list(det.window)
+            k = det.stat_size
+            if len(window) > k:
+                return sum(window[-k:]) / k > sum(window[:-k]) / (len(window) - k)
+        return True
 
     def _record(self, name: str, kind: str, det: Any, event: int, event_id: str) -> DriftRecord:
         stat = float(getattr(det, "estimation", 0.0)) if kind == "adwin" else 0.0
@@ -272,6 +294,7 @@ class DriftMonitor:
             "input": None if self.input_det is None else detector_state(self.input_det),
             "log": [asdict(r) for r in self.log],
             "counts": dict(self.counts),
+            "level": self.level,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -283,3 +306,4 @@ class DriftMonitor:
             self.input_det = load_detector(state["input"])
         self.log.extend(DriftRecord(**r) for r in state["log"])
         self.counts = {str(k): int(v) for k, v in state["counts"].items()}
+        self.level = float(state["level"])

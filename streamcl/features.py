@@ -83,6 +83,7 @@ class Featurizer:
         # running statistics of a regression target (for its lags)
         self._target = np.zeros(3)
         self._view: FeatureView | None = None
+        self._last: tuple[Sequence[Event], np.ndarray, np.ndarray] | None = None
 
     @property
     def n_columns(self) -> int:
@@ -120,10 +121,15 @@ class Featurizer:
         numpy.ndarray
             ``(len(events), n_columns)`` float32; a missing numeric feature is 0 (its mean).
         """
-        if learn:
-            for event in events:
-                self._register(event.features)
-        return self.view().transform(events)
+        if not learn:
+            return self.view().transform(events)
+        for event in events:
+            self._register(event.features)
+        view = self.view()
+        x, present = view.encode(events)
+        # Keep the raw numeric block: learn() on the same events reuses it.
+        self._last = (events, x[:, view.numeric], present[:, view.numeric])
+        return view.finish(x, present, events)
 
     def view(self) -> FeatureView:
         """An immutable view of the current statistics, columns and recent labels."""
@@ -160,8 +166,13 @@ class Featurizer:
         Called after the events were predicted.
         """
         if self.numeric:
-            x, present = self._raw(events)
+            last = self._last
+            if last is not None and last[0] is events and last[1].shape[1] == len(self.numeric):
+                x, present = last[1], last[2]
+            else:
+                x, present = self._raw(events)
             self._update_stats(x, present)
+        self._last = None
         labels = [e.label for e in events if e.label is not None]
         if self.label_lags and labels:
             if self.regression:
@@ -218,8 +229,9 @@ class Featurizer:
                     self._add_column(f"__lag{j}", f"__lag{j}", 0.0)
 
     def _register(self, features: dict[str, Any]) -> None:
-        """Add columns for unseen features or categories, in sorted key order (so the
-        column layout does not depend on the order of a dict's keys).
+        """Add columns for unseen features or categories, in sorted key order.
+
+        So the column layout does not depend on the order of a dict's keys.
         """
         new: list[tuple[str, str, Any]] = []
         for name, value in features.items():
@@ -358,13 +370,18 @@ class FeatureView:
         Lag columns of event ``i`` hold the labels of the events before it (earlier events
         of ``events`` that carry a label, then :attr:`recent_labels`); never its own.
         """
+        x, present = self.encode(events)
+        return self.finish(x, present, events)
+
+    def encode(self, events: Sequence[Event]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw values ``(len(events), n_columns)`` float64 and where a value was given (bool)."""
         rows: list[int] = []
         cols: list[int] = []
         vals: list[float] = []
         get = self.columns.get
         for i, event in enumerate(events):
             for name, value in event.features.items():
-                if isinstance(value, str):
+                if value.__class__ is str:
                     col = get(f"{name}_{value}")
                     if col is None:
                         col = get(f"{name}_{OTHER}")
@@ -377,9 +394,13 @@ class FeatureView:
                     vals.append(val)
         x = np.zeros((len(events), self.n_columns), dtype=np.float64)
         x[rows, cols] = vals
+        present = np.zeros(x.shape, dtype=bool)
+        present[rows, cols] = True
+        return x, present
+
+    def finish(self, x: np.ndarray, present: np.ndarray, events: Sequence[Event]) -> np.ndarray:
+        """Standardise the numeric columns of :meth:`encode`'s output, add label lags."""
         if len(self.numeric):
-            present = np.zeros(x.shape, dtype=bool)
-            present[rows, cols] = True
             safe = np.where(self.stds > 0, self.stds, 1.0)
             block = (x[:, self.numeric] - self.means) / safe
             block[:, self.stds == 0] = 0.0

@@ -1,0 +1,116 @@
+"""Drift detection: fires on abrupt drift, stays quiet on a stationary stream, restores."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from streamcl.drift import DriftMonitor, detector_state, load_detector, make_detector
+from streamcl.events import Event
+from streamcl.learner import Learner
+from streamcl.settings import LearnerSettings
+
+
+def _errors(n: int, rates: list[float], seed: int = 0) -> np.ndarray:
+    """``n`` Bernoulli errors per segment, one segment per rate."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([(rng.random(n) < r).astype(float) for r in rates])
+
+
+def _feed(monitor: DriftMonitor, errors: np.ndarray) -> list[int]:
+    fired = []
+    for i in range(0, len(errors), 16):
+        chunk = errors[i : i + 16]
+        for rec in monitor.update(chunk, [str(i + j) for j in range(len(chunk))], i):
+            fired.append(rec.event)
+    return fired
+
+
+@pytest.mark.parametrize("kind", ["adwin", "kswin", "page_hinkley"])
+def test_fires_on_abrupt_drift_not_on_stationary_stream(kind: str) -> None:
+    drifted = _feed(DriftMonitor(kind, input_detector="none"), _errors(2000, [0.1, 0.5]))
+    assert drifted and 2000 <= drifted[0] < 2400, drifted
+    quiet = _feed(DriftMonitor(kind, input_detector="none"), _errors(2000, [0.1, 0.1]))
+    assert quiet == []
+
+
+def test_drift_log_records_what_fired() -> None:
+    monitor = DriftMonitor("adwin", input_detector="none", log_size=2)
+    _feed(monitor, _errors(1500, [0.05, 0.6, 0.05, 0.6, 0.05, 0.6]))
+    assert monitor.counts["loss"] == 3 and len(monitor.log) == 2  # increases only
+    rec = monitor.log[-1]
+    assert rec.detector == "loss" and rec.kind == "adwin" and rec.window > 0
+    assert rec.event_id == str(rec.event) and rec.time > 0
+
+
+def test_input_drift_on_nearest_memory_distance() -> None:
+    monitor = DriftMonitor("none", input_detector="knn_distance")
+    rng = np.random.default_rng(0)
+    d = np.concatenate([rng.normal(1.0, 0.1, 1000), rng.normal(5.0, 0.1, 200)])
+    fired = [
+        r.event
+        for i in range(0, 1200, 16)
+        for r in monitor.update(np.zeros(0), [], i, d[i : i + 16])
+    ]
+    assert fired and fired[0] >= 1000 and monitor.counts["input"] >= 1
+
+
+@pytest.mark.parametrize("kind", ["adwin", "kswin", "page_hinkley"])
+def test_detector_state_round_trip(kind: str) -> None:
+    values = _errors(1500, [0.1, 0.4], seed=3)
+    a = make_detector(kind, seed=1)
+    for v in values[:1200]:
+        a.update(v)
+    b = load_detector(detector_state(a))
+    fired_a, fired_b = [], []
+    for i, v in enumerate(values[1200:]):
+        a.update(v)
+        b.update(v)
+        fired_a += [i] if a.drift_detected else []
+        fired_b += [i] if b.drift_detected else []
+    assert fired_a == fired_b
+
+
+def _rule_stream(n: int, flip_at: int | None, shift_at: int | None = None) -> list[Event]:
+    rng = random.Random(0)
+    out = []
+    for i in range(n):
+        a, b = rng.uniform(-1, 1), rng.uniform(-1, 1)
+        if shift_at is not None and i >= shift_at:
+            a += 6.0
+        positive = a + b > 0 if shift_at is None else b > 0
+        if flip_at is not None and i >= flip_at:
+            positive = not positive
+        out.append(Event(id=str(i), features={"a": a, "b": b}, label=int(positive)))
+    return out
+
+
+def _learn(settings: LearnerSettings, events: list[Event]) -> Learner:
+    learner = Learner(settings)
+    for i in range(0, len(events), 16):
+        learner.predict_learn(events[i : i + 16])
+    return learner
+
+
+def test_learner_detects_an_abrupt_concept_drift_and_acts() -> None:
+    settings = LearnerSettings(label_lags=0)
+    learner = _learn(settings, _rule_stream(3000, flip_at=1500))
+    loss = [r for r in learner.drift.log if r.detector == "loss"]
+    assert loss and 1500 <= loss[0].event < 1900
+    assert learner.trainer.restart_at is not None  # lr_restart
+    assert learner.knn is not None and learner.knn.size < settings.memory.capacity  # trimmed
+    s = learner.summary()
+    assert s["drift"]["counts"]["loss"] >= 1 and s["drift"]["last"]["detector"] in ("loss", "input")
+    assert s["recovery_events"] is not None and s["window_accuracy"] > 0.8
+
+
+def test_learner_quiet_on_a_stationary_stream_of_the_same_length() -> None:
+    learner = _learn(LearnerSettings(label_lags=0), _rule_stream(3000, flip_at=None))
+    assert learner.drift.counts["loss"] == 0
+
+
+def test_learner_input_drift_is_logged() -> None:
+    learner = _learn(LearnerSettings(label_lags=0), _rule_stream(2500, None, shift_at=1500))
+    assert any(r.detector == "input" and r.event >= 1500 for r in learner.drift.log)
