@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from streamcl.errors import DecodeError, NotReadyError, StreamclError
-from streamcl.events import Event, FeatureValue, Label, loads_strict
+from streamcl.events import Event, Label, loads_strict
 from streamcl.learner import Prediction
 from streamcl.metrics import CONTENT_TYPE_LATEST
 from streamcl.prequential import QueueFullError
@@ -33,11 +34,25 @@ __all__ = ["create_app"]
 M = TypeVar("M", bound=BaseModel)
 
 
-class Instance(BaseModel):
-    """One instance to predict: its features only."""
+#: Features are checked by the event decoder (reasons like ``non_finite``); documented here.
+FeaturesSchema = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": {
+                "anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]
+            },
+        }
+    ),
+]
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    features: dict[str, FeatureValue]
+
+class Instance(BaseModel):
+    """One instance to predict: its features only (name -> number, string or bool)."""
+
+    model_config = ConfigDict(extra="forbid")
+    features: FeaturesSchema
 
 
 class PredictRequest(BaseModel):
@@ -55,9 +70,12 @@ class EventsRequest(BaseModel):
 
 
 class PredictionOut(BaseModel):
-    """One prediction: label (null before any class is known) and class probabilities."""
+    """One prediction: label (null before any class is known) and class probabilities.
 
-    label: Label | None
+    For regression the label is the predicted value (a float) and probabilities are empty.
+    """
+
+    label: Label | float | None
     probabilities: dict[str, float]
 
 
@@ -171,6 +189,9 @@ def create_app(service: Service) -> FastAPI:
     async def ingest(request: Request) -> PredictResponse:
         """Predict, then learn, a batch of events (those with a label are learned)."""
         check_token(request)
+        shed = service.over_budget()
+        if shed:
+            raise HTTPError(503, "over_memory_budget", "", shed)
         body = await read_json(request, EventsRequest)
         limit(len(body.events), "events")
         events = [_decode_event(service, i, raw) for i, raw in enumerate(body.events)]
@@ -178,8 +199,38 @@ def create_app(service: Service) -> FastAPI:
             future = service.loop.submit(events)
         except QueueFullError as exc:
             raise HTTPError(503, "busy", "", str(exc)) from None
-        predictions = await asyncio.wrap_future(future)
+        try:
+            predictions = await asyncio.wrap_future(future)
+        except DecodeError as exc:  # duplicate_id: found by the loop's de-duplication window
+            service.metrics.events.labels("rejected").inc(len(events))
+            service.metrics.rejected.labels(exc.reason).inc()
+            raise HTTPError(409, exc.reason, exc.field, exc.detail) from None
         return _response(predictions, service.loop.learner.version)
+
+    async def to_loop(request: Request, call: Callable[[], Future[Any]]) -> dict[str, Any]:
+        check_token(request)
+        try:
+            future = call()
+        except QueueFullError as exc:
+            raise HTTPError(503, "busy", "", str(exc)) from None
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(future), timeout=60.0)
+        except (OSError, TimeoutError) as exc:
+            raise HTTPError(503, "failed", "", str(exc) or "timed out") from None
+        return {"status": "ok", "result": result}
+
+    @app.post("/v1/checkpoint")
+    async def checkpoint(request: Request) -> dict[str, Any]:
+        """Write a checkpoint now (a message to the loop); needs the bearer token if set."""
+        if service.checkpoints is None:
+            check_token(request)
+            raise HTTPError(409, "disabled", "checkpoint.dir", "checkpoints are not configured")
+        return await to_loop(request, service.checkpoint_now)
+
+    @app.post("/v1/reset")
+    async def reset(request: Request) -> dict[str, Any]:
+        """Reset the learner to a fresh model (a message to the loop); needs the token if set."""
+        return await to_loop(request, service.reset)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

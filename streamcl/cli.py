@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from streamcl.errors import SettingsError
+from streamcl.errors import CheckpointError, SettingsError
 from streamcl.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -70,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"streamcl: {exc}", file=sys.stderr)
         return 2
+    except CheckpointError as exc:
+        print(f"streamcl: checkpoint: {exc}", file=sys.stderr)
+        return 2
     return 1
 
 
@@ -95,6 +98,8 @@ def _run(settings: Settings) -> int:
         f"streamcl: serving on http://{host}:{port} (try GET /v1/model, POST /v1/predict)",
         flush=True,
     )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT (the lifespan stops the loop), then
+    # re-raises the signal, so the exit status reports it (-15 for SIGTERM).
     uvicorn.run(app, host=host, port=port, log_level="warning")
     return 0
 

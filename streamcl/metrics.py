@@ -152,6 +152,20 @@ class Metrics:
         self.checkpoint_failures = Counter(
             "streamcl_checkpoint_failures", "Checkpoint writes that failed.", registry=r
         )
+        self.checkpoint_duration = Histogram(
+            "streamcl_checkpoint_duration_seconds",
+            "Time to encode, write and fsync one checkpoint, seconds.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.checkpoint_size = Gauge(
+            "streamcl_checkpoint_size_bytes", "Size of the last checkpoint, bytes.", registry=r
+        )
+        self.log_regressions = Counter(
+            "streamcl_log_regressions",
+            "Times a partition's log ended before the checkpointed or current offset.",
+            registry=r,
+        )
         self.ready = Gauge("streamcl_ready", "1 when /readyz answers 200.", registry=r)
 
     def exposition(self) -> bytes:

@@ -18,6 +18,7 @@ from typing import Any
 from river import metrics as river_metrics
 
 from streamcl.connectors.base import DeadLetterSink, LogDeadLetterSink, Record, Source
+from streamcl.dedup import DedupWindow, IdLedger
 from streamcl.errors import DecodeError
 from streamcl.events import Event, EventDecoder, Label
 from streamcl.labels import LabelJoin
@@ -147,6 +148,18 @@ class StreamLoop:
         (e.g. the Kafka predictions topic).
     max_queue
         Most HTTP requests waiting for the loop.
+    dedup_window
+        Recent event ids remembered; a repeated id is rejected (``duplicate_id``).
+
+    Attributes
+    ----------
+    ledger : IdLedger
+        Count and digest of the ids of learned events (checkpointed: exactly-once proof).
+    hold : str or None
+        While set, the loop reads nothing from the source; the reason is reported by
+        ``/readyz`` (e.g. a regressed log under policy ``fail``).
+    before_step, after_step : Callable[[], None] or None
+        Hooks run on the loop thread around each step (checkpoint triggers).
     """
 
     def __init__(
@@ -161,6 +174,7 @@ class StreamLoop:
         on_predictions: Callable[[Sequence[Record], Sequence[Event], Sequence[Prediction]], None]
         | None = None,
         max_queue: int = 64,
+        dedup_window: int = 100_000,
     ) -> None:
         self.source = source
         self.learner = learner
@@ -181,6 +195,13 @@ class StreamLoop:
         self._inbox: queue.Queue[tuple[list[Event], Future[list[Prediction]]]] = queue.Queue(
             max_queue
         )
+        self.dedup = DedupWindow(dedup_window)
+        self.ledger = IdLedger()
+        self.hold: str | None = None
+        self.before_step: Callable[[], None] | None = None
+        self.after_step: Callable[[], None] | None = None
+        self._calls: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue(max_queue)
+        self._failures = 0
 
     # -- ingestion ---------------------------------------------------------------------------
     def submit(self, events: list[Event]) -> Future[list[Prediction]]:
@@ -198,6 +219,49 @@ class StreamLoop:
             raise QueueFullError("ingestion queue is full") from None
         return future
 
+    def call_soon(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn`` on the loop thread before its next step (checkpoint now, reset).
+
+        Raises
+        ------
+        QueueFullError
+            When ``max_queue`` calls are already waiting.
+        """
+        future: Future[Any] = Future()
+        try:
+            self._calls.put_nowait((fn, future))
+        except queue.Full:
+            raise QueueFullError("control queue is full") from None
+        return future
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                fn, future = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except Exception as exc:  # the caller fails, never the loop
+                    future.set_exception(exc)
+
+    def _check_duplicates(self, events: Sequence[Event]) -> None:
+        """Reject the whole request if an id repeats one in the window (nothing is added).
+
+        Raises
+        ------
+        DecodeError
+            ``duplicate_id`` naming ``events.<i>.id``.
+        """
+        seen: set[str] = set()
+        for i, event in enumerate(events):
+            if event.id in self.dedup or event.id in seen:
+                raise DecodeError("duplicate_id", f"events.{i}.id", f"event id {event.id!r} seen")
+            seen.add(event.id)
+        for event in events:
+            self.dedup.seen_or_add(event.id)
+
     def decode(self, records: Sequence[Record]) -> tuple[list[Record], list[Event]]:
         """Decode records; rejected ones go to the dead-letter sink and are counted."""
         kept: list[Record] = []
@@ -209,6 +273,8 @@ class StreamLoop:
                 else:
                     event = self.decoder.decode_row(record.value, record.offset)
                 self.learner.featurizer.check(event)
+                if self.dedup.seen_or_add(event.id):
+                    raise DecodeError("duplicate_id", "id", f"event id {event.id!r} seen recently")
             except DecodeError as exc:
                 self.reject(record, exc)
                 continue
@@ -234,8 +300,11 @@ class StreamLoop:
             Number of events predicted in this step.
         """
         self.heartbeat = time.monotonic()
+        self._run_calls()
+        if self.before_step is not None:
+            self.before_step()
         handled = self._drain_inbox()
-        if self.source is not None and not self.source.exhausted:
+        if self.source is not None and self.hold is None and not self.source.exhausted:
             records = self.source.read(self.batch_size, timeout_s)
             if records:
                 label_records: list[Record] = []
@@ -269,6 +338,7 @@ class StreamLoop:
                 return handled
             if future.set_running_or_notify_cancel():
                 try:
+                    self._check_duplicates(events)
                     future.set_result(self._process_in_batches(events))
                 except Exception as exc:  # the request fails, never the loop
                     log.exception("processing posted events failed")
@@ -295,6 +365,7 @@ class StreamLoop:
         for event, prediction in zip(events, predictions, strict=True):
             if event.label is not None:
                 self.score.update(prediction.label, event.label)
+                self.ledger.add(event.id)
                 learned += 1
         self.snapshot = self.learner.snapshot()
         self.events_handled += len(events)
@@ -314,11 +385,16 @@ class StreamLoop:
         """Run :meth:`step` until ``stop`` is set; sleeps when there is nothing to do."""
         while not stop.is_set():
             try:
-                if self.step() == 0:
+                handled = self.step()
+                if self.after_step is not None:
+                    self.after_step()
+                self._failures = 0
+                if handled == 0:
                     stop.wait(idle_sleep_s)
             except Exception:
-                log.exception("stream loop step failed; continuing")
-                stop.wait(idle_sleep_s)
+                self._failures += 1
+                log.exception("stream loop step failed (%d in a row); continuing", self._failures)
+                stop.wait(min(idle_sleep_s * 2 ** min(self._failures, 10), 5.0))  # backoff
 
     def summary(self) -> dict[str, Any]:
         """Plain description of the loop for ``GET /v1/model``."""
@@ -327,4 +403,6 @@ class StreamLoop:
             **self.score.summary(),
             "events_seen": self.events_handled,
             "events_rejected": self.rejected,
+            "learned_ids": self.ledger.count,
+            "learned_digest": self.ledger.digest,
         }

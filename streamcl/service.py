@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import resource
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 
 import torch
 
+from streamcl.checkpoint import Checkpointer, CheckpointManager, settings_fingerprint
 from streamcl.connectors.base import Source
 from streamcl.connectors.files import FileSource
 from streamcl.events import EventDecoder
@@ -75,6 +79,7 @@ class Service:
             self.metrics,
             batch_size=settings.learner.batch_size,
             window=settings.metrics.window,
+            dedup_window=ev.dedup_window,
         )
         self.sinks: list[Any] = []
         if settings.source.kind == "kafka":
@@ -84,10 +89,89 @@ class Service:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
+        self.checkpoints = self._checkpoints(settings)
+
+    def _checkpoints(self, settings: Settings) -> CheckpointManager | None:
+        """Build the checkpoint manager, restore the newest good checkpoint, hook the loop.
+
+        Raises
+        ------
+        CheckpointError
+            Every checkpoint is corrupt, the newest is from incompatible settings, or the
+            source's log regressed under policy ``fail``.
+        """
+        c = settings.checkpoint
+        if c.dir is None:
+            return None
+        key = c.signing_key.get_secret_value().encode() if c.signing_key is not None else None
+        folder = Checkpointer(c.dir, settings_fingerprint(settings), keep=c.keep, key=key)
+        manager = CheckpointManager(
+            folder, self.loop, c.every_events, c.every_seconds, c.on_regressed_log
+        )
+        if getattr(self.source, "commit_interval_s", 0):
+            self.source.commit_interval_s = 0  # type: ignore[union-attr]  # commit after checkpoints
+        manager.restore()
+        self.loop.before_step = manager.before_step
+        self.loop.after_step = manager.after_step
+        return manager
+
+    def checkpoint_now(self) -> Future[Any]:
+        """Ask the loop to write a checkpoint; the future holds its summary (or None).
+
+        Raises
+        ------
+        QueueFullError
+            The loop's control queue is full.
+        """
+        return self.loop.call_soon(lambda: self._checkpoint("requested"))
+
+    def _checkpoint(self, reason: str) -> dict[str, Any] | None:
+        if self.checkpoints is None:
+            return None
+        info = self.checkpoints.checkpoint(reason)
+        if info is None:
+            raise OSError("checkpoint write failed; see the service log")
+        return {"path": str(info.path), "size_bytes": info.size_bytes, "seconds": info.seconds}
+
+    def reset(self) -> Future[Any]:
+        """Ask the loop to reset the learner (a fresh model; counters and ids are kept).
+
+        A checkpoint follows at once, so a crash cannot bring the old model back.
+
+        Raises
+        ------
+        QueueFullError
+            The loop's control queue is full.
+        """
+
+        def _reset() -> dict[str, Any]:
+            learner = self.loop.learner
+            getattr(learner, "reset", learner._reset)()
+            self.loop.snapshot = learner.snapshot()
+            return {"model_version": learner.version, "checkpoint": self._checkpoint("reset")}
+
+        return self.loop.call_soon(_reset)
+
+    def memory_bytes(self) -> int:
+        """Resident set size of this process, bytes."""
+        try:
+            with open("/proc/self/statm", encoding="ascii") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def over_budget(self) -> str:
+        """Why load is shed: ``""`` within ``server.memory_budget_bytes`` (or no budget)."""
+        budget = self.settings.server.memory_budget_bytes
+        if budget is None:
+            return ""
+        rss = self.memory_bytes()
+        return f"memory {rss} bytes above budget {budget}" if rss > budget else ""
 
     def start(self) -> None:
-        """Start the loop thread (idempotent)."""
-        if self._thread is None:
+        """Start the loop thread (idempotent; starts it again after :meth:`stop`)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
             self._thread = threading.Thread(
                 target=self.loop.run, args=(self._stop,), name="streamcl-loop", daemon=True
             )
@@ -98,10 +182,16 @@ class Service:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        if self.checkpoints is not None:
+            if self._thread is not None and self._thread.is_alive():
+                log.error("loop did not stop in %.0f s; no final checkpoint", timeout_s)
+            else:  # the loop has stopped: a final checkpoint covers everything handled
+                self.checkpoints.checkpoint("shutdown")
         if self.source is not None:
             self.source.close()  # commits handled offsets after flushing the sinks
         for sink in self.sinks:
             sink.close()
+        log.info("stopped after %d events", self.loop.events_handled)
 
     def alive(self) -> tuple[bool, str]:
         """Liveness: ``(True, "")`` while the loop thread runs with a recent heartbeat."""
@@ -116,6 +206,11 @@ class Service:
         alive, reason = self.alive()
         if not alive:
             return False, reason
+        if self.loop.hold is not None:
+            return False, self.loop.hold
+        shed = self.over_budget()
+        if shed:
+            return False, shed
         if self.source is not None:
             healthy, reason = self.source.health()
             if not healthy:
@@ -126,8 +221,19 @@ class Service:
 
     def describe(self) -> dict[str, Any]:
         """Model and loop summary plus the settings (secrets masked), for ``GET /v1/model``."""
+        cp = self.checkpoints
         return {
             **self.loop.summary(),
+            "source": None
+            if self.source is None
+            else {"position": self.source.position(), "exhausted": self.source.exhausted},
+            "checkpoint": None
+            if cp is None
+            else {
+                "restored": cp.restored,
+                "last": None if cp.last is None else str(cp.last.path),
+                "last_size_bytes": None if cp.last is None else cp.last.size_bytes,
+            },
             "uptime_s": time.time() - self.started_at,
             "settings": self.settings.model_dump(mode="json"),
         }

@@ -50,6 +50,9 @@ class EventSettings(_Section):
     max_payload_bytes: int = Field(65_536, gt=0, description="Largest encoded event, bytes.")
     max_features: int = Field(1_024, gt=0, description="Most features in one event.")
     max_string_length: int = Field(256, gt=0, description="Longest string feature value or label, characters.")
+    dedup_window: int = Field(
+        100_000, ge=0, description="Recent event ids remembered to reject duplicates; 0 = off."
+    )
 
 
 class MemorySettings(_Section):
@@ -110,9 +113,9 @@ class LearnerSettings(_Section):
     task: Literal["classification", "regression"] = "classification"
     hidden: tuple[int, ...] = Field((64, 64), description="Hidden layer widths.")
     batch_size: int = Field(16, ge=1, le=4096, description="Events per learning micro-batch.")
-    lr: float = Field(0.01, gt=0, le=10.0, description="Learning rate.")
+    lr: float = Field(0.05, gt=0, le=10.0, description="Learning rate.")
     optimizer: Literal["sgd", "adam", "upgd"] = Field(
-        "adam", description="sgd, adam, or upgd (utility-based perturbed GD, streamcl.upgd)."
+        "sgd", description="sgd, adam, or upgd (utility-based perturbed GD, streamcl.upgd)."
     )
     loss: Literal["squared", "absolute"] = Field(
         "squared", description="Regression loss (classification uses cross-entropy)."
@@ -175,6 +178,9 @@ class ServerSettings(_Section):
     api_token: SecretStr | None = Field(None, description="Bearer token for mutating endpoints.")
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest request body, bytes.")
     max_instances: int = Field(1_000, gt=0, description="Most instances or events in one request.")
+    memory_budget_bytes: int | None = Field(
+        None, gt=0, description="RSS above which /readyz and POST /v1/events answer 503; bytes."
+    )
 
 
 class CheckpointSettings(_Section):
@@ -184,6 +190,14 @@ class CheckpointSettings(_Section):
     every_events: int = Field(10_000, gt=0)
     every_seconds: float = Field(60.0, gt=0)
     keep: int = Field(3, ge=1)
+    on_regressed_log: Literal["fail", "reset_to_earliest"] = Field(
+        "fail",
+        description="When the log ends before a checkpointed offset (a broker lost data): "
+        "fail (refuse to consume, not ready) or reset_to_earliest (re-read what is there).",
+    )
+    signing_key: SecretStr | None = Field(
+        None, description="Key for HMAC-SHA256 checkpoint checksums (plain SHA-256 when unset)."
+    )
 
 
 class KafkaSettings(_Section):
