@@ -144,7 +144,7 @@ def loads_strict(raw: bytes | str, max_bytes: int) -> Any:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
         raise DecodeError("bad_encoding", "", f"not UTF-8: {exc.reason}") from None
-    if not _json_depth_ok(text):
+    if text.count("{") + text.count("[") > MAX_JSON_DEPTH and not _json_depth_ok(text):
         raise DecodeError("too_deep", "", f"JSON nested deeper than {MAX_JSON_DEPTH}")
     try:
         return json.loads(text, parse_constant=_reject_constant)
@@ -234,6 +234,14 @@ class EventDecoder:
             ``missing_field``, ``extra_field``, ``bad_type``, ``non_finite``,
             ``bad_timestamp``, ``too_many_features``, ``too_long``.
         """
+        if self._plainly_valid(obj):
+            ts = obj.get("ts")
+            return Event.model_construct(
+                id=obj["id"],
+                ts=None if ts is None else float(ts),
+                features=dict(obj["features"]),
+                label=obj.get("label"),
+            )
         features = obj.get("features")
         if isinstance(features, dict):
             if len(features) > self.max_features:
@@ -248,6 +256,44 @@ class EventDecoder:
             raise _decode_error(exc) from None
         self._check_lengths(event)
         return event
+
+    def _plainly_valid(self, obj: Mapping[str, Any]) -> bool:
+        """Fast path: True only when ``obj`` is certainly a valid event.
+
+        Anything else goes through pydantic, which finds and names the problem; the two
+        paths accept exactly the same events.
+        """
+        limit = self.max_string_length
+        if type(obj) is not dict or not obj.keys() <= _EVENT_KEYS:
+            return False
+        event_id, features = obj.get("id"), obj.get("features")
+        if type(event_id) is not str or not 0 < len(event_id) <= 256:
+            return False
+        if type(features) is not dict or len(features) > self.max_features:
+            return False
+        ts, label = obj.get("ts"), obj.get("label")
+        if ts is not None and (type(ts) not in (int, float) or not MIN_TS <= ts <= MAX_TS):
+            return False
+        if label is not None:
+            kind = type(label)
+            if kind is int:
+                if abs(label) > MAX_ABS_LABEL:
+                    return False
+            elif kind is not str or len(label) > limit:
+                return False
+        for name, value in features.items():
+            if type(name) is not str or len(name) > limit:
+                return False
+            kind = type(value)
+            if kind is float or kind is int:
+                if not -MAX_ABS_NUMBER <= value <= MAX_ABS_NUMBER:  # also False for NaN
+                    return False
+            elif kind is str:
+                if len(value) > limit:
+                    return False
+            elif kind is not bool:
+                return False
+        return True
 
     def _check_lengths(self, event: Event) -> None:
         limit = self.max_string_length
@@ -268,6 +314,8 @@ def _check_feature(name: str, value: object) -> None:
         kind = "null" if value is None else type(value).__name__
         raise DecodeError("bad_type", field, f"{kind} is not a number, string or bool")
 
+
+_EVENT_KEYS = frozenset({"id", "ts", "features", "label"})
 
 _REASONS = {
     "missing": "missing_field",

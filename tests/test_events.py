@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from streamcl.errors import DecodeError
-from streamcl.events import EventDecoder, parse_cell
+from streamcl.events import Event, EventDecoder, _check_feature, parse_cell
 
 
 @pytest.fixture()
@@ -103,3 +107,44 @@ def test_parse_cell_prefers_int_then_float_then_text() -> None:
     assert parse_cell("3") == 3 and isinstance(parse_cell("3"), int)
     assert parse_cell("3.5") == 3.5
     assert parse_cell("x") == "x"
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+_objects = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.one_of(st.text(max_size=20), _values),
+        "ts": st.one_of(st.floats(0, 5e9), _values),
+        "features": st.one_of(st.dictionaries(st.text(max_size=20), _values, max_size=6), _values),
+        "label": st.one_of(st.integers(), st.text(max_size=20), _values),
+        "extra": _values,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_objects)
+def test_fast_path_accepts_exactly_what_the_schema_accepts(obj: dict[str, Any]) -> None:
+    decoder = EventDecoder(max_string_length=16)
+    fast = decoder._plainly_valid(obj)
+    try:
+        slow: Event | None = Event.model_validate(obj)
+        decoder._check_lengths(slow)
+        for name, value in obj["features"].items():
+            _check_feature(name, value)
+    except (ValidationError, DecodeError):
+        slow = None
+    if fast:
+        assert slow is not None
+        assert decoder.validate(obj) == slow
+    else:
+        with pytest.raises(DecodeError):
+            decoder.validate(obj)
