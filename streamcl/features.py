@@ -18,7 +18,7 @@ micro-batch, event ``i`` sees the labels of events ``< i`` that arrived with the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -123,10 +123,13 @@ class Featurizer:
         """
         if not learn:
             return self.view().transform(events)
-        for event in events:
-            self._register(event.features)
         view = self.view()
-        x, present = view.encode(events)
+        x, present, unknown = view.encode(events, report_unknown=True)
+        if unknown:  # register new columns, then encode again with them
+            for event in events:
+                self._register(event.features)
+            view = self.view()
+            x, present = view.encode(events)
         # Keep the raw numeric block: learn() on the same events reuses it.
         self._last = (events, x[:, view.numeric], present[:, view.numeric])
         return view.finish(x, present, events)
@@ -373,8 +376,20 @@ class FeatureView:
         x, present = self.encode(events)
         return self.finish(x, present, events)
 
-    def encode(self, events: Sequence[Event]) -> tuple[np.ndarray, np.ndarray]:
-        """Raw values ``(len(events), n_columns)`` float64 and where a value was given (bool)."""
+    @overload
+    def encode(self, events: Sequence[Event]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @overload
+    def encode(
+        self, events: Sequence[Event], report_unknown: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray, bool]: ...
+
+    def encode(self, events: Sequence[Event], report_unknown: bool = False) -> Any:
+        """Raw values ``(len(events), n_columns)`` float64 and where a value was given (bool).
+
+        With ``report_unknown``, a third item tells whether any feature had no column.
+        """
+        unknown = False
         rows: list[int] = []
         cols: list[int] = []
         vals: list[float] = []
@@ -392,11 +407,13 @@ class FeatureView:
                     rows.append(i)
                     cols.append(col)
                     vals.append(val)
+                else:
+                    unknown = True
         x = np.zeros((len(events), self.n_columns), dtype=np.float64)
         x[rows, cols] = vals
         present = np.zeros(x.shape, dtype=bool)
         present[rows, cols] = True
-        return x, present
+        return (x, present, unknown) if report_unknown else (x, present)
 
     def finish(self, x: np.ndarray, present: np.ndarray, events: Sequence[Event]) -> np.ndarray:
         """Standardise the numeric columns of :meth:`encode`'s output, add label lags."""

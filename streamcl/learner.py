@@ -243,12 +243,18 @@ class Learner:
             self._on_drift(record)
 
     def _on_drift(self, record: DriftRecord) -> None:
-        """Take the configured actions for a drift (see the module docstring)."""
+        """Take the configured actions for a drift (see the module docstring).
+
+        The change is placed where the recent prequential accuracy drops most (at most
+        ADWIN's window, or 500 events, back); memories are trimmed to what came after it.
+        """
         d = self.settings.drift
         actions = d.actions if record.detector == "loss" else d.input_actions
+        age = self.recovery.change_age(record.window or 500)
         if record.detector == "loss":
-            self.recovery.on_drift(record.window)
+            self.recovery.on_drift(age)
             self.trainer.on_drift()
+            self.hedge = dict.fromkeys(self.hedge, 0.0)  # re-learn the combination
         if "lr_restart" in actions:
             self.trainer.restart_lr()
         if "shrink_perturb" in actions and self.trainer.model is not None:
@@ -257,9 +263,12 @@ class Learner:
                 ShrinkPerturb(p.sp_shrink, p.sp_noise, 0, p.seed + self.version).apply(
                     self.trainer.model
                 )
-        if "trim_memory" in actions and self.knn is not None and record.window:
-            cut = self.events_seen - record.window
-            self.knn.forget_before(cut, keep=self.settings.memory.k)
+        if "trim_memory" in actions:
+            cut = self.events_seen - age
+            if self.knn is not None:
+                self.knn.forget_before(cut, keep=self.settings.memory.k)
+            if d.trim_replay:
+                self.replay.forget_before(cut)
 
     # -- learning --------------------------------------------------------------------------
     def learn_matrix(self, x: np.ndarray, labels: Sequence[Label | float]) -> float:
@@ -304,7 +313,7 @@ class Learner:
             self.knn.add(self._keys(x), y, self.events_seen)
         if self.prototypes is not None:
             self.prototypes.learn(x, y.astype(np.int64), len(self.classes))
-        self.replay.add(x, y)
+        self.replay.add(x, y, self.events_seen)
         self.version += 1
         self.events_learned += len(labels)
         return loss

@@ -399,8 +399,9 @@ class Prototypes:
         if old.any():
             d2 = ((x[old] - self.means[classes[old]]) ** 2).sum(1)
             self.temperature = 0.9 * self.temperature + 0.1 * max(float(d2.mean()), 1e-6)
-        sums = np.zeros((len(self.means), x.shape[1]), dtype=np.float64)
-        np.add.at(sums, classes, x)
+        onehot = np.zeros((len(x), len(self.means)), dtype=np.float32)
+        onehot[np.arange(len(x)), classes] = 1.0
+        sums = (onehot.T @ x).astype(np.float64)
         k = counts[present].astype(np.float64)
         n = self.counts[present].astype(np.float64)
         past = np.minimum(self.decay**k, n / (n + k))[:, None]
@@ -477,6 +478,7 @@ class ReplayBuffer:
         self.seed = seed
         self.x = np.zeros((capacity, 0), dtype=np.float32)
         self.y = np.zeros(capacity, dtype=np.float64)
+        self.times = np.zeros(capacity, dtype=np.int64)
         self.size = 0
         self.seen = 0
         self.rng = np.random.default_rng(seed)
@@ -486,11 +488,29 @@ class ReplayBuffer:
         """Bytes held."""
         return int(self.x.nbytes + self.y.nbytes)
 
-    def add(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Offer rows ``x`` ``(batch, width)`` float32 with targets ``y`` ``(batch,)``."""
+    def add(self, x: np.ndarray, y: np.ndarray, time: int = 0) -> None:
+        """Offer rows ``x`` ``(batch, width)`` float32 with targets ``y`` ``(batch,)``.
+
+        ``time`` is the event counter of the batch (for :meth:`forget_before`).
+        """
         if x.shape[1] > self.x.shape[1]:
             self.x = _pad(self.x, x.shape[1])
-        for row, target in zip(x, np.asarray(y, dtype=np.float64), strict=True):
+        y = np.asarray(y, dtype=np.float64)
+        if not self.balanced:  # algorithm R, vectorised over the batch
+            seen = self.seen + 1 + np.arange(len(x))
+            fill = np.arange(self.size, self.size + len(x))
+            draw = self.rng.integers(0, seen)
+            slots = np.where(fill < self.capacity, fill, np.where(draw < self.capacity, draw, -1))
+            self.seen += len(x)
+            self.size = min(self.capacity, self.size + len(x))
+            keep = slots >= 0
+            # later rows win a slot drawn twice, as in the sequential algorithm
+            self.x[slots[keep]] = 0.0
+            self.x[slots[keep], : x.shape[1]] = x[keep]
+            self.y[slots[keep]] = y[keep]
+            self.times[slots[keep]] = time
+            return
+        for row, target in zip(x, y, strict=True):
             self.seen += 1
             if self.size < self.capacity:
                 slot = self.size
@@ -512,6 +532,17 @@ class ReplayBuffer:
             self.x[slot, : len(row)] = row
             self.x[slot, len(row) :] = 0.0
             self.y[slot] = target
+            self.times[slot] = time
+
+    def forget_before(self, time: int) -> int:
+        """Drop rows added before ``time``; returns how many were dropped."""
+        keep = np.flatnonzero(self.times[: self.size] >= time)
+        dropped = self.size - len(keep)
+        if dropped:
+            n = len(keep)
+            self.x[:n], self.y[:n], self.times[:n] = self.x[keep], self.y[keep], self.times[keep]
+            self.size = n
+        return dropped
 
     def sample(self, n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n`` rows uniformly with replacement.
@@ -528,6 +559,7 @@ class ReplayBuffer:
         return {
             "x": self.x[: self.size].copy(),
             "y": self.y[: self.size].copy(),
+            "times": self.times[: self.size].copy(),
             "width": int(self.x.shape[1]),
             "seen": self.seen,
             "rng": self.rng.bit_generator.state,
@@ -540,5 +572,7 @@ class ReplayBuffer:
         self.x[:n] = state["x"]
         self.y = np.zeros(self.capacity, dtype=np.float64)
         self.y[:n] = state["y"]
+        self.times = np.zeros(self.capacity, dtype=np.int64)
+        self.times[:n] = state["times"]
         self.size, self.seen = n, int(state["seen"])
         self.rng.bit_generator.state = state["rng"]

@@ -461,6 +461,25 @@ class Recovery:
             if acc >= self.pre_level - 0.02:
                 self.recovery_events = self.events - self.drift_at
 
+    def change_age(self, limit: int) -> int:
+        """Events since the most likely start of an error increase among the last ``limit``.
+
+        The split of the recent 0/1 correctness that maximises the CUSUM-like statistic
+        ``s (n - s) / n * (mean_before - mean_after)`` with accuracy falling; ADWIN's own
+        window after a detection still holds much of the old concept, so the learner trims
+        memories at this split instead.
+        """
+        recent = np.fromiter(self.recent, dtype=float)[-max(limit, 2) :]
+        n = len(recent)
+        if n < 4:
+            return n
+        cum = np.cumsum(recent)
+        s = np.arange(1, n)
+        before = cum[:-1] / s
+        after = (cum[-1] - cum[:-1]) / (n - s)
+        stat = s * (n - s) / n * (before - after)
+        return int(n - s[int(np.argmax(stat))])
+
     def on_drift(self, width: int) -> None:
         """A drift was detected now; ``width`` events are estimated to follow the change."""
         level = self.accuracy
