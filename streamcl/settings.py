@@ -102,58 +102,6 @@ class DriftSettings(_Section):
     input_actions: tuple[Literal["lr_restart", "shrink_perturb", "trim_memory"], ...] = Field(
         (), description="Actions taken on an input drift (logged and counted regardless)."
     )
-    lr_boost: float = Field(3.0, ge=1, description="LR multiplier right after a drift.")
-    lr_restart_steps: int = Field(200, ge=1, description="Steps for the boost to decay (cosine).")
-    log_size: int = Field(100, ge=1, description="Most recent drifts kept in the drift log.")
-
-
-class MemorySettings(_Section):
-    """The learner's episodic memory: kNN memory, class prototypes, replay buffer.
-
-    See :mod:`streamcl.memory` for the algorithms and their references.
-    """
-
-    knn: bool = Field(True, description="Use the FAISS kNN memory as a predictor.")
-    space: Literal["input", "embedding"] = Field(
-        "input", description="Key space of the kNN memory: scaled inputs or the MLP's embedding."
-    )
-    capacity: int = Field(2_000, ge=1, le=1_000_000, description="Most entries in the kNN memory.")
-    k: int = Field(10, ge=1, le=256, description="Neighbours in the kNN vote.")
-    eviction: Literal["fifo", "reservoir", "class_balanced"] = Field(
-        "fifo", description="kNN eviction: sliding window, reservoir sample, or per-class FIFO."
-    )
-    hnsw_threshold: int = Field(
-        50_000, ge=1, description="Entries beyond which the exact index becomes HNSW."
-    )
-    prototypes: bool = Field(True, description="Use nearest-class-mean prototypes as a predictor.")
-    prototype_decay: float = Field(
-        0.99, ge=0, lt=1, description="Prototype running mean: weight of the past per update."
-    )
-    replay: int = Field(16, ge=0, le=4096, description="Replayed rows mixed into each step.")
-    replay_capacity: int = Field(2_000, ge=1, le=1_000_000, description="Replay buffer size.")
-    replay_balanced: bool = Field(False, description="Class-balanced reservoir replay.")
-    snapshot_every: int = Field(
-        1, ge=1, description="Steps between memory copies published to serving snapshots."
-    )
-
-
-class DriftSettings(_Section):
-    """Task-free drift detection (river detectors) and what to do on a drift."""
-
-    detector: Literal["adwin", "kswin", "page_hinkley", "none"] = Field(
-        "adwin", description="Detector on the prequential 0/1 error (or |error|) stream."
-    )
-    delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence (smaller = fewer alarms).")
-    input_detector: Literal["knn_distance", "none"] = Field(
-        "knn_distance",
-        description="Input drift: Page-Hinkley on the distance to the nearest memory entry.",
-    )
-    actions: tuple[Literal["lr_restart", "shrink_perturb", "trim_memory"], ...] = Field(
-        ("lr_restart", "trim_memory"), description="Actions taken on a loss drift."
-    )
-    input_actions: tuple[Literal["lr_restart", "shrink_perturb", "trim_memory"], ...] = Field(
-        (), description="Actions taken on an input drift (logged and counted regardless)."
-    )
     trim_replay: bool = Field(
         False, description="trim_memory also drops replay rows older than the drift."
     )
