@@ -281,16 +281,19 @@ def digits_forgetting() -> list[dict[str, Any]]:
 
 def optimiser_comparison(streams: dict[str, Stream]) -> list[dict[str, Any]]:
     """Streamcl variants: optimiser x plasticity method, on every stream."""
+    d = LearnerSettings()
+    sp = ("lr_restart", "trim_memory", "shrink_perturb")
     variants: dict[str, tuple[LearnerSettings, PlasticitySettings]] = {
-        "sgd (default)": (LearnerSettings(), PlasticitySettings()),
+        f"sgd lr={d.lr} (default)": (d, PlasticitySettings()),
         "adam lr=0.01": (LearnerSettings(optimizer="adam", lr=0.01), PlasticitySettings()),
-        "upgd lr=0.05": (LearnerSettings(optimizer="upgd", lr=0.05), PlasticitySettings()),
-        "sgd + cbp": (LearnerSettings(), PlasticitySettings(methods=("cbp",))),
+        f"upgd lr={d.lr}": (LearnerSettings(optimizer="upgd"), PlasticitySettings()),
+        "sgd + cbp": (d, PlasticitySettings(methods=("cbp",))),
+        "sgd + redo": (d, PlasticitySettings(methods=("redo",))),
         "sgd + shrink_perturb on drift": (
-            LearnerSettings(drift={"actions": ("lr_restart", "trim_memory", "shrink_perturb")}),
+            LearnerSettings(drift={"actions": sp}),
             PlasticitySettings(),
         ),
-        "adam + cbp": (
+        "adam lr=0.01 + cbp": (
             LearnerSettings(optimizer="adam", lr=0.01),
             PlasticitySettings(methods=("cbp",)),
         ),

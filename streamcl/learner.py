@@ -10,8 +10,14 @@ Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 4. learn: one optimiser step on the labelled rows mixed with rows replayed from a reservoir
    (Chaudhry et al. 2019), plasticity methods (:mod:`streamcl.plasticity`), then insert the
    rows into the kNN memory, the prototypes and the replay buffer (:mod:`streamcl.memory`);
-5. on a loss drift: learning-rate warm restart, shrink-and-perturb, trimming the kNN memory
-   to entries newer than the drift's estimated start (Prabhu et al. 2023), as configured.
+5. on a loss drift (an increase of the error): the Hedge weights start afresh and, as
+   configured, the learning rate restarts warm, the network is shrunk and perturbed, and the
+   kNN memory and replay buffer forget entries older than the change point, placed where
+   the recent prequential accuracy drops most (Prabhu et al. 2023).
+
+Default hyper-parameters (``LearnerSettings``) are the ones ``benchmarks/prequential.py``
+measures: one setting for elec2 and river's synthetic drift streams alike, no per-dataset
+tuning.
 
 A step whose loss or gradient norm is non-finite is skipped (no weight changes) and counted
 in :attr:`Learner.skipped_steps`; gradients are clipped to norm 10 so finite gradients can
@@ -111,7 +117,7 @@ class Learner:
         )
         self.replay = ReplayBuffer(m.replay_capacity, m.replay_balanced, s.seed)
         self.drift = DriftMonitor(
-            d.detector, d.delta, d.input_detector if m.knn else "none", d.log_size, s.seed
+            d.detector, d.delta, d.input_detector if m.knn else "none", d.log_size, s.seed, d.clock
         )
         names = (
             ["mlp"] + (["knn"] if self.knn else []) + (["prototypes"] if self.prototypes else [])

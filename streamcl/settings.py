@@ -77,7 +77,7 @@ class MemorySettings(_Section):
     prototype_decay: float = Field(
         0.99, ge=0, lt=1, description="Prototype running mean: weight of the past per update."
     )
-    replay: int = Field(16, ge=0, le=4096, description="Replayed rows mixed into each step.")
+    replay: int = Field(8, ge=0, le=4096, description="Replayed rows mixed into each step.")
     replay_capacity: int = Field(2_000, ge=1, le=1_000_000, description="Replay buffer size.")
     replay_balanced: bool = Field(False, description="Class-balanced reservoir replay.")
     snapshot_every: int = Field(
@@ -92,6 +92,9 @@ class DriftSettings(_Section):
         "adwin", description="Detector on the prequential 0/1 error (or |error|) stream."
     )
     delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence (smaller = fewer alarms).")
+    clock: int = Field(
+        1, ge=1, description="ADWIN: events between checks (river's default 32 delays alarms)."
+    )
     input_detector: Literal["knn_distance", "none"] = Field(
         "knn_distance",
         description="Input drift: Page-Hinkley on the distance to the nearest memory entry.",
@@ -103,7 +106,7 @@ class DriftSettings(_Section):
         (), description="Actions taken on an input drift (logged and counted regardless)."
     )
     trim_replay: bool = Field(
-        False, description="trim_memory also drops replay rows older than the drift."
+        True, description="trim_memory also drops replay rows older than the drift."
     )
     lr_boost: float = Field(3.0, ge=1, description="LR multiplier right after a drift.")
     lr_restart_steps: int = Field(200, ge=1, description="Steps for the boost to decay (cosine).")
@@ -116,7 +119,7 @@ class LearnerSettings(_Section):
     task: Literal["classification", "regression"] = "classification"
     hidden: tuple[int, ...] = Field((64, 64), description="Hidden layer widths.")
     batch_size: int = Field(16, ge=1, le=4096, description="Events per learning micro-batch.")
-    lr: float = Field(0.05, gt=0, le=10.0, description="Learning rate.")
+    lr: float = Field(0.2, gt=0, le=10.0, description="Learning rate.")
     optimizer: Literal["sgd", "adam", "upgd"] = Field(
         "sgd", description="sgd, adam, or upgd (utility-based perturbed GD, streamcl.upgd)."
     )
@@ -128,7 +131,7 @@ class LearnerSettings(_Section):
     )
     hedge_eta: float = Field(1.0, gt=0, description="Hedge learning rate of the combination.")
     hedge_decay: float = Field(
-        0.995, gt=0, le=1, description="Per-event decay of the predictors' cumulative losses."
+        0.99, gt=0, le=1, description="Per-event decay of the predictors' cumulative losses."
     )
     ema_decay: float = Field(
         0.0, ge=0, lt=1, description="Serve an EMA of the weights (0 = serve the fast weights)."

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -446,13 +447,14 @@ class Recovery:
 
     def update(self, correct: np.ndarray) -> None:
         """Add per-event correctness ``(n,)`` bool, in stream order."""
-        for ok in correct.tolist():
-            if len(self.recent) == self.window:
-                self.correct -= self.recent[0]
-            self.recent.append(ok)
-            self.correct += ok
-            if self.pre_level is not None and self.recovery_events is None:
-                self.post.append(ok)
+        values = correct.tolist()
+        over = len(self.recent) + len(values) - self.window
+        if over > 0:
+            self.correct -= sum(islice(self.recent, 0, min(over, len(self.recent))))
+        self.recent.extend(values)
+        self.correct += sum(values[-self.window :])
+        if self.pre_level is not None and self.recovery_events is None:
+            self.post.extend(values)
         self.events += len(correct)
         self.history.append((self.events, self.accuracy))
         if self.pre_level is not None and self.recovery_events is None and len(self.post) >= 50:

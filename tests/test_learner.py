@@ -125,3 +125,12 @@ def test_ema_snapshot_serves_averaged_weights() -> None:
     assert learner.model is not None
     assert not torch.equal(served, learner.model.hidden_layers[0].weight.detach())
     assert torch.equal(served, learner.trainer.ema[0])  # type: ignore[index]
+
+
+def test_config_file_learner_section_equals_the_measured_defaults() -> None:
+    from pathlib import Path
+
+    from streamcl.settings import load_settings
+
+    config = Path(__file__).resolve().parents[1] / "config" / "default.yaml"
+    assert load_settings(config).learner == LearnerSettings()
