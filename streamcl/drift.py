@@ -79,7 +79,7 @@ def make_detector(kind: str, delta: float = 0.002, seed: int = 0, clock: int = 1
         Unknown ``kind``.
     """
     if kind == "adwin":
-        return drift.ADWIN(delta=delta, clock=clock)
+        return drift.ADWIN(delta=delta, clock=clock)  # type: ignore[no-untyped-call]
     if kind == "kswin":
         return drift.KSWIN(alpha=0.005, window_size=100, stat_size=30, seed=seed)
     if kind == "page_hinkley":
@@ -95,7 +95,8 @@ def detector_state(det: Any) -> dict[str, Any]:
     ``random.Random`` state and Page-Hinkley's running sums are plain numbers.
     """
     if isinstance(det, drift.ADWIN):
-        _, args, blob = det._helper.__reduce_ex__(2)[:3]
+        reduced: Any = det._helper.__reduce_ex__(2)
+        _, args, blob = reduced[:3]
         return {
             "kind": "adwin",
             "args": list(args[1:]),
@@ -150,8 +151,9 @@ def _enc(x: float) -> float | str:
 def load_detector(state: dict[str, Any]) -> Any:
     """Rebuild a river detector from :func:`detector_state`'s output."""
     kind, params = state["kind"], state["params"]
+    det: Any
     if kind == "adwin":
-        det = drift.ADWIN(**params)
+        det = drift.ADWIN(**params)  # type: ignore[no-untyped-call]
         helper = type(det._helper)(*state["args"])
         helper.__setstate__(np.asarray(state["blob"], dtype=np.uint8).tobytes())
         det._helper = helper

@@ -141,8 +141,8 @@ def step(
         _adam(optimizer, group, tensors, params, grads)
     else:
         lr = group["lr"]
-        for p, gr in zip(params, grads, strict=True):
-            p -= lr * gr
+        for arr, gr in zip(params, grads, strict=True):
+            arr -= lr * gr
     return loss, norm, acts
 
 

@@ -204,10 +204,9 @@ class Learner:
         labelled = [i for i, e in enumerate(events) if e.label is not None]
         self.featurizer.learn(events)
         if labelled:
-            labels = [events[i].label for i in labelled]
-            assert all(label is not None for label in labels)
+            labels: list[Label] = [events[i].label for i in labelled]  # type: ignore[misc]
             self._score(parts, combined, labelled, labels, events, nearest)
-            self.learn_matrix(x[labelled], labels)  # type: ignore[arg-type]
+            self.learn_matrix(x[labelled], labels)
         self.events_seen += len(events)
         return predictions
 
@@ -426,7 +425,7 @@ class Learner:
 
         Tensors and arrays are copies: learning after the call does not change the result.
         """
-        return _copy_tree(
+        state: dict[str, Any] = _copy_tree(
             {
                 "format": 1,
                 "classes": list(self.classes),
@@ -443,6 +442,7 @@ class Learner:
                 "recovery": self.recovery.state_dict(),
             }
         )
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output into this learner (same settings).

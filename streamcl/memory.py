@@ -89,7 +89,7 @@ def vote(
     """
     w = 1.0 / (np.maximum(distances, 0.0) + 1e-3)
     if regression:
-        return (w * targets).sum(1) / w.sum(1)
+        return np.asarray((w * targets).sum(1) / w.sum(1))
     probs = np.full((len(w), n_classes), 0.01, dtype=np.float64)
     rows = np.repeat(np.arange(len(w)), w.shape[1])
     np.add.at(
@@ -243,13 +243,14 @@ class KNNMemory:
         if len(new):  # new rows are appended in slot order while the memory fills
             # FAISS does not serialise HNSW's level generator: reseed it from plain data so
             # a restored index links new entries exactly as the original would.
-            self._hnsw.hnsw.rng = faiss.RandomGenerator(self.seed + int(self._hnsw.ntotal))
+            rng = faiss.RandomGenerator(self.seed + int(self._hnsw.ntotal))  # type: ignore[attr-defined]
+            self._hnsw.hnsw.rng = rng
             self._hnsw.add(self.keys[new])
 
     def _build_hnsw(self) -> None:
         index = faiss.IndexHNSWFlat(self.width, 32)
         index.hnsw.efSearch = 64
-        index.hnsw.rng = faiss.RandomGenerator(self.seed)
+        index.hnsw.rng = faiss.RandomGenerator(self.seed)  # type: ignore[attr-defined]
         index.add(self.keys[: self.size])
         self._hnsw, self._stale = index, 0
 

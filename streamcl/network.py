@@ -58,8 +58,13 @@ class MLP(nn.Module):
     @property
     def n_inputs(self) -> int:
         """Number of input columns."""
+        return int(self._first().in_features)
+
+    def _first(self) -> nn.Linear:
+        """The layer that reads the inputs."""
         first = self.hidden_layers[0] if len(self.hidden_layers) else self.head
-        return int(first.in_features)
+        assert isinstance(first, nn.Linear)
+        return first
 
     @property
     def n_outputs(self) -> int:
@@ -70,7 +75,8 @@ class MLP(nn.Module):
         """Logits ``(batch, n_outputs)`` float32 for inputs ``(batch, n_inputs)`` float32."""
         for layer in self.hidden_layers:
             x = torch.relu(layer(x))
-        return self.head(x)
+        out: torch.Tensor = self.head(x)
+        return out
 
     def forward_with_activations(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and the post-ReLU activations of every hidden layer.
@@ -96,7 +102,7 @@ class MLP(nn.Module):
 
     def grow_inputs(self, n_inputs: int) -> None:
         """Add zero-weight input columns up to ``n_inputs``; existing outputs are unchanged."""
-        first = self.hidden_layers[0] if len(self.hidden_layers) else self.head
+        first = self._first()
         extra = n_inputs - first.in_features
         if extra <= 0:
             return
