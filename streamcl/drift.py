@@ -7,7 +7,8 @@ Two signals are watched, with no task labels:
   the absolute error in target standard deviations (regression), one value per labelled
   event; only an *increase* of the error counts (a learner getting better is no drift);
 * input drift: Page-Hinkley on the distance from each event to its nearest kNN-memory
-  entry, so inputs moving away from everything remembered raise an alarm before labels do.
+  entry, divided by its running mean (scale-free, capped at 20), so inputs moving away
+  from everything remembered raise an alarm before labels do.
 
 Each drift appends a :class:`DriftRecord` to a bounded log; the learner counts it in a
 metric and takes the configured actions.
@@ -230,6 +231,7 @@ class DriftMonitor:
         self.log: deque[DriftRecord] = deque(maxlen=self.log_size)
         self.counts = {"loss": 0, "input": 0}
         self.recent: deque[float] = deque(maxlen=self.history)  # latest errors, for _worse
+        self.distance_scale = 0.0  # running mean nearest-memory distance (per batch)
 
     def update(
         self, errors: np.ndarray, ids: list[str], event: int, distances: np.ndarray | None = None
@@ -268,7 +270,11 @@ class DriftMonitor:
                     break  # the rest of the batch is judged against the new window
             self.recent.extend(values)
         if self.input_det is not None and distances is not None and len(distances):
-            for j, d in enumerate(distances.tolist()):
+            # scale-free: distance over its running mean, capped (one far event != drift)
+            scale = self.distance_scale if self.distance_scale > 0 else float(distances.mean())
+            ratios = np.minimum(distances / (scale + 1e-9), 20.0)
+            self.distance_scale = 0.99 * scale + 0.01 * float(distances.mean())
+            for j, d in enumerate(ratios.tolist()):
                 self.input_det.update(d)
                 if self.input_det.drift_detected:
                     found.append(
@@ -319,6 +325,7 @@ class DriftMonitor:
             "log": [asdict(r) for r in self.log],
             "counts": dict(self.counts),
             "recent": np.array(self.recent, dtype=np.float64),
+            "distance_scale": self.distance_scale,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -331,3 +338,4 @@ class DriftMonitor:
         self.log.extend(DriftRecord(**r) for r in state["log"])
         self.counts = {str(k): int(v) for k, v in state["counts"].items()}
         self.recent.extend(np.asarray(state["recent"], dtype=np.float64).tolist())
+        self.distance_scale = float(state["distance_scale"])

@@ -38,6 +38,7 @@ learner built with the same settings; predictions after a round trip are identic
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -129,6 +130,8 @@ class Learner:
         self.events_seen = 0
         self._memory_copy: tuple[int, np.ndarray, np.ndarray] | None = None
         self._exported: dict[str, int] = {}
+        self._label_recent: deque[int] = deque(maxlen=1_000)  # class indices, for trimming
+        self._space: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # stored rows' scale
 
     # -- properties used by the loop, the API and other components ---------------------------
     @property
@@ -197,47 +200,149 @@ class Learner:
             One per event, made before any of the batch was learned.
         """
         x = self.featurizer.transform(events, learn=True)
+        self._restandardise()
         parts, nearest = self._parts(x)
         ready = bool(parts) and (self.regression or bool(self.classes))
-        combined = combine(parts, self.weights()) if ready else None
+        rows = [i for i, e in enumerate(events) if e.label is not None]
+        labels: list[Label] = [events[i].label for i in rows]  # type: ignore[misc]
+        losses = self._losses(parts, rows, labels) if ready and rows else {}
+        combined = self._combine(parts, rows, losses, len(events)) if ready else None
         predictions = self._to_predictions(combined, len(events))
-        labelled = [i for i, e in enumerate(events) if e.label is not None]
         self.featurizer.learn(events)
-        if labelled:
-            labels: list[Label] = [events[i].label for i in labelled]  # type: ignore[misc]
-            self._score(parts, combined, labelled, labels, events, nearest)
-            self.learn_matrix(x[labelled], labels)
+        if rows:
+            if combined is not None:
+                self._score(parts, combined, rows, labels, losses, events, nearest)
+            self.learn_matrix(x[rows], labels)
         self.events_seen += len(events)
         return predictions
+
+    def _restandardise(self, tolerance: float = 0.02) -> None:
+        """Keep stored rows in the featurizer's current standardisation.
+
+        kNN keys (input space), replay rows and prototypes were standardised with the
+        running means and deviations of their time; when those moved by more than
+        ``tolerance`` (relative deviation, or mean shift in deviations) the stored numeric
+        columns are mapped exactly to the current scale, ``x' = (x s_old + m_old - m) / s``,
+        so old entries stay comparable with new queries (a class seen long ago is still
+        found where it is now).
+        """
+        view = self.featurizer.view()
+        if self._space is None:
+            self._space = (view.numeric.copy(), view.means.copy(), view.stds.copy())
+            return
+        o_idx, o_mean, o_std = self._space
+        k = len(o_idx)
+        mean, std = view.means[:k], view.stds[:k]
+        valid = (o_std > 0) & (std > 0)
+        if not valid.any():
+            self._space = (view.numeric.copy(), view.means.copy(), view.stds.copy())
+            return
+        ratio = o_std[valid] / std[valid]
+        shift = (o_mean[valid] - mean[valid]) / std[valid]
+        if np.abs(ratio - 1).max() < tolerance and np.abs(shift).max() < tolerance:
+            return
+        cols = o_idx[valid]
+        scale, offset = ratio.astype(np.float32), shift.astype(np.float32)
+        if self.knn is not None and self.knn.size and self.settings.memory.space == "input":
+            c = cols[cols < self.knn.width]
+            n = len(c)
+            self.knn.keys[: self.knn.size, c] = (
+                self.knn.keys[: self.knn.size, c] * scale[:n] + offset[:n]
+            )
+            self.knn.rebuild()
+        if self.replay.size:
+            c = cols[cols < self.replay.x.shape[1]]
+            n = len(c)
+            self.replay.x[: self.replay.size, c] = (
+                self.replay.x[: self.replay.size, c] * scale[:n] + offset[:n]
+            )
+        if self.prototypes is not None and len(self.prototypes.counts):
+            c = cols[cols < self.prototypes.means.shape[1]]
+            n = len(c)
+            self.prototypes.means[:, c] = self.prototypes.means[:, c] * scale[:n] + offset[:n]
+        self._space = (view.numeric.copy(), view.means.copy(), view.stds.copy())
+
+    def _targets(self, labels: list[Label]) -> np.ndarray:
+        """Class indices (``-1`` for a class not seen yet) or values of ``labels``."""
+        if self.regression:
+            return np.array(labels, dtype=np.float64)
+        return np.array([self.class_index.get(label, -1) for label in labels], dtype=np.int64)
+
+    def _losses(
+        self, parts: dict[str, np.ndarray], rows: list[int], labels: list[Label]
+    ) -> dict[str, np.ndarray]:
+        """Each predictor's loss on the labelled rows, ``(n_labelled,)`` float64.
+
+        Log loss (nats, clipped at ``-log 1e-4``), or the squared error in target standard
+        deviations.
+        """
+        y = self._targets(labels)
+        if self.regression:
+            scale = self.trainer.target_std()
+            return {n: ((p[rows] - y) / scale) ** 2 for n, p in parts.items()}
+        known = y >= 0
+        yk = np.where(known, y, 0)
+        worst = -math.log(1e-4)
+        return {
+            n: np.where(known, -np.log(np.clip(p[rows, yk], 1e-4, 1.0)), worst)
+            for n, p in parts.items()
+        }
+
+    def _combine(
+        self,
+        parts: dict[str, np.ndarray],
+        rows: list[int],
+        losses: dict[str, np.ndarray],
+        n: int,
+    ) -> np.ndarray:
+        """Hedge mixture of ``parts``, with weights updated event by event in the batch.
+
+        Event ``i`` is weighted with the cumulative losses of the events before it: those
+        of earlier batches and the labelled events ``< i`` of this one (their labels are
+        known before ``i`` is predicted; see DESIGN.md), never its own.
+        """
+        names = list(parts)
+        if not rows:
+            return combine(parts, self.weights())
+        d, eta = self.settings.hedge_decay, self.settings.hedge_eta
+        m = len(rows)
+        # S_k: cumulative loss before the k-th labelled event, k = 0..m (closed form).
+        lam = np.stack([losses[name] for name in names])  # (parts, m)
+        k = np.arange(m + 1)
+        scaled = np.concatenate([np.zeros((len(names), 1)), np.cumsum(lam * d ** -(k[1:]), 1)], 1)
+        base = np.array([self.hedge[name] for name in names])[:, None]
+        cum = d**k * (base + scaled)  # (parts, m + 1)
+        before = np.searchsorted(np.asarray(rows), np.arange(n))  # labelled events before i
+        c = cum[:, before]  # (parts, n)
+        w = np.exp(-eta * (c - c.min(0)))
+        w /= w.sum(0)
+        out = sum(
+            w[j][:, None] * parts[name] if parts[name].ndim == 2 else w[j] * parts[name]
+            for j, name in enumerate(names)
+        )
+        return np.asarray(out, dtype=np.float32)
 
     def _score(
         self,
         parts: dict[str, np.ndarray],
-        combined: np.ndarray | None,
+        combined: np.ndarray,
         rows: list[int],
         labels: list[Label],
+        losses: dict[str, np.ndarray],
         events: Sequence[Event],
         nearest: np.ndarray | None,
     ) -> None:
         """Hedge update, recovery metrics and drift detection on the labelled rows."""
-        if combined is None:
-            return
+        y = self._targets(labels)
         if self.regression:
-            y = np.array(labels, dtype=np.float64)
-            scale = self.trainer.target_std()
-            errors = np.abs(combined[rows] - y) / scale
-            losses = {n: (np.abs(p[rows] - y) / scale) ** 2 for n, p in parts.items()}
+            errors = np.abs(combined[rows] - y) / self.trainer.target_std()
             correct = errors < 0.5
         else:
-            y = np.array([self.class_index.get(label, -1) for label in labels])
             known = y >= 0
             yk = np.where(known, y, 0)
-            losses = {
-                n: np.where(known, -np.log(np.clip(p[rows, yk], 1e-4, 1.0)), -math.log(1e-4))
-                for n, p in parts.items()
-            }
             correct = known & (combined[rows].argmax(1) == yk)
             errors = (~correct).astype(np.float64)
+            self._label_recent.extend(y.tolist())
         d = self.settings.hedge_decay
         for name, loss in losses.items():
             self.hedge[name] = hedge_losses(self.hedge[name], loss, d)
@@ -268,12 +373,35 @@ class Learner:
                 ShrinkPerturb(p.sp_shrink, p.sp_noise, 0, p.seed + self.version).apply(
                     self.trainer.model
                 )
-        if "trim_memory" in actions:
+        if "trim_memory" in actions and self._memory_is_stale(age):
             cut = self.events_seen - age
             if self.knn is not None:
                 self.knn.forget_before(cut, keep=self.settings.memory.k)
             if d.trim_replay:
                 self.replay.forget_before(cut)
+
+    def _memory_is_stale(self, age: int) -> bool:
+        """Whether a drift is a change of concept, after which old memories mislead.
+
+        When the classes themselves change (new classes arrive, old ones return: a
+        class-incremental stream), old entries are still right about their classes and
+        are kept. If most of the ``age`` events since the change belong to classes (nearly)
+        absent from the 500 before (under 2%), the classes changed and nothing is trimmed;
+        a shift of the proportions of the same classes is a concept drift. Regression
+        always trims.
+        """
+        if self.regression:
+            return True
+        recent = np.fromiter(self._label_recent, dtype=np.int64)
+        after, before = recent[len(recent) - age :], recent[-age - 500 : len(recent) - age]
+        if len(after) < 5 or len(before) < 20:
+            return True
+        n = int(recent.max()) + 2
+        p_after = np.bincount(after + 1, minlength=n) / len(after)
+        p_before = np.bincount(before + 1, minlength=n) / len(before)
+        absent = p_before < 0.02
+        absent[0] = True  # index 0: classes new when scored (no index yet)
+        return bool(p_after[absent].sum() <= 0.5)
 
     # -- learning --------------------------------------------------------------------------
     def learn_matrix(self, x: np.ndarray, labels: Sequence[Label | float]) -> float:
@@ -440,6 +568,8 @@ class Learner:
                 "drift": self.drift.state_dict(),
                 "hedge": dict(self.hedge),
                 "recovery": self.recovery.state_dict(),
+                "label_recent": np.array(self._label_recent, dtype=np.int64),
+                "space": None if self._space is None else list(self._space),
             }
         )
         return state
@@ -471,6 +601,15 @@ class Learner:
         self.drift.load_state_dict(state["drift"])
         self.hedge.update({str(k): float(v) for k, v in state["hedge"].items()})
         self.recovery.load_state_dict(state["recovery"])
+        self._label_recent.extend(np.asarray(state["label_recent"], dtype=np.int64).tolist())
+        space = state["space"]
+        if space is not None:
+            idx, mean, std = space
+            self._space = (
+                np.asarray(idx, np.int64),
+                np.asarray(mean, float),
+                np.asarray(std, float),
+            )
 
 
 def _copy_tree(obj: Any) -> Any:

@@ -1,6 +1,8 @@
 """Episodic memory of the learner: a FAISS kNN memory, class prototypes, a replay buffer.
 
-Every structure stores plain numpy arrays that it owns; :meth:`state_dict` returns numpy
+The kNN memory lives here; class prototypes are in :mod:`streamcl.prototypes` and the
+replay buffer in :mod:`streamcl.rehearsal` (both re-exported). Every structure stores plain
+numpy arrays that it owns; :meth:`state_dict` returns numpy
 arrays and JSON-able values only (no pickled objects), and :meth:`copy_arrays` gives an
 immutable copy that serving snapshots search without touching the live structure.
 
@@ -26,7 +28,10 @@ from typing import Any
 import faiss
 import numpy as np
 
-__all__ = ["KNNMemory", "Prototypes", "ReplayBuffer", "knn_search"]
+from streamcl.prototypes import Prototypes, ncm_proba
+from streamcl.rehearsal import ReplayBuffer
+
+__all__ = ["KNNMemory", "Prototypes", "ReplayBuffer", "knn_search", "ncm_proba", "vote"]
 
 
 def _pad(a: np.ndarray, width: int) -> np.ndarray:
@@ -247,6 +252,11 @@ class KNNMemory:
             self._hnsw.hnsw.rng = rng
             self._hnsw.add(self.keys[new])
 
+    def rebuild(self) -> None:
+        """Rebuild the approximate index after keys were changed in place (if one is used)."""
+        self._hnsw = None
+        self._update_hnsw(np.arange(0))
+
     def _build_hnsw(self) -> None:
         index = faiss.IndexHNSWFlat(self.width, 32)
         index.hnsw.efSearch = 64
@@ -357,223 +367,3 @@ class KNNMemory:
         self.rng.bit_generator.state = state["rng"]
         if state["hnsw"] is not None:
             self._hnsw = faiss.deserialize_index(np.asarray(state["hnsw"], dtype=np.uint8))
-
-
-class Prototypes:
-    """Running class means and a nearest-class-mean (NCM) classifier.
-
-    A class's prototype is an exponential moving average of its inputs, updated once per
-    micro-batch with the batch's class mean; the weight of the past is
-    ``min(decay ** k, n / (n + k))`` for ``k`` new and ``n`` earlier examples: a plain
-    mean for the first ``1 / (1 - decay)`` examples, so a class seen once already has a
-    prototype. Probabilities are
-    ``softmax(-||x - mu_c||^2 / T)`` with ``T`` the running mean squared distance of
-    examples to their own prototype (scale-free).
-
-    Parameters
-    ----------
-    decay
-        Upper bound of the weight of the past in each update, ``[0, 1)``.
-    """
-
-    def __init__(self, decay: float = 0.99) -> None:
-        self.decay = decay
-        self.means = np.zeros((0, 0), dtype=np.float32)
-        self.counts = np.zeros(0, dtype=np.int64)
-        self.temperature = 1.0
-
-    def learn(self, x: np.ndarray, classes: np.ndarray, n_classes: int) -> None:
-        """Update with ``x`` ``(batch, width)`` float32 of class indices ``(batch,)`` int."""
-        if n_classes > len(self.means) or x.shape[1] > self.means.shape[1]:
-            grown = np.zeros(
-                (max(n_classes, len(self.means)), max(x.shape[1], self.means.shape[1])),
-                dtype=np.float32,
-            )
-            grown[: self.means.shape[0], : self.means.shape[1]] = self.means
-            counts = np.zeros(len(grown), dtype=np.int64)
-            counts[: len(self.counts)] = self.counts
-            self.means, self.counts = grown, counts
-        x = _pad(x, self.means.shape[1])
-        counts = np.bincount(classes, minlength=len(self.means))
-        present = np.flatnonzero(counts)
-        old = self.counts[classes] > 0
-        if old.any():
-            d2 = ((x[old] - self.means[classes[old]]) ** 2).sum(1)
-            self.temperature = 0.9 * self.temperature + 0.1 * max(float(d2.mean()), 1e-6)
-        onehot = np.zeros((len(x), len(self.means)), dtype=np.float32)
-        onehot[np.arange(len(x)), classes] = 1.0
-        sums = (onehot.T @ x).astype(np.float64)
-        k = counts[present].astype(np.float64)
-        n = self.counts[present].astype(np.float64)
-        past = np.minimum(self.decay**k, n / (n + k))[:, None]
-        batch_mean = sums[present] / k[:, None]
-        self.means[present] = (past * self.means[present] + (1.0 - past) * batch_mean).astype(
-            np.float32
-        )
-        self.counts[present] += counts[present]
-
-    def predict(self, x: np.ndarray, n_classes: int) -> np.ndarray:
-        """``(batch, n_classes)`` float32 NCM probabilities (uniform for unseen classes)."""
-        return ncm_proba(x, self.means, self.counts, self.temperature, n_classes)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held."""
-        return int(self.means.nbytes + self.counts.nbytes)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Arrays and plain values."""
-        return {
-            "means": self.means.copy(),
-            "counts": self.counts.copy(),
-            "temperature": self.temperature,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output."""
-        self.means = np.array(state["means"], dtype=np.float32)
-        self.counts = np.array(state["counts"], dtype=np.int64)
-        self.temperature = float(state["temperature"])
-
-
-def ncm_proba(
-    x: np.ndarray, means: np.ndarray, counts: np.ndarray, temperature: float, n_classes: int
-) -> np.ndarray:
-    """Nearest-class-mean probabilities; see :class:`Prototypes`. ``(batch, n_classes)``."""
-    out = np.full((len(x), n_classes), 1.0 / max(n_classes, 1), dtype=np.float32)
-    seen = np.zeros(n_classes, dtype=bool)
-    k = min(n_classes, len(counts))
-    seen[:k] = counts[:k] > 0
-    if not seen.any():
-        return out
-    width = max(x.shape[1], means.shape[1])
-    mm = np.zeros((n_classes, width), dtype=np.float32)
-    mm[:k, : means.shape[1]] = means[:k]
-    xm = _pad(x, width)
-    d2 = (xm * xm).sum(1, keepdims=True) - 2 * xm @ mm.T + (mm * mm).sum(1)
-    logits = np.where(seen, -np.maximum(d2, 0.0) / max(temperature, 1e-6), -np.inf)
-    logits -= logits.max(1, keepdims=True)
-    p = np.exp(logits)
-    p /= p.sum(1, keepdims=True)
-    out[:] = np.where(seen, 0.98 * p + 0.02 / seen.sum(), 0.0)
-    return out
-
-
-class ReplayBuffer:
-    """Reservoir of past ``(x, target)`` rows replayed into every training step.
-
-    Parameters
-    ----------
-    capacity
-        Most rows kept.
-    balanced
-        Class-balanced reservoir: when full, a new row replaces a random row of the
-        currently largest class (classification only); otherwise algorithm R.
-    seed
-        Seed of the buffer's generator (insertions and sampling).
-    """
-
-    def __init__(self, capacity: int = 2_000, balanced: bool = False, seed: int = 0) -> None:
-        self.capacity = capacity
-        self.balanced = balanced
-        self.seed = seed
-        self.x = np.zeros((capacity, 0), dtype=np.float32)
-        self.y = np.zeros(capacity, dtype=np.float64)
-        self.times = np.zeros(capacity, dtype=np.int64)
-        self.size = 0
-        self.seen = 0
-        self.rng = np.random.default_rng(seed)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held."""
-        return int(self.x.nbytes + self.y.nbytes)
-
-    def add(self, x: np.ndarray, y: np.ndarray, time: int = 0) -> None:
-        """Offer rows ``x`` ``(batch, width)`` float32 with targets ``y`` ``(batch,)``.
-
-        ``time`` is the event counter of the batch (for :meth:`forget_before`).
-        """
-        if x.shape[1] > self.x.shape[1]:
-            self.x = _pad(self.x, x.shape[1])
-        y = np.asarray(y, dtype=np.float64)
-        if not self.balanced:  # algorithm R, vectorised over the batch
-            seen = self.seen + 1 + np.arange(len(x))
-            fill = np.arange(self.size, self.size + len(x))
-            draw = self.rng.integers(0, seen)
-            slots = np.where(fill < self.capacity, fill, np.where(draw < self.capacity, draw, -1))
-            self.seen += len(x)
-            self.size = min(self.capacity, self.size + len(x))
-            keep = slots >= 0
-            # later rows win a slot drawn twice, as in the sequential algorithm
-            self.x[slots[keep]] = 0.0
-            self.x[slots[keep], : x.shape[1]] = x[keep]
-            self.y[slots[keep]] = y[keep]
-            self.times[slots[keep]] = time
-            return
-        for row, target in zip(x, y, strict=True):
-            self.seen += 1
-            if self.size < self.capacity:
-                slot = self.size
-                self.size += 1
-            elif self.balanced:
-                values, counts = np.unique(self.y[: self.size], return_counts=True)
-                pool = np.flatnonzero(self.y[: self.size] == values[np.argmax(counts)])
-                if (
-                    target == values[np.argmax(counts)]
-                    and self.rng.random() > self.capacity / self.seen
-                ):
-                    continue
-                slot = int(pool[self.rng.integers(len(pool))])
-            else:
-                r = int(self.rng.integers(0, self.seen))
-                if r >= self.capacity:
-                    continue
-                slot = r
-            self.x[slot, : len(row)] = row
-            self.x[slot, len(row) :] = 0.0
-            self.y[slot] = target
-            self.times[slot] = time
-
-    def forget_before(self, time: int) -> int:
-        """Drop rows added before ``time``; returns how many were dropped."""
-        keep = np.flatnonzero(self.times[: self.size] >= time)
-        dropped = self.size - len(keep)
-        if dropped:
-            n = len(keep)
-            self.x[:n], self.y[:n], self.times[:n] = self.x[keep], self.y[keep], self.times[keep]
-            self.size = n
-        return dropped
-
-    def sample(self, n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Draw ``n`` rows uniformly with replacement.
-
-        Returns ``(x (n', width) float32, y (n',))`` with ``n' = min(n, size)``.
-        """
-        m = min(n, self.size)
-        idx = self.rng.integers(0, self.size, size=m) if m else np.zeros(0, dtype=np.int64)
-        x = _pad(self.x[idx], width)[:, :width]
-        return x, self.y[idx]
-
-    def state_dict(self) -> dict[str, Any]:
-        """Arrays and plain values."""
-        return {
-            "x": self.x[: self.size].copy(),
-            "y": self.y[: self.size].copy(),
-            "times": self.times[: self.size].copy(),
-            "width": int(self.x.shape[1]),
-            "seen": self.seen,
-            "rng": self.rng.bit_generator.state,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output."""
-        n = len(state["x"])
-        self.x = np.zeros((self.capacity, int(state["width"])), dtype=np.float32)
-        self.x[:n] = state["x"]
-        self.y = np.zeros(self.capacity, dtype=np.float64)
-        self.y[:n] = state["y"]
-        self.times = np.zeros(self.capacity, dtype=np.int64)
-        self.times[:n] = state["times"]
-        self.size, self.seen = n, int(state["seen"])
-        self.rng.bit_generator.state = state["rng"]

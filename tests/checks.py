@@ -181,8 +181,11 @@ def check_snapshot_matches_learner(name: str) -> None:
     events = stream(200, _regression(name), seed=5)
     learner = make(name)
     _run(learner, events[:160])
-    expected = learner.snapshot().predict(events[160:192])
-    got = learner.predict_learn(events[160:192])
+    # Unlabelled: labels arriving inside a batch refine the learner's own predictions of
+    # later events in it (label lags, Hedge weights), which serving cannot know.
+    batch = [Event(id=e.id, features=e.features) for e in events[160:192]]
+    expected = learner.snapshot().predict(batch)
+    got = learner.predict_learn(batch)
     same = [
         p.label == q.label
         or (isinstance(p.label, float) and math.isclose(p.label, q.label, rel_tol=1e-5))  # type: ignore[arg-type]
