@@ -37,7 +37,6 @@ learner built with the same settings; predictions after a round trip are identic
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -45,6 +44,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamcl.combination import (
+    classes_changed,
+    hedge_weights,
+    predictor_losses,
+    sequential_mixture,
+)
 from streamcl.drift import DriftMonitor, DriftRecord
 from streamcl.events import Event, Label
 from streamcl.features import Featurizer
@@ -52,7 +57,8 @@ from streamcl.memory import KNNMemory, Prototypes, ReplayBuffer
 from streamcl.network import MLP
 from streamcl.plasticity import ShrinkPerturb
 from streamcl.settings import LearnerSettings, PlasticitySettings
-from streamcl.snapshot import Prediction, Snapshot, combine, softmax, to_predictions
+from streamcl.snapshot import Prediction, Snapshot, softmax, to_predictions
+from streamcl.standardise import restandardise
 from streamcl.training import Recovery, Trainer, hedge_losses
 
 __all__ = ["Learner", "Prediction", "Snapshot", "to_predictions"]
@@ -151,11 +157,7 @@ class Learner:
 
     def weights(self) -> dict[str, float]:
         """Hedge weights of the predictors, summing to 1."""
-        eta = self.settings.hedge_eta
-        low = min(self.hedge.values())
-        raw = {n: math.exp(-eta * (v - low)) for n, v in self.hedge.items()}
-        total = sum(raw.values())
-        return {n: v / total for n, v in raw.items()}
+        return hedge_weights(self.hedge, self.settings.hedge_eta)
 
     # -- prediction ------------------------------------------------------------------------
     def _parts(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
@@ -216,51 +218,12 @@ class Learner:
         self.events_seen += len(events)
         return predictions
 
-    def _restandardise(self, tolerance: float = 0.02) -> None:
-        """Keep stored rows in the featurizer's current standardisation.
-
-        kNN keys (input space), replay rows and prototypes were standardised with the
-        running means and deviations of their time; when those moved by more than
-        ``tolerance`` (relative deviation, or mean shift in deviations) the stored numeric
-        columns are mapped exactly to the current scale, ``x' = (x s_old + m_old - m) / s``,
-        so old entries stay comparable with new queries (a class seen long ago is still
-        found where it is now).
-        """
-        view = self.featurizer.view()
-        if self._space is None:
-            self._space = (view.numeric.copy(), view.means.copy(), view.stds.copy())
-            return
-        o_idx, o_mean, o_std = self._space
-        k = len(o_idx)
-        mean, std = view.means[:k], view.stds[:k]
-        valid = (o_std > 0) & (std > 0)
-        if not valid.any():
-            self._space = (view.numeric.copy(), view.means.copy(), view.stds.copy())
-            return
-        ratio = o_std[valid] / std[valid]
-        shift = (o_mean[valid] - mean[valid]) / std[valid]
-        if np.abs(ratio - 1).max() < tolerance and np.abs(shift).max() < tolerance:
-            return
-        cols = o_idx[valid]
-        scale, offset = ratio.astype(np.float32), shift.astype(np.float32)
-        if self.knn is not None and self.knn.size and self.settings.memory.space == "input":
-            c = cols[cols < self.knn.width]
-            n = len(c)
-            self.knn.keys[: self.knn.size, c] = (
-                self.knn.keys[: self.knn.size, c] * scale[:n] + offset[:n]
-            )
-            self.knn.rebuild()
-        if self.replay.size:
-            c = cols[cols < self.replay.x.shape[1]]
-            n = len(c)
-            self.replay.x[: self.replay.size, c] = (
-                self.replay.x[: self.replay.size, c] * scale[:n] + offset[:n]
-            )
-        if self.prototypes is not None and len(self.prototypes.counts):
-            c = cols[cols < self.prototypes.means.shape[1]]
-            n = len(c)
-            self.prototypes.means[:, c] = self.prototypes.means[:, c] * scale[:n] + offset[:n]
-        self._space = (view.numeric.copy(), view.means.copy(), view.stds.copy())
+    def _restandardise(self) -> None:
+        """Keep stored rows in the featurizer's current scale (:func:`restandardise`)."""
+        knn = self.knn if self.settings.memory.space == "input" else None
+        self._space = restandardise(
+            self._space, self.featurizer.view(), knn, self.replay, self.prototypes
+        )
 
     def _targets(self, labels: list[Label]) -> np.ndarray:
         """Class indices (``-1`` for a class not seen yet) or values of ``labels``."""
@@ -271,56 +234,16 @@ class Learner:
     def _losses(
         self, parts: dict[str, np.ndarray], rows: list[int], labels: list[Label]
     ) -> dict[str, np.ndarray]:
-        """Each predictor's loss on the labelled rows, ``(n_labelled,)`` float64.
-
-        Log loss (nats, clipped at ``-log 1e-4``), or the squared error in target standard
-        deviations.
-        """
+        """Each predictor's loss on the labelled rows (:func:`predictor_losses`)."""
         y = self._targets(labels)
-        if self.regression:
-            scale = self.trainer.target_std()
-            return {n: ((p[rows] - y) / scale) ** 2 for n, p in parts.items()}
-        known = y >= 0
-        yk = np.where(known, y, 0)
-        worst = -math.log(1e-4)
-        return {
-            n: np.where(known, -np.log(np.clip(p[rows, yk], 1e-4, 1.0)), worst)
-            for n, p in parts.items()
-        }
+        return predictor_losses(parts, rows, y, self.regression, self.trainer.target_std())
 
     def _combine(
-        self,
-        parts: dict[str, np.ndarray],
-        rows: list[int],
-        losses: dict[str, np.ndarray],
-        n: int,
+        self, parts: dict[str, np.ndarray], rows: list[int], losses: dict[str, np.ndarray], n: int
     ) -> np.ndarray:
-        """Hedge mixture of ``parts``, with weights updated event by event in the batch.
-
-        Event ``i`` is weighted with the cumulative losses of the events before it: those
-        of earlier batches and the labelled events ``< i`` of this one (their labels are
-        known before ``i`` is predicted; see DESIGN.md), never its own.
-        """
-        names = list(parts)
-        if not rows:
-            return combine(parts, self.weights())
-        d, eta = self.settings.hedge_decay, self.settings.hedge_eta
-        m = len(rows)
-        # S_k: cumulative loss before the k-th labelled event, k = 0..m (closed form).
-        lam = np.stack([losses[name] for name in names])  # (parts, m)
-        k = np.arange(m + 1)
-        scaled = np.concatenate([np.zeros((len(names), 1)), np.cumsum(lam * d ** -(k[1:]), 1)], 1)
-        base = np.array([self.hedge[name] for name in names])[:, None]
-        cum = d**k * (base + scaled)  # (parts, m + 1)
-        before = np.searchsorted(np.asarray(rows), np.arange(n))  # labelled events before i
-        c = cum[:, before]  # (parts, n)
-        w = np.exp(-eta * (c - c.min(0)))
-        w /= w.sum(0)
-        out = sum(
-            w[j][:, None] * parts[name] if parts[name].ndim == 2 else w[j] * parts[name]
-            for j, name in enumerate(names)
-        )
-        return np.asarray(out, dtype=np.float32)
+        """Hedge mixture, weights updated event by event (:func:`sequential_mixture`)."""
+        s = self.settings
+        return sequential_mixture(parts, rows, losses, self.hedge, s.hedge_decay, s.hedge_eta, n)
 
     def _score(
         self,
@@ -381,27 +304,15 @@ class Learner:
                 self.replay.forget_before(cut)
 
     def _memory_is_stale(self, age: int) -> bool:
-        """Whether a drift is a change of concept, after which old memories mislead.
+        """Whether old memories mislead after a drift.
 
-        When the classes themselves change (new classes arrive, old ones return: a
-        class-incremental stream), old entries are still right about their classes and
-        are kept. If most of the ``age`` events since the change belong to classes (nearly)
-        absent from the 500 before (under 2%), the classes changed and nothing is trimmed;
-        a shift of the proportions of the same classes is a concept drift. Regression
-        always trims.
+        Not when the classes themselves changed (:func:`classes_changed`): class-incremental
+        streams keep their memory. Regression always trims.
         """
         if self.regression:
             return True
-        recent = np.fromiter(self._label_recent, dtype=np.int64)
-        after, before = recent[len(recent) - age :], recent[-age - 500 : len(recent) - age]
-        if len(after) < 5 or len(before) < 20:
-            return True
-        n = int(recent.max()) + 2
-        p_after = np.bincount(after + 1, minlength=n) / len(after)
-        p_before = np.bincount(before + 1, minlength=n) / len(before)
-        absent = p_before < 0.02
-        absent[0] = True  # index 0: classes new when scored (no index yet)
-        return bool(p_after[absent].sum() <= 0.5)
+        changed = classes_changed(np.fromiter(self._label_recent, dtype=np.int64), age)
+        return changed is None or not changed
 
     # -- learning --------------------------------------------------------------------------
     def learn_matrix(self, x: np.ndarray, labels: Sequence[Label | float]) -> float:

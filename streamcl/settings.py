@@ -91,7 +91,9 @@ class DriftSettings(_Section):
     detector: Literal["adwin", "kswin", "page_hinkley", "none"] = Field(
         "adwin", description="Detector on the prequential 0/1 error (or |error|) stream."
     )
-    delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence (smaller = fewer alarms).")
+    delta: float = Field(
+        0.002, gt=0, lt=1, description="ADWIN confidence (smaller = fewer alarms)."
+    )
     clock: int = Field(
         1, ge=1, description="ADWIN: events between checks (river's default 32 delays alarms)."
     )

@@ -1,0 +1,131 @@
+"""Combining the predictors online: losses, Hedge weights, and the in-batch mixture.
+
+Prediction mixes the parametric head (``"mlp"``), the kNN memory (``"knn"``) and the class
+prototypes (``"prototypes"``) with exponentially weighted (Hedge) weights learned from each
+predictor's own prequential loss, discounted so the combination follows drifts (Freund, Y.
+& Schapire, R. E. 1997, A decision-theoretic generalization of on-line learning and an
+application to boosting, JCSS 55(1); Herbster, M. & Warmuth, M. 1998, Tracking the best
+expert, Machine Learning 32). No task labels are used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from streamcl.snapshot import combine
+
+__all__ = ["classes_changed", "hedge_weights", "predictor_losses", "sequential_mixture"]
+
+#: Probabilities are clipped here before the log loss (a loss of at most ~9.2 nats).
+MIN_PROBABILITY = 1e-4
+
+
+def hedge_weights(hedge: Mapping[str, float], eta: float) -> dict[str, float]:
+    """Weights ``softmax(-eta * L)`` of cumulative losses ``L`` by predictor, summing to 1."""
+    low = min(hedge.values())
+    raw = {n: math.exp(-eta * (v - low)) for n, v in hedge.items()}
+    total = sum(raw.values())
+    return {n: v / total for n, v in raw.items()}
+
+
+def predictor_losses(
+    parts: Mapping[str, np.ndarray],
+    rows: list[int],
+    y: np.ndarray,
+    regression: bool,
+    scale: float = 1.0,
+) -> dict[str, np.ndarray]:
+    """Each predictor's loss on the labelled ``rows``, ``(n_labelled,)`` float64.
+
+    Parameters
+    ----------
+    parts
+        ``{name: (batch, n_classes) probabilities or (batch,) values}``.
+    rows
+        Indices of the labelled events in the batch.
+    y
+        ``(n_labelled,)`` class indices (``-1``: a class not seen yet, maximal loss) or values.
+    regression
+        Squared error in units of ``scale`` (the target's standard deviation) instead of
+        the log loss (nats, probabilities clipped at :data:`MIN_PROBABILITY`).
+    """
+    if regression:
+        return {n: ((p[rows] - y) / scale) ** 2 for n, p in parts.items()}
+    known = y >= 0
+    yk = np.where(known, y, 0)
+    worst = -math.log(MIN_PROBABILITY)
+    return {
+        n: np.where(known, -np.log(np.clip(p[rows, yk], MIN_PROBABILITY, 1.0)), worst)
+        for n, p in parts.items()
+    }
+
+
+def sequential_mixture(
+    parts: Mapping[str, np.ndarray],
+    rows: list[int],
+    losses: Mapping[str, np.ndarray],
+    hedge: Mapping[str, float],
+    decay: float,
+    eta: float,
+    n: int,
+) -> np.ndarray:
+    """Hedge mixture of ``parts`` with weights updated event by event inside the batch.
+
+    Event ``i`` is weighted with the discounted cumulative losses of the events before it:
+    those of earlier batches (``hedge``) and the labelled events ``< i`` of this batch,
+    whose labels are known before ``i`` is predicted (DESIGN.md, "Prequential with
+    micro-batches"), never its own.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, n_classes)`` probabilities or ``(n,)`` values, float32.
+    """
+    names = list(parts)
+    if not rows:
+        return combine(parts, hedge_weights(hedge, eta))
+    m = len(rows)
+    # S_k = decay * S_{k-1} + loss_{k-1}: the cumulative loss before labelled event k, in
+    # closed form (decay ** -m stays finite for decay >= 0.85 and m <= 4096).
+    lam = np.stack([losses[name] for name in names])  # (parts, m)
+    k = np.arange(m + 1)
+    scaled = np.concatenate([np.zeros((len(names), 1)), np.cumsum(lam * decay ** -(k[1:]), 1)], 1)
+    base = np.array([hedge[name] for name in names])[:, None]
+    cum = decay**k * (base + scaled)  # (parts, m + 1)
+    before = np.searchsorted(np.asarray(rows), np.arange(n))  # labelled events before i
+    c = cum[:, before]  # (parts, n)
+    w = np.exp(-eta * (c - c.min(0)))
+    w /= w.sum(0)
+    out = sum(
+        w[j][:, None] * parts[name] if parts[name].ndim == 2 else w[j] * parts[name]
+        for j, name in enumerate(names)
+    )
+    return np.asarray(out, dtype=np.float32)
+
+
+def classes_changed(labels: np.ndarray, age: int, window: int = 500) -> bool | None:
+    """Whether a drift ``age`` events ago came with a change of the classes themselves.
+
+    True when most of the events since the change belong to classes (nearly, under 2%)
+    absent from the ``window`` events before it, or to classes new when scored (``-1``):
+    new classes arriving, old ones returning (a class-incremental stream). False for a
+    shift of the proportions of the same classes (a concept drift). None when there are
+    too few events to tell.
+
+    Parameters
+    ----------
+    labels
+        ``(n,)`` int64 recent class indices in stream order (``-1``: new when scored).
+    """
+    after, before = labels[len(labels) - age :], labels[-age - window : len(labels) - age]
+    if len(after) < 5 or len(before) < 20:
+        return None
+    n = int(labels.max()) + 2
+    p_after = np.bincount(after + 1, minlength=n) / len(after)
+    p_before = np.bincount(before + 1, minlength=n) / len(before)
+    absent = p_before < 0.02
+    absent[0] = True  # index 0: classes new when scored
+    return bool(p_after[absent].sum() > 0.5)

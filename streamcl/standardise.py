@@ -1,0 +1,68 @@
+"""Keeping stored rows comparable while the featurizer's running scaler moves.
+
+kNN keys (input space), replay rows and prototypes are standardised with the running means
+and deviations of the time they were stored. When those statistics move, the stored numeric
+columns are mapped exactly to the current scale, ``x' = (x s_old + m_old - m) / s``, so an
+entry stored long ago is still found where an equal input lands today (a class that
+returns after a long absence is recognised).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamcl.features import FeatureView
+from streamcl.memory import KNNMemory
+from streamcl.prototypes import Prototypes
+from streamcl.rehearsal import ReplayBuffer
+
+__all__ = ["Scale", "restandardise"]
+
+#: ``(numeric column indices, means, standard deviations)`` the stored rows are in.
+Scale = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def restandardise(
+    space: Scale | None,
+    view: FeatureView,
+    knn: KNNMemory | None,
+    replay: ReplayBuffer,
+    prototypes: Prototypes | None,
+    tolerance: float = 0.02,
+) -> Scale:
+    """Map stored rows from ``space`` to ``view``'s scale if it moved enough.
+
+    Moved means by more than ``tolerance`` in relative deviation or in mean shift (in
+    deviations). Returns the scale the rows are in afterwards. ``knn`` is None when its
+    keys are not inputs (embeddings).
+    """
+    current: Scale = (view.numeric.copy(), view.means.copy(), view.stds.copy())
+    if space is None:
+        return current
+    o_idx, o_mean, o_std = space
+    k = len(o_idx)
+    mean, std = view.means[:k], view.stds[:k]
+    valid = (o_std > 0) & (std > 0)
+    if not valid.any():
+        return current
+    ratio = o_std[valid] / std[valid]
+    shift = (o_mean[valid] - mean[valid]) / std[valid]
+    if np.abs(ratio - 1).max() < tolerance and np.abs(shift).max() < tolerance:
+        return space
+    cols = o_idx[valid]
+    scale, offset = ratio.astype(np.float32), shift.astype(np.float32)
+    if knn is not None and knn.size:
+        _affine(knn.keys[: knn.size], cols, scale, offset)
+        knn.rebuild()
+    if replay.size:
+        _affine(replay.x[: replay.size], cols, scale, offset)
+    if prototypes is not None and len(prototypes.counts):
+        _affine(prototypes.means, cols, scale, offset)
+    return current
+
+
+def _affine(rows: np.ndarray, cols: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> None:
+    """``rows[:, cols] = rows[:, cols] * scale + offset`` in place, for columns it has."""
+    keep = cols < rows.shape[1]
+    c = cols[keep]
+    rows[:, c] = rows[:, c] * scale[keep] + offset[keep]
