@@ -194,7 +194,8 @@ def create_app(service: Service) -> FastAPI:
             raise HTTPError(503, "over_memory_budget", "", shed)
         body = await read_json(request, EventsRequest)
         limit(len(body.events), "events")
-        events = [_decode_event(service, i, raw) for i, raw in enumerate(body.events)]
+        kinds: dict[str, str] = {}
+        events = [_decode_event(service, i, raw, kinds) for i, raw in enumerate(body.events)]
         try:
             future = service.loop.submit(events)
         except QueueFullError as exc:
@@ -262,10 +263,10 @@ def create_app(service: Service) -> FastAPI:
     return app
 
 
-def _decode_event(service: Service, i: int, raw: dict[str, Any]) -> Event:
+def _decode_event(service: Service, i: int, raw: dict[str, Any], kinds: dict[str, str]) -> Event:
     try:
         event = service.decoder.validate(raw)
-        service.loop.learner.featurizer.check(event)
+        service.loop.check_kinds(event, kinds)  # reads the featurizer; writes only `kinds`
         return event
     except DecodeError as exc:
         service.loop.metrics.events.labels("rejected").inc()

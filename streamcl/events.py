@@ -95,13 +95,12 @@ def _small(x: float) -> bool:
 def parse_cell(text: str) -> bool | int | float | str:
     """A CSV cell as int, float or str (in that order of preference); ``""`` stays ``""``."""
     try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return text
+    if value.is_integer() and text.strip().lstrip("+-").isdigit():
+        return int(text)
+    return value
 
 
 def _reject_constant(name: str) -> float:

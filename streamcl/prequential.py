@@ -138,7 +138,11 @@ class StreamLoop:
     metrics
         Metrics to update.
     batch_size
-        Events per micro-batch.
+        Events per micro-batch (predicted with the same weights, then learned).
+    read_size
+        Most records read from the source per step (one poll), learned in micro-batches of
+        ``batch_size``; larger reads amortise the source's per-call cost. The source position
+        (and so a checkpoint) always falls between steps.
     window
         Sliding window of the prequential accuracy, events.
     dead_letters
@@ -169,6 +173,7 @@ class StreamLoop:
         decoder: EventDecoder,
         metrics: Metrics,
         batch_size: int = 16,
+        read_size: int = 512,
         window: int = 1_000,
         dead_letters: DeadLetterSink | None = None,
         on_predictions: Callable[[Sequence[Record], Sequence[Event], Sequence[Prediction]], None]
@@ -181,6 +186,7 @@ class StreamLoop:
         self.decoder = decoder
         self.metrics = metrics
         self.batch_size = batch_size
+        self.read_size = max(read_size, batch_size)
         self.dead_letters = dead_letters if dead_letters is not None else LogDeadLetterSink()
         self.on_predictions = on_predictions
         #: Delayed-label join (set by the service when a labels topic is configured).
@@ -266,13 +272,14 @@ class StreamLoop:
         """Decode records; rejected ones go to the dead-letter sink and are counted."""
         kept: list[Record] = []
         events: list[Event] = []
+        kinds: dict[str, str] = {}
         for record in records:
             try:
                 if isinstance(record.value, bytes):
                     event = self.decoder.decode_json(record.value)
                 else:
                     event = self.decoder.decode_row(record.value, record.offset)
-                self.learner.featurizer.check(event)
+                self.check_kinds(event, kinds)
                 if self.dedup.seen_or_add(event.id):
                     raise DecodeError("duplicate_id", "id", f"event id {event.id!r} seen recently")
             except DecodeError as exc:
@@ -281,6 +288,29 @@ class StreamLoop:
             kept.append(record)
             events.append(event)
         return kept, events
+
+    def check_kinds(self, event: Event, pending: dict[str, str]) -> None:
+        """Check that each feature keeps its kind (number or category).
+
+        Kinds are fixed when a feature is first learned; ``pending`` holds the kinds first
+        seen earlier in the same read (or request), not learned yet.
+
+        Raises
+        ------
+        DecodeError
+            ``type_mismatch`` naming ``features.<name>``.
+        """
+        featurizer = self.learner.featurizer
+        featurizer.check(event)
+        for name, value in event.features.items():
+            if name not in featurizer.kinds:
+                kind = "category" if isinstance(value, str) else "number"
+                if pending.setdefault(name, kind) != kind:
+                    raise DecodeError(
+                        "type_mismatch",
+                        f"features.{name}",
+                        f"expected a {pending[name]}, got {value!r}",
+                    )
 
     def reject(self, record: Record, exc: DecodeError) -> None:
         """Count a rejected record and send it to the dead-letter sink."""
@@ -305,14 +335,14 @@ class StreamLoop:
             self.before_step()
         handled = self._drain_inbox()
         if self.source is not None and self.hold is None and not self.source.exhausted:
-            records = self.source.read(self.batch_size, timeout_s)
+            records = self.source.read(self.read_size, timeout_s)
             if records:
                 label_records: list[Record] = []
                 if self.labels is not None:
                     records, label_records = self.labels.split(records)
                 kept, events = self.decode(records)
                 if events:
-                    predictions = self.process(events)
+                    predictions = self._process_in_batches(events)
                     if self.on_predictions is not None:
                         self.on_predictions(kept, events, predictions)
                 handled += len(events)
@@ -345,7 +375,7 @@ class StreamLoop:
                     future.set_exception(exc)
             handled += len(events)
 
-    def _process_in_batches(self, events: list[Event]) -> list[Prediction]:
+    def _process_in_batches(self, events: Sequence[Event]) -> list[Prediction]:
         out: list[Prediction] = []
         for i in range(0, len(events), self.batch_size):
             out.extend(self.process(events[i : i + self.batch_size]))

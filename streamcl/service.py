@@ -78,6 +78,7 @@ class Service:
             self.decoder,
             self.metrics,
             batch_size=settings.learner.batch_size,
+            read_size=settings.source.read_batch,
             window=settings.metrics.window,
             dedup_window=ev.dedup_window,
         )

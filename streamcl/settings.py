@@ -39,9 +39,19 @@ class SourceSettings(_Section):
     kind: Literal["file", "kafka", "none"] = "file"
     path: str = BUILTIN_ELEC2
     target: str | None = Field("class", description="Column holding the label (CSV).")
-    id_column: str | None = Field(None, description="Column holding the event id; row number if unset.")
-    rate: float | None = Field(None, gt=0, description="Replay rate limit in events/s; None = as fast as possible.")
+    id_column: str | None = Field(
+        None, description="Column holding the event id; row number if unset."
+    )
+    rate: float | None = Field(
+        None, gt=0, description="Replay rate limit in events/s; None = as fast as possible."
+    )
     loop: bool = Field(False, description="Restart the file from the top at its end.")
+    read_batch: int = Field(
+        512,
+        ge=1,
+        le=100_000,
+        description="Most records read per loop step; learned in micro-batches of learner.batch_size.",
+    )
 
 
 class EventSettings(_Section):
@@ -49,7 +59,9 @@ class EventSettings(_Section):
 
     max_payload_bytes: int = Field(65_536, gt=0, description="Largest encoded event, bytes.")
     max_features: int = Field(1_024, gt=0, description="Most features in one event.")
-    max_string_length: int = Field(256, gt=0, description="Longest string feature value or label, characters.")
+    max_string_length: int = Field(
+        256, gt=0, description="Longest string feature value or label, characters."
+    )
     dedup_window: int = Field(
         100_000, ge=0, description="Recent event ids remembered to reject duplicates; 0 = off."
     )
@@ -156,9 +168,15 @@ class PlasticitySettings(_Section):
     seed: int = Field(0, description="Seed of the methods' re-initialisation and noise.")
     health_every: int = Field(500, ge=1, description="Steps between plasticity health metrics.")
     dormant_tau: float = Field(0.0, ge=0, description="Health: a unit is dormant at score <= tau.")
-    cbp_replacement_rate: float = Field(1e-4, ge=0, le=1, description="CBP: units per unit per step.")
-    cbp_decay_rate: float = Field(0.99, ge=0, lt=1, description="CBP: utility running-average decay.")
-    cbp_maturity_threshold: int = Field(100, ge=0, description="CBP: steps before a unit may be reset.")
+    cbp_replacement_rate: float = Field(
+        1e-4, ge=0, le=1, description="CBP: units per unit per step."
+    )
+    cbp_decay_rate: float = Field(
+        0.99, ge=0, lt=1, description="CBP: utility running-average decay."
+    )
+    cbp_maturity_threshold: int = Field(
+        100, ge=0, description="CBP: steps before a unit may be reset."
+    )
     redo_tau: float = Field(0.1, ge=0, description="ReDo: tau-dormant threshold on the unit score.")
     redo_every: int = Field(1000, ge=1, description="ReDo: steps between dormant-unit resets.")
     sp_shrink: float = Field(0.4, gt=0, le=1, description="Shrink-perturb: weight multiplier.")
@@ -342,7 +360,9 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         data = dict(loaded or {})
     for key, value in overrides.items():
         base = data.get(key)
-        data[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+        data[key] = (
+            {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+        )
     try:
         return Settings(**data)
     except ValidationError as exc:

@@ -139,6 +139,14 @@ def test_bad_event_in_a_batch_names_its_index(client: TestClient) -> None:
     assert client.get("/v1/model").json()["events_learned"] == 0
 
 
+def test_a_feature_changing_kind_within_one_request_is_rejected(client: TestClient) -> None:
+    events = _events(3)
+    events[2]["features"]["nswprice"] = "high"
+    r = client.post("/v1/events", json={"events": events})
+    assert r.status_code == 422
+    assert r.json()["error"]["field"] == "events.2.features.nswprice"
+
+
 def test_a_feature_changing_kind_is_rejected(client: TestClient) -> None:
     assert client.post("/v1/events", json={"events": _events(4)}).status_code == 200
     event = _events(1, start=4)[0]
