@@ -49,7 +49,7 @@ from streamcl.plasticity import (
     health,
     optimizer_kwargs,
 )
-from streamcl.settings import PlasticitySettings
+from streamcl.settings import PlasticitySettings, load_settings
 
 STREAMS = ("label_permuted", "input_permuted", "slow_regression")
 
@@ -65,7 +65,20 @@ class Config:
     settings: tuple[tuple[str, float], ...] = ()  # PlasticitySettings overrides
 
 
+def _default_config() -> Config:
+    """The shipped default (``config/default.yaml``): optimiser, lr and methods."""
+    s = load_settings(Path(__file__).resolve().parents[1] / "config" / "default.yaml")
+    return Config("streamcl-default", s.learner.optimizer, s.learner.lr, s.plasticity.methods)
+
+
+_DEFAULT = _default_config()
+
 CONFIGS = (
+    _DEFAULT,
+    Config("default+l2_init", _DEFAULT.optimizer, _DEFAULT.lr, ("l2_init",)),
+    Config("default+cbp_1e-3", _DEFAULT.optimizer, _DEFAULT.lr, ("cbp",),
+           (("cbp_replacement_rate", 1e-3),)),
+    Config("default+redo", _DEFAULT.optimizer, _DEFAULT.lr, ("redo",)),
     Config("sgd", "sgd", 0.05),
     Config("adam", "adam", 0.01),
     Config("upgd", "upgd", 0.05),

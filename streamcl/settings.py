@@ -50,7 +50,7 @@ class SourceSettings(_Section):
         512,
         ge=1,
         le=100_000,
-        description="Most records read per loop step; learned in micro-batches of learner.batch_size.",
+        description="Most records read per loop step, learned in micro-batches of batch_size.",
     )
 
 

@@ -46,7 +46,8 @@ def test_an_events_own_label_never_reaches_its_prediction() -> None:
     # Predictions up to and including event k were made before its label was learned.
     assert a[: k + 1] == b[: k + 1]
     # Later ones differ: the label was learned (so this check can fail).
-    assert any(p.probabilities != q.probabilities for p, q in zip(a[k + 1 :], b[k + 1 :], strict=True))
+    later = zip(a[k + 1 :], b[k + 1 :], strict=True)
+    assert any(p.probabilities != q.probabilities for p, q in later)
 
 
 def test_every_event_is_predicted_once_and_scored_once() -> None:
