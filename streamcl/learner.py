@@ -3,8 +3,9 @@
 Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 
 1. featurize (label lags see only labels of earlier events, :mod:`streamcl.features`);
-2. predict with every predictor and combine them with Hedge weights
-   (:func:`streamcl.snapshot.combine`);
+2. predict with every predictor and combine them with Hedge weights, updated event by
+   event with the labels of earlier events of the batch (:mod:`streamcl.combination`);
+   stored rows follow the running scaler (:mod:`streamcl.standardise`);
 3. score each predictor's own loss on the labelled events, update the Hedge weights, and
    feed the combined error to the drift detectors (:mod:`streamcl.drift`);
 4. learn: one optimiser step on the labelled rows mixed with rows replayed from a reservoir
@@ -13,7 +14,8 @@ Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 5. on a loss drift (an increase of the error): the Hedge weights start afresh and, as
    configured, the learning rate restarts warm, the network is shrunk and perturbed, and the
    kNN memory and replay buffer forget entries older than the change point, placed where
-   the recent prequential accuracy drops most (Prabhu et al. 2023).
+   the recent prequential accuracy drops most (Prabhu et al. 2023) -- unless the classes
+   themselves changed (new or returning classes: a class-incremental stream keeps them).
 
 Default hyper-parameters (``LearnerSettings``) are the ones ``benchmarks/prequential.py``
 measures: one setting for elec2 and river's synthetic drift streams alike, no per-dataset
