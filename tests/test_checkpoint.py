@@ -50,7 +50,7 @@ def make_settings(tmp_path: Path, n: int = 400, **checkpoint: object):
     if not data.exists():
         write_jsonl(data, n)
     return load_settings(
-        source={"kind": "file", "path": str(data), "target": None},
+        source={"kind": "file", "path": str(data), "target": None, "read_batch": 16},
         checkpoint={"dir": str(tmp_path / "ckpt"), "every_events": 10_000, **checkpoint},
         learner={"hidden": [8], "batch_size": 16, "memory": {"snapshot_every": 1}},
     )
