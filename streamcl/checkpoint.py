@@ -462,7 +462,7 @@ class CheckpointManager:
         learner = loop.learner
         return {
             "learner": learner if hasattr(learner, "load_state_dict") else _LegacyLearner(learner),
-            "score": _ScoreState(loop.score),
+            "score": loop.score,
             "loop": _LoopCounters(loop),
             "dedup": loop.dedup,
             "ledger": loop.ledger,
@@ -702,43 +702,6 @@ class _LegacyLearner:
             lr.model.load_state_dict(weights)
             lr.optimizer = lr._make_optimizer()
             lr.optimizer.load_state_dict(state["optimizer"])
-
-
-class _ScoreState:
-    """state_dict for :class:`~streamcl.prequential.PrequentialScore` (incl. river's kappa)."""
-
-    def __init__(self, score: Any) -> None:
-        self.score = score
-
-    def state_dict(self) -> dict[str, Any]:
-        s = self.score
-        cm = s.kappa_metric.cm
-        cells = [[t, p, w] for t, row in cm.data.items() for p, w in row.items()]
-        return {
-            "n": s.n,
-            "correct": s.correct,
-            "no_change_correct": s.no_change_correct,
-            "recent": [list(r) for r in s._recent],
-            "previous": s._previous,
-            "history": [list(h) for h in s.history],
-            "cells": cells,
-            "n_samples": cm.n_samples,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        s = self.score
-        s.__init__(s.window)
-        s.n, s.correct = int(state["n"]), int(state["correct"])
-        s.no_change_correct = int(state["no_change_correct"])
-        for ok, nc in state["recent"][-s.window :]:
-            s._recent.append((bool(ok), bool(nc)))
-        s._recent_correct = sum(ok for ok, _ in s._recent)
-        s._recent_nc = sum(nc for _, nc in s._recent)
-        s._previous = state["previous"]
-        s.history = [(int(n), float(a)) for n, a in state["history"]]
-        for t, p, w in state["cells"]:
-            s.kappa_metric.cm.update(t, p, w)
-        s.kappa_metric.cm.n_samples = int(state["n_samples"])
 
 
 class _LoopCounters:

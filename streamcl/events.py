@@ -29,7 +29,8 @@ from streamcl.errors import DecodeError
 __all__ = ["Event", "EventDecoder", "FeatureValue", "Label", "loads_strict", "parse_cell"]
 
 FeatureValue = StrictBool | StrictInt | StrictFloat | StrictStr
-Label = StrictInt | StrictStr
+#: A class label (int or str) or a regression target (a finite float or int).
+Label = StrictInt | StrictFloat | StrictStr
 
 #: Timestamps outside [MIN_TS, MAX_TS] (epoch seconds: 1970 .. 2100) are implausible.
 MIN_TS, MAX_TS = 0.0, 4_102_444_800.0
@@ -79,9 +80,11 @@ class Event(BaseModel):
 
     @field_validator("label")
     @classmethod
-    def _label_range(cls, v: int | str | None) -> int | str | None:
+    def _label_range(cls, v: float | str | None) -> float | str | None:
         if isinstance(v, int) and abs(v) > MAX_ABS_LABEL:
             raise ValueError("integer label does not fit in int64")
+        if isinstance(v, float) and not _small(v):
+            raise ValueError("label is not finite or above 1e30")
         return v
 
 
@@ -168,6 +171,9 @@ class EventDecoder:
         For CSV rows: the column holding the label (None: no label).
     id_column
         For CSV rows: the column holding the id (None: the row number).
+    task
+        ``"classification"``: a label is an int or a string (a class);
+        ``"regression"``: a label is a number (the target).
     """
 
     def __init__(
@@ -177,12 +183,15 @@ class EventDecoder:
         max_string_length: int = 256,
         target: str | None = None,
         id_column: str | None = None,
+        task: str = "classification",
     ) -> None:
         self.max_payload_bytes = max_payload_bytes
         self.max_features = max_features
         self.max_string_length = max_string_length
         self.target = target
         self.id_column = id_column
+        self.task = task
+        self.regression = task == "regression"
 
     def decode_json(self, raw: bytes | str) -> Event:
         """Decode one JSON-encoded event.
@@ -216,7 +225,7 @@ class EventDecoder:
         for name, cell in row.items():
             if name == self.target:
                 label = parse_cell(cell) if cell != "" else None
-                if isinstance(label, float):
+                if isinstance(label, float) and not self.regression:
                     label = int(label) if label.is_integer() else str(cell)
             elif name == self.id_column:
                 event_id = cell
@@ -254,7 +263,14 @@ class EventDecoder:
         except ValidationError as exc:
             raise _decode_error(exc) from None
         self._check_lengths(event)
+        self._check_label_kind(event.label)
         return event
+
+    def _check_label_kind(self, label: float | str | None) -> None:
+        if self.regression and isinstance(label, str):
+            raise DecodeError("bad_type", "label", "a regression target must be a number")
+        if not self.regression and isinstance(label, float):
+            raise DecodeError("bad_type", "label", "a class label must be an integer or a string")
 
     def _plainly_valid(self, obj: Mapping[str, Any]) -> bool:
         """Fast path: True only when ``obj`` is certainly a valid event.
@@ -278,7 +294,10 @@ class EventDecoder:
             if kind is int:
                 if abs(label) > MAX_ABS_LABEL:
                     return False
-            elif kind is not str or len(label) > limit:
+            elif kind is float:
+                if not self.regression or not -MAX_ABS_NUMBER <= label <= MAX_ABS_NUMBER:
+                    return False
+            elif kind is not str or len(label) > limit or self.regression:
                 return False
         for name, value in features.items():
             if type(name) is not str or len(name) > limit:

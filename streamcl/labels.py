@@ -31,7 +31,7 @@ from streamcl.events import Event, Label, loads_strict
 if TYPE_CHECKING:
     from streamcl.learner import Learner, Prediction
     from streamcl.metrics import Metrics
-    from streamcl.prequential import PrequentialScore
+    from streamcl.scores import PrequentialScore, RegressionScore
 
 __all__ = ["LabelJoin", "LabelRecord", "Pending", "PendingLabels", "decode_label"]
 
@@ -220,7 +220,7 @@ class LabelJoin:
         store: PendingLabels,
         topic: str,
         learner: Learner,
-        score: PrequentialScore,
+        score: PrequentialScore | RegressionScore,
         metrics: Metrics,
         batch_size: int = 16,
         max_payload_bytes: int = 65_536,
@@ -312,9 +312,7 @@ class LabelJoin:
             if self.on_learned is not None:
                 self.on_learned([c[0] for c in chunk])
         m.events.labels("learned").inc(len(matched))
-        m.accuracy.set(self.score.window_accuracy)
-        m.accuracy_total.set(self.score.accuracy)
-        m.kappa_temporal.set(self.score.window_kappa_temporal)
+        self.score.export(m)
         m.model_version.set(self.learner.version)
 
     def _export(self) -> None:

@@ -51,6 +51,11 @@ class Metrics:
             "Prequential accuracy since start, 0..1.",
             registry=r,
         )
+        self.mae = Gauge(
+            "streamcl_prequential_mae",
+            "Prequential mean absolute error over the sliding window (regression), target units.",
+            registry=r,
+        )
         self.kappa_temporal = Gauge(
             "streamcl_prequential_kappa_temporal",
             "Kappa-temporal over the window (vs the no-change classifier).",

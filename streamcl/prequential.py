@@ -10,111 +10,22 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from river import metrics as river_metrics
-
 from streamcl.connectors.base import DeadLetterSink, LogDeadLetterSink, Record, Source
 from streamcl.dedup import DedupWindow, IdLedger
 from streamcl.errors import DecodeError
-from streamcl.events import Event, EventDecoder, Label
+from streamcl.events import Event, EventDecoder
 from streamcl.labels import LabelJoin
 from streamcl.learner import Learner, Prediction, Snapshot
 from streamcl.metrics import Metrics
+from streamcl.scores import PrequentialScore, RegressionScore
 
-__all__ = ["PrequentialScore", "QueueFullError", "StreamLoop"]
+__all__ = ["PrequentialScore", "QueueFullError", "RegressionScore", "StreamLoop"]
 
 log = logging.getLogger(__name__)
-
-
-class PrequentialScore:
-    """Accuracy, Cohen's kappa and kappa-temporal of prequential predictions.
-
-    Kappa-temporal compares against the no-change classifier (predict the previous label):
-    ``(p - p_nc) / (1 - p_nc)`` (Bifet et al. 2013, "Pitfalls in benchmarking data stream
-    classification and how to avoid them"). Values above 0 beat the no-change classifier.
-
-    Parameters
-    ----------
-    window
-        Events in the sliding window for :attr:`window_accuracy`.
-    """
-
-    def __init__(self, window: int = 1_000) -> None:
-        self.window = window
-        self.n = 0
-        self.correct = 0
-        self.no_change_correct = 0
-        self._recent: deque[tuple[bool, bool]] = deque(maxlen=window)
-        self._recent_correct = 0
-        self._recent_nc = 0
-        self._previous: Label | None = None
-        self.kappa_metric = river_metrics.CohenKappa()
-        #: ``(events scored, windowed accuracy)`` every ``window`` events, for plots.
-        self.history: list[tuple[int, float]] = []
-
-    def update(self, predicted: Label | None, actual: Label) -> bool:
-        """Score one prediction; returns whether it was correct."""
-        ok = predicted == actual
-        nc = self._previous is not None and self._previous == actual
-        if len(self._recent) == self.window:
-            old_ok, old_nc = self._recent[0]
-            self._recent_correct -= old_ok
-            self._recent_nc -= old_nc
-        self._recent.append((ok, nc))
-        self._recent_correct += ok
-        self._recent_nc += nc
-        self.n += 1
-        self.correct += ok
-        self.no_change_correct += nc
-        self._previous = actual
-        self.kappa_metric.update(actual, predicted)
-        if self.n % self.window == 0:
-            self.history.append((self.n, self.window_accuracy))
-        return ok
-
-    @property
-    def accuracy(self) -> float:
-        """Accuracy since the start, 0..1 (0 before any score)."""
-        return self.correct / self.n if self.n else 0.0
-
-    @property
-    def window_accuracy(self) -> float:
-        """Accuracy over the last ``window`` scored events, 0..1."""
-        return self._recent_correct / len(self._recent) if self._recent else 0.0
-
-    @property
-    def kappa(self) -> float:
-        """Cohen's kappa since the start."""
-        return float(self.kappa_metric.get())
-
-    @property
-    def kappa_temporal(self) -> float:
-        """Kappa-temporal since the start (0 when the no-change classifier is perfect)."""
-        p_nc = self.no_change_correct / self.n if self.n else 0.0
-        return (self.accuracy - p_nc) / (1.0 - p_nc) if p_nc < 1.0 else 0.0
-
-    @property
-    def window_kappa_temporal(self) -> float:
-        """Kappa-temporal over the sliding window."""
-        if not self._recent:
-            return 0.0
-        p = self._recent_correct / len(self._recent)
-        p_nc = self._recent_nc / len(self._recent)
-        return (p - p_nc) / (1.0 - p_nc) if p_nc < 1.0 else 0.0
-
-    def summary(self) -> dict[str, float | int]:
-        """Plain numbers for reports and ``GET /v1/model``."""
-        return {
-            "scored": self.n,
-            "accuracy": self.accuracy,
-            "window_accuracy": self.window_accuracy,
-            "kappa": self.kappa,
-            "kappa_temporal": self.kappa_temporal,
-        }
 
 
 class QueueFullError(Exception):
@@ -193,7 +104,9 @@ class StreamLoop:
         self.labels: LabelJoin | None = None
         #: Model version (learning steps) that made the latest batch's predictions.
         self.predicted_version = learner.version
-        self.score = PrequentialScore(window)
+        self.score: PrequentialScore | RegressionScore = (
+            RegressionScore(window) if learner.regression else PrequentialScore(window)
+        )
         self.snapshot: Snapshot = learner.snapshot()
         self.heartbeat = time.monotonic()
         self.events_handled = 0
@@ -403,9 +316,7 @@ class StreamLoop:
         m.events.labels("predicted").inc(len(events))
         m.events.labels("learned").inc(learned)
         m.learn_duration.observe(time.perf_counter() - started)
-        m.accuracy.set(self.score.window_accuracy)
-        m.accuracy_total.set(self.score.accuracy)
-        m.kappa_temporal.set(self.score.window_kappa_temporal)
+        self.score.export(m)
         m.model_version.set(self.learner.version)
         self.learner.export_metrics(m)
         m.last_event.set(time.time())

@@ -22,8 +22,9 @@ def replay(
     Returns
     -------
     dict
-        ``events`` (predicted), ``scored``, ``accuracy``, ``kappa``, ``kappa_temporal``,
-        ``window_accuracy``, ``rejected``, ``seconds`` (wall time) and ``events_per_s``.
+        ``events`` (predicted), ``scored``, the score's summary (classification:
+        ``accuracy``, ``window_accuracy``, ``kappa``, ``kappa_temporal``; regression: ``mae``,
+        ``rmse``, ``window_mae``), ``rejected``, ``seconds`` (wall time), ``events_per_s``.
     """
     service = Service(settings)
     loop = service.loop
@@ -47,13 +48,19 @@ def replay(
         "events_per_s": round(loop.events_handled / seconds, 1) if seconds > 0 else 0.0,
     }
     if report:
-        write_report(loop.score.history, Path(report), title=settings.source.path)
+        ylabel = "windowed MAE" if settings.learner.task == "regression" else "windowed accuracy"
+        write_report(loop.score.history, Path(report), title=settings.source.path, ylabel=ylabel)
         result["report"] = report
     return result
 
 
-def write_report(history: list[tuple[int, float]], path: Path, title: str = "") -> None:
-    """Plot windowed prequential accuracy against events seen, as PNG (``path``)."""
+def write_report(
+    history: list[tuple[int, float]],
+    path: Path,
+    title: str = "",
+    ylabel: str = "windowed accuracy",
+) -> None:
+    """Plot a windowed prequential score against events seen, as PNG (``path``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,9 +71,10 @@ def write_report(history: list[tuple[int, float]], path: Path, title: str = "") 
         xs, ys = zip(*history, strict=True)
         ax.plot(xs, ys, lw=1.2)
     ax.set_xlabel("events")
-    ax.set_ylabel("windowed accuracy")
-    ax.set_ylim(0, 1)
-    ax.set_title(f"prequential accuracy: {title}")
+    ax.set_ylabel(ylabel)
+    if "accuracy" in ylabel:
+        ax.set_ylim(0, 1)
+    ax.set_title(f"prequential {ylabel}: {title}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

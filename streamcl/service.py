@@ -69,6 +69,7 @@ class Service:
             max_string_length=ev.max_string_length,
             target=src.target,
             id_column=src.id_column,
+            task=settings.learner.task,
         )
         self.source = source if source is not None else build_source(settings)
         self.learner = Learner(settings.learner, plasticity=settings.plasticity)

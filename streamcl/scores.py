@@ -1,0 +1,222 @@
+"""Prequential scores: classification (accuracy, kappa, kappa-temporal) and regression (MAE, RMSE).
+
+Each score keeps a sliding window and a running total, exports itself to the metrics, and
+has a plain-data ``state_dict`` so checkpoints restore it exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from river import metrics as river_metrics
+
+from streamcl.events import Label
+from streamcl.metrics import Metrics
+
+__all__ = ["PrequentialScore", "RegressionScore"]
+
+
+class PrequentialScore:
+    """Accuracy, Cohen's kappa and kappa-temporal of prequential predictions.
+
+    Kappa-temporal compares against the no-change classifier (predict the previous label):
+    ``(p - p_nc) / (1 - p_nc)`` (Bifet et al. 2013, "Pitfalls in benchmarking data stream
+    classification and how to avoid them"). Values above 0 beat the no-change classifier.
+    Cohen's kappa is river's :class:`river.metrics.CohenKappa`.
+
+    Parameters
+    ----------
+    window
+        Events in the sliding window for :attr:`window_accuracy`.
+    """
+
+    def __init__(self, window: int = 1_000) -> None:
+        self.window = window
+        self.n = 0
+        self.correct = 0
+        self.no_change_correct = 0
+        self._recent: deque[tuple[bool, bool]] = deque(maxlen=window)
+        self._recent_correct = 0
+        self._recent_nc = 0
+        self._previous: Label | None = None
+        self.kappa_metric = river_metrics.CohenKappa()  # type: ignore[no-untyped-call]
+        #: ``(events scored, windowed accuracy)`` every ``window`` events, for plots.
+        self.history: list[tuple[int, float]] = []
+
+    def update(self, predicted: Label | None, actual: Label) -> bool:
+        """Score one prediction; returns whether it was correct."""
+        ok = predicted == actual
+        nc = self._previous is not None and self._previous == actual
+        if len(self._recent) == self.window:
+            old_ok, old_nc = self._recent[0]
+            self._recent_correct -= old_ok
+            self._recent_nc -= old_nc
+        self._recent.append((ok, nc))
+        self._recent_correct += ok
+        self._recent_nc += nc
+        self.n += 1
+        self.correct += ok
+        self.no_change_correct += nc
+        self._previous = actual
+        self.kappa_metric.update(actual, predicted)
+        if self.n % self.window == 0:
+            self.history.append((self.n, self.window_accuracy))
+        return ok
+
+    @property
+    def accuracy(self) -> float:
+        """Accuracy since the start, 0..1 (0 before any score)."""
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def window_accuracy(self) -> float:
+        """Accuracy over the last ``window`` scored events, 0..1."""
+        return self._recent_correct / len(self._recent) if self._recent else 0.0
+
+    @property
+    def kappa(self) -> float:
+        """Cohen's kappa since the start."""
+        return float(self.kappa_metric.get())  # type: ignore[no-untyped-call]
+
+    @property
+    def kappa_temporal(self) -> float:
+        """Kappa-temporal since the start (0 when the no-change classifier is perfect)."""
+        p_nc = self.no_change_correct / self.n if self.n else 0.0
+        return (self.accuracy - p_nc) / (1.0 - p_nc) if p_nc < 1.0 else 0.0
+
+    @property
+    def window_kappa_temporal(self) -> float:
+        """Kappa-temporal over the sliding window."""
+        if not self._recent:
+            return 0.0
+        p = self._recent_correct / len(self._recent)
+        p_nc = self._recent_nc / len(self._recent)
+        return (p - p_nc) / (1.0 - p_nc) if p_nc < 1.0 else 0.0
+
+    def summary(self) -> dict[str, float | int]:
+        """Plain numbers for reports and ``GET /v1/model``."""
+        return {
+            "scored": self.n,
+            "accuracy": self.accuracy,
+            "window_accuracy": self.window_accuracy,
+            "kappa": self.kappa,
+            "kappa_temporal": self.kappa_temporal,
+        }
+
+    def export(self, m: Metrics) -> None:
+        """Set the prequential gauges."""
+        m.accuracy.set(self.window_accuracy)
+        m.accuracy_total.set(self.accuracy)
+        m.kappa_temporal.set(self.window_kappa_temporal)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain JSON-able state (including river's kappa confusion matrix)."""
+        cm = self.kappa_metric.cm
+        return {
+            "n": self.n,
+            "correct": self.correct,
+            "no_change_correct": self.no_change_correct,
+            "recent": [list(r) for r in self._recent],
+            "previous": self._previous,
+            "history": [list(h) for h in self.history],
+            "cells": [[t, p, w] for t, row in cm.data.items() for p, w in row.items()],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.__init__(self.window)  # type: ignore[misc]
+        self.n, self.correct = int(state["n"]), int(state["correct"])
+        self.no_change_correct = int(state["no_change_correct"])
+        for ok, nc in state["recent"][-self.window :]:
+            self._recent.append((bool(ok), bool(nc)))
+        self._recent_correct = sum(ok for ok, _ in self._recent)
+        self._recent_nc = sum(nc for _, nc in self._recent)
+        self._previous = state["previous"]
+        self.history = [(int(n), float(a)) for n, a in state["history"]]
+        for t, p, w in state["cells"]:
+            self.kappa_metric.cm.update(t, p, w)
+
+
+class RegressionScore:
+    """Mean absolute and root mean squared error of prequential regression predictions.
+
+    A missing prediction (no model yet) counts as predicting 0. Accuracy-style attributes
+    are NaN, so dashboards never show a made-up accuracy for a regression stream.
+
+    Parameters
+    ----------
+    window
+        Events in the sliding window for :attr:`window_mae`.
+    """
+
+    def __init__(self, window: int = 1_000) -> None:
+        self.window = window
+        self.n = 0
+        self.abs_sum = 0.0
+        self.sq_sum = 0.0
+        self._recent: deque[float] = deque(maxlen=window)
+        self._recent_sum = 0.0
+        #: ``(events scored, windowed MAE)`` every ``window`` events, for plots.
+        self.history: list[tuple[int, float]] = []
+
+    def update(self, predicted: Label | None, actual: Label) -> bool:
+        """Score one prediction (target units); returns whether the error was 0."""
+        err = abs(float(actual) - float(predicted or 0.0))  # type: ignore[arg-type]
+        if len(self._recent) == self.window:
+            self._recent_sum -= self._recent[0]
+        self._recent.append(err)
+        self._recent_sum += err
+        self.n += 1
+        self.abs_sum += err
+        self.sq_sum += err * err
+        if self.n % self.window == 0:
+            self.history.append((self.n, self.window_mae))
+        return err == 0.0
+
+    @property
+    def mae(self) -> float:
+        """Mean absolute error since the start, target units."""
+        return self.abs_sum / self.n if self.n else 0.0
+
+    @property
+    def rmse(self) -> float:
+        """Root mean squared error since the start, target units."""
+        return math.sqrt(self.sq_sum / self.n) if self.n else 0.0
+
+    @property
+    def window_mae(self) -> float:
+        """Mean absolute error over the last ``window`` events, target units."""
+        return self._recent_sum / len(self._recent) if self._recent else 0.0
+
+    accuracy = window_accuracy = window_kappa_temporal = property(lambda self: math.nan)
+
+    def summary(self) -> dict[str, float | int]:
+        """Plain numbers for reports and ``GET /v1/model``."""
+        return {"scored": self.n, "mae": self.mae, "rmse": self.rmse, "window_mae": self.window_mae}
+
+    def export(self, m: Metrics) -> None:
+        """Set the prequential gauges (accuracy gauges stay NaN)."""
+        m.mae.set(self.window_mae)
+        m.accuracy.set(math.nan)
+        m.accuracy_total.set(math.nan)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain JSON-able state."""
+        return {
+            "n": self.n,
+            "abs_sum": self.abs_sum,
+            "sq_sum": self.sq_sum,
+            "recent": list(self._recent),
+            "history": [list(h) for h in self.history],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.__init__(self.window)  # type: ignore[misc]
+        self.n = int(state["n"])
+        self.abs_sum, self.sq_sum = float(state["abs_sum"]), float(state["sq_sum"])
+        self._recent.extend(float(e) for e in state["recent"][-self.window :])
+        self._recent_sum = sum(self._recent)
+        self.history = [(int(n), float(e)) for n, e in state["history"]]
