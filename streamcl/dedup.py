@@ -110,6 +110,11 @@ class IdLedger:
         self.count += 1
         self.total = (self.total + id_hash(event_id)) & _MASK
 
+    def add_many(self, event_ids: Iterable[str]) -> None:
+        """Record several learned events."""
+        for event_id in event_ids:
+            self.add(event_id)
+
     @property
     def digest(self) -> str:
         """:attr:`total` as 16 hex digits (compare with :func:`ids_digest`)."""

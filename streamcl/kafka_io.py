@@ -81,7 +81,7 @@ def wire_kafka(service: Service) -> list[Sink]:
             metrics,
             batch_size=settings.learner.batch_size,
             max_payload_bytes=settings.events.max_payload_bytes,
-            on_learned=None if ledger is None else (lambda ids: [ledger.add(i) for i in ids]),
+            on_learned=None if ledger is None else ledger.add_many,
         )
     source = service.source
     if isinstance(source, KafkaSource):

@@ -28,19 +28,10 @@ from typing import Any
 import faiss
 import numpy as np
 
-from streamcl.prototypes import Prototypes, ncm_proba
+from streamcl.prototypes import Prototypes, ncm_proba, pad_columns
 from streamcl.rehearsal import ReplayBuffer
 
 __all__ = ["KNNMemory", "Prototypes", "ReplayBuffer", "knn_search", "ncm_proba", "vote"]
-
-
-def _pad(a: np.ndarray, width: int) -> np.ndarray:
-    """``a`` ``(rows, w)`` with zero columns appended up to ``width``."""
-    if a.shape[1] >= width:
-        return a
-    out = np.zeros((a.shape[0], width), dtype=a.dtype)
-    out[:, : a.shape[1]] = a
-    return out
 
 
 def knn_search(keys: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +54,7 @@ def knn_search(keys: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarra
     k = min(k, len(keys))
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if q.shape[1] < keys.shape[1]:
-        q = _pad(q, keys.shape[1])
+        q = pad_columns(q, keys.shape[1])
     d, i = faiss.knn(q[:, : keys.shape[1]], keys, k)
     return d, i
 
@@ -225,7 +216,7 @@ class KNNMemory:
         if len(keys) == 0:
             return
         if keys.shape[1] > self.width:
-            self.keys = _pad(self.keys, keys.shape[1])
+            self.keys = pad_columns(self.keys, keys.shape[1])
             self._hnsw = None
         slots = self._slots(np.asarray(targets, dtype=np.float64))
         keep = slots >= 0
@@ -283,7 +274,7 @@ class KNNMemory:
             raise ValueError("the kNN memory is empty")
         k = self.k if k is None else k
         q = np.ascontiguousarray(
-            _pad(queries.astype(np.float32, copy=False), self.width)[:, : self.width]
+            pad_columns(queries.astype(np.float32, copy=False), self.width)[:, : self.width]
         )
         if self._hnsw is None:
             return knn_search(self.keys[: self.size], q, k)

@@ -25,7 +25,8 @@ state whose width no longer matches is reset.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -35,19 +36,37 @@ from streamcl.settings import PlasticitySettings
 from streamcl.upgd import UPGD, build_optimizer, optimizer_kwargs
 
 __all__ = [
-    "UPGD", "ContinualBackprop", "L2Init", "PlasticityMethod", "ReDo", "ShrinkPerturb",
-    "SpectralReg", "build_methods", "build_optimizer", "dormant_mask", "effective_rank",
-    "health", "load_methods_state_dict", "methods_state_dict", "optimizer_kwargs",
+    "UPGD",
+    "ContinualBackprop",
+    "L2Init",
+    "PlasticityMethod",
+    "ReDo",
+    "ShrinkPerturb",
+    "SpectralReg",
+    "build_methods",
+    "build_optimizer",
+    "dormant_mask",
+    "effective_rank",
+    "health",
+    "load_methods_state_dict",
+    "methods_state_dict",
+    "optimizer_kwargs",
 ]
 
 
 def _next_layer(model: MLP, i: int) -> nn.Linear:
     """The layer that reads hidden layer ``i`` (``hidden_layers[i + 1]`` or ``head``)."""
-    return model.hidden_layers[i + 1] if i + 1 < len(model.hidden_layers) else model.head
+    layer = model.hidden_layers[i + 1] if i + 1 < len(model.hidden_layers) else model.head
+    return cast(nn.Linear, layer)
 
 
-def _reinit_units(model: MLP, i: int, idx: torch.Tensor, gen: torch.Generator,
-                  optimizer: torch.optim.Optimizer | None) -> None:
+def _reinit_units(
+    model: MLP,
+    i: int,
+    idx: torch.Tensor,
+    gen: torch.Generator,
+    optimizer: torch.optim.Optimizer | None,
+) -> None:
     """Re-initialise units ``idx`` of hidden layer ``i`` and reset their optimiser state.
 
     Fresh incoming weights (PyTorch's uniform(+-1/sqrt(fan_in))), zero bias, zero outgoing
@@ -55,7 +74,7 @@ def _reinit_units(model: MLP, i: int, idx: torch.Tensor, gen: torch.Generator,
     Adam's ``exp_avg_sq`` to the tensor's mean (zero would make Adam's next step about
     ``lr / sqrt(1 - beta2)``, killing the unit: torch's Adam has no per-weight step count).
     """
-    layer, nxt = model.hidden_layers[i], _next_layer(model, i)
+    layer, nxt = cast(nn.Linear, model.hidden_layers[i]), _next_layer(model, i)
     bound = 1.0 / math.sqrt(layer.in_features)
     fresh = (torch.rand(len(idx), layer.in_features, generator=gen) * 2 - 1) * bound
     layer.weight[idx] = fresh.to(layer.weight.dtype)
@@ -98,8 +117,13 @@ class PlasticityMethod:
         """A differentiable scalar to add to the loss before ``backward``, or None."""
         return None
 
-    def after_step(self, model: MLP, activations: list[torch.Tensor], step: int,
-                   optimizer: torch.optim.Optimizer | None = None) -> int:
+    def after_step(
+        self,
+        model: MLP,
+        activations: list[torch.Tensor],
+        step: int,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> int:
         """Run after ``optimizer.step()``; return the number of units reset or perturbed.
 
         ``activations`` are the batch's post-ReLU hidden activations ``[(batch, width_i)]``
@@ -147,8 +171,13 @@ class ContinualBackprop(_Seeded):
 
     name = "cbp"
 
-    def __init__(self, replacement_rate: float = 1e-4, decay_rate: float = 0.99,
-                 maturity_threshold: int = 100, seed: int = 0) -> None:
+    def __init__(
+        self,
+        replacement_rate: float = 1e-4,
+        decay_rate: float = 0.99,
+        maturity_threshold: int = 100,
+        seed: int = 0,
+    ) -> None:
         super().__init__(seed)
         self.rate, self.decay, self.maturity = replacement_rate, decay_rate, maturity_threshold
         self.util: list[torch.Tensor] = []
@@ -167,16 +196,22 @@ class ContinualBackprop(_Seeded):
             self.age[i], self.accum[i] = torch.zeros(width, dtype=torch.long), 0.0
 
     @torch.no_grad()
-    def after_step(self, model: MLP, activations: list[torch.Tensor], step: int,
-                   optimizer: torch.optim.Optimizer | None = None) -> int:
+    def after_step(
+        self,
+        model: MLP,
+        activations: list[torch.Tensor],
+        step: int,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> int:
         """Update utilities and ages; replace the due lowest-utility mature units."""
         n_reset = 0
         for i, h in enumerate(activations):
             n_reset += self._layer_step(model, i, h.detach().float(), optimizer)
         return n_reset
 
-    def _layer_step(self, model: MLP, i: int, h: torch.Tensor,
-                    optimizer: torch.optim.Optimizer | None) -> int:
+    def _layer_step(
+        self, model: MLP, i: int, h: torch.Tensor, optimizer: torch.optim.Optimizer | None
+    ) -> int:
         nxt = _next_layer(model, i)
         self._ensure(i, h.shape[1])
         self.age[i] += 1
@@ -191,15 +226,20 @@ class ContinualBackprop(_Seeded):
         self.accum[i] -= k
         idx = eligible[torch.argsort(self.util[i][eligible])[:k]]
         corr = 1.0 - self.decay ** self.age[i][idx].float()
-        nxt.bias += (nxt.weight[:, idx] * (self.mean_act[i][idx] / corr)).sum(1)
+        nxt.bias.add_((nxt.weight[:, idx] * (self.mean_act[i][idx] / corr)).sum(1))
         _reinit_units(model, i, idx, self.gen, optimizer)
         self.util[i][idx], self.mean_act[i][idx], self.age[i][idx] = 0.0, 0.0, 0
         return k
 
     def state_dict(self) -> dict[str, Any]:
         """Per-layer utility, mean activation, age tensors, accumulators and RNG state."""
-        return {**super().state_dict(), "util": list(self.util), "mean_act": list(self.mean_act),
-                "age": list(self.age), "accum": list(self.accum)}
+        return {
+            **super().state_dict(),
+            "util": list(self.util),
+            "mean_act": list(self.mean_act),
+            "age": list(self.age),
+            "accum": list(self.accum),
+        }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
@@ -230,8 +270,13 @@ class ReDo(_Seeded):
         self.count = 0
 
     @torch.no_grad()
-    def after_step(self, model: MLP, activations: list[torch.Tensor], step: int,
-                   optimizer: torch.optim.Optimizer | None = None) -> int:
+    def after_step(
+        self,
+        model: MLP,
+        activations: list[torch.Tensor],
+        step: int,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> int:
         """Accumulate ``|h|``; every ``every`` steps re-initialise the tau-dormant units."""
         means = [h.detach().float().abs().mean(0) for h in activations]
         if [m.numel() for m in means] != [s.numel() for s in self.sum_abs]:
@@ -275,8 +320,9 @@ class ShrinkPerturb(_Seeded):
 
     name = "shrink_perturb"
 
-    def __init__(self, shrink: float = 0.4, noise: float = 0.01, every: int = 0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, shrink: float = 0.4, noise: float = 0.01, every: int = 0, seed: int = 0
+    ) -> None:
         super().__init__(seed)
         self.shrink, self.noise, self.every = shrink, noise, every
 
@@ -288,10 +334,15 @@ class ShrinkPerturb(_Seeded):
             for p in (layer.weight, layer.bias):
                 fresh = (torch.rand(p.shape, generator=self.gen) * 2 - 1) * bound
                 p.mul_(self.shrink).add_(fresh.to(p.dtype), alpha=self.noise)
-        return sum(layer.out_features for layer in model.hidden_layers)
+        return sum(cast(nn.Linear, layer).out_features for layer in model.hidden_layers)
 
-    def after_step(self, model: MLP, activations: list[torch.Tensor], step: int,
-                   optimizer: torch.optim.Optimizer | None = None) -> int:
+    def after_step(
+        self,
+        model: MLP,
+        activations: list[torch.Tensor],
+        step: int,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> int:
         """Shrink and perturb when ``step`` is a multiple of ``every`` (if ``every > 0``)."""
         return self.apply(model) if self.every > 0 and step % self.every == 0 else 0
 
@@ -394,9 +445,10 @@ def build_methods(settings: PlasticitySettings, model: MLP) -> list[PlasticityMe
     Build after the model is initialised (L2-init anchors at the current weights).
     """
     s = settings
-    factories = {
-        "cbp": lambda: ContinualBackprop(s.cbp_replacement_rate, s.cbp_decay_rate,
-                                         s.cbp_maturity_threshold, s.seed),
+    factories: dict[str, Callable[[], PlasticityMethod]] = {
+        "cbp": lambda: ContinualBackprop(
+            s.cbp_replacement_rate, s.cbp_decay_rate, s.cbp_maturity_threshold, s.seed
+        ),
         "redo": lambda: ReDo(s.redo_tau, s.redo_every, s.seed),
         "shrink_perturb": lambda: ShrinkPerturb(s.sp_shrink, s.sp_noise, s.sp_every, s.seed),
         "l2_init": lambda: L2Init(model, s.l2_init_strength),

@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ["Prototypes", "ncm_proba"]
 
 
-def _pad(a: np.ndarray, width: int) -> np.ndarray:
+def pad_columns(a: np.ndarray, width: int) -> np.ndarray:
     """``a`` ``(rows, w)`` with zero columns appended up to ``width``."""
     if a.shape[1] >= width:
         return a
@@ -58,7 +58,7 @@ class Prototypes:
             counts = np.zeros(len(grown), dtype=np.int64)
             counts[: len(self.counts)] = self.counts
             self.means, self.counts = grown, counts
-        x = _pad(x, self.means.shape[1])
+        x = pad_columns(x, self.means.shape[1])
         counts = np.bincount(classes, minlength=len(self.means))
         present = np.flatnonzero(counts)
         old = self.counts[classes] > 0
@@ -114,7 +114,7 @@ def ncm_proba(
     width = max(x.shape[1], means.shape[1])
     mm = np.zeros((n_classes, width), dtype=np.float32)
     mm[:k, : means.shape[1]] = means[:k]
-    xm = _pad(x, width)
+    xm = pad_columns(x, width)
     d2 = (xm * xm).sum(1, keepdims=True) - 2 * xm @ mm.T + (mm * mm).sum(1)
     logits = np.where(seen, -np.maximum(d2, 0.0) / max(temperature, 1e-6), -np.inf)
     logits -= logits.max(1, keepdims=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from streamcl.prototypes import _pad
+from streamcl.prototypes import pad_columns
 
 __all__ = ["ReplayBuffer"]
 
@@ -54,7 +54,7 @@ class ReplayBuffer:
         ``time`` is the event counter of the batch (for :meth:`forget_before`).
         """
         if x.shape[1] > self.x.shape[1]:
-            self.x = _pad(self.x, x.shape[1])
+            self.x = pad_columns(self.x, x.shape[1])
         y = np.asarray(y, dtype=np.float64)
         if not self.balanced:  # algorithm R, vectorised over the batch
             seen = self.seen + 1 + np.arange(len(x))
@@ -111,7 +111,7 @@ class ReplayBuffer:
         """
         m = min(n, self.size)
         idx = self.rng.integers(0, self.size, size=m) if m else np.zeros(0, dtype=np.int64)
-        x = _pad(self.x[idx], width)[:, :width]
+        x = pad_columns(self.x[idx], width)[:, :width]
         return x, self.y[idx]
 
     def state_dict(self) -> dict[str, Any]:

@@ -75,8 +75,12 @@ class UPGD(torch.optim.Optimizer):
                 f"invalid UPGD hyperparameters: lr={lr}, weight_decay={weight_decay}, "
                 f"beta_utility={beta_utility}, sigma={sigma}"
             )
-        defaults = {"lr": lr, "weight_decay": weight_decay, "beta_utility": beta_utility,
-                    "sigma": sigma}
+        defaults = {
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "beta_utility": beta_utility,
+            "sigma": sigma,
+        }
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -175,5 +179,8 @@ def optimizer_kwargs(name: str, settings: PlasticitySettings) -> dict[str, float
     """
     if name != "upgd":
         return {}
-    return {"weight_decay": settings.upgd_weight_decay,
-            "beta_utility": settings.upgd_beta_utility, "sigma": settings.upgd_sigma}
+    return {
+        "weight_decay": settings.upgd_weight_decay,
+        "beta_utility": settings.upgd_beta_utility,
+        "sigma": settings.upgd_sigma,
+    }
