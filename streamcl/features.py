@@ -215,17 +215,7 @@ class Featurizer:
         self._count = n
 
     def _update_target(self, y: np.ndarray) -> None:
-        n0, mean0, m20 = self._target
-        n_b, mean_b = len(y), float(y.mean())
-        n = n0 + n_b
-        delta = mean_b - mean0
-        self._target = np.array(
-            [
-                n,
-                mean0 + delta * n_b / n,
-                m20 + float(((y - mean_b) ** 2).sum()) + delta**2 * n0 * n_b / n,
-            ]
-        )
+        self._target = merge_moments(self._target, y)
         if self.label_lags:
             for j in range(1, self.label_lags + 1):
                 if f"__lag{j}" not in self.columns:
@@ -311,6 +301,34 @@ def _label_of(text: str) -> Label:
     if text.startswith(("'", '"')):
         return text[1:-1]
     return int(text)
+
+
+def merge_moments(moments: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Fold a batch into running ``[n, mean, M2]`` (Chan et al. 1979 parallel update).
+
+    Parameters
+    ----------
+    moments
+        ``(3,)`` float64: count, mean and sum of squared deviations so far.
+    y
+        ``(n,)`` new values (n >= 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(3,)`` float64 moments including ``y``; the variance is ``M2 / n``.
+    """
+    n0, mean0, m20 = moments
+    n_b, mean_b = len(y), float(y.mean())
+    n = n0 + n_b
+    delta = mean_b - mean0
+    return np.array(
+        [
+            n,
+            mean0 + delta * n_b / n,
+            m20 + float(((y - mean_b) ** 2).sum()) + delta**2 * n0 * n_b / n,
+        ]
+    )
 
 
 class FeatureView:

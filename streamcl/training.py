@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from streamcl import fastpath
+from streamcl.features import merge_moments
 from streamcl.network import MLP
 from streamcl.plasticity import (
     build_methods,
@@ -163,17 +164,7 @@ class Trainer:
     # -- targets (regression) --------------------------------------------------------------
     def observe_targets(self, y: np.ndarray) -> None:
         """Update the running mean / variance of a regression target with ``y`` ``(n,)``."""
-        n0, mean0, m20 = self.target
-        n_b, mean_b = len(y), float(y.mean())
-        n = n0 + n_b
-        delta = mean_b - mean0
-        self.target = np.array(
-            [
-                n,
-                mean0 + delta * n_b / n,
-                m20 + float(((y - mean_b) ** 2).sum()) + delta**2 * n0 * n_b / n,
-            ]
-        )
+        self.target = merge_moments(self.target, y)
 
     def target_mean(self) -> float:
         """Running mean of a regression target (0 for classification)."""
