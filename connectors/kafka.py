@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
@@ -545,7 +545,56 @@ class _LazyProducer:
                 log.exception("closing the kafka producer failed")
 
 
-class KafkaDeadLetterSink:
+class _TopicSink:
+    """A lazily connected producer bound to the topic named by ``kafka.<setting>``.
+
+    Parameters
+    ----------
+    topic
+        Topic the sink writes to.
+    config
+        kafka-python ``KafkaProducer`` options; copied.
+    on_error
+        Called with the exception of each failed send (e.g. count it in a metric).
+    """
+
+    #: The KafkaSettings field that names the topic.
+    setting: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        topic: str,
+        config: Mapping[str, Any],
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self.topic = topic
+        self._out = _LazyProducer(config, on_error)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> Self:
+        """A sink for the topic ``settings.kafka.<setting>`` names.
+
+        Raises
+        ------
+        ValueError
+            When that topic is not set.
+        """
+        topic = getattr(settings.kafka, cls.setting)
+        if not topic:
+            raise ValueError(f"kafka.{cls.setting} is not set")
+        return cls(topic, producer_config(settings.kafka), **kwargs)
+
+    def flush(self) -> None:
+        """Wait until every record sent so far is acknowledged (or failed)."""
+        self._out.flush()
+
+    def close(self) -> None:
+        """Flush and close the producer; idempotent."""
+        self._out.flush()
+        self._out.close()
+
+
+class KafkaDeadLetterSink(_TopicSink):
     """Dead letters to a Kafka topic: original key, value and headers, plus why.
 
     Headers added (UTF-8 values): ``streamcl.dlq.topic``, ``.partition``, ``.offset``,
@@ -564,24 +613,17 @@ class KafkaDeadLetterSink:
         Called with the exception of each failed send (e.g. count it in a metric).
     """
 
+    setting = "dead_letter_topic"
+
     def __init__(
         self,
         topic: str,
         config: Mapping[str, Any],
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
-        self.topic = topic
-        self._out = _LazyProducer(config, on_error)
+        super().__init__(topic, config, on_error)
         #: Largest value sent as is, bytes: the request limit minus room for headers.
         self.max_value_bytes = int(self._out.config.get("max_request_size", 1_048_576)) - 16_384
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **kwargs: Any) -> KafkaDeadLetterSink:
-        """A sink for ``settings.kafka.dead_letter_topic`` (which must be set)."""
-        topic = settings.kafka.dead_letter_topic
-        if not topic:
-            raise ValueError("kafka.dead_letter_topic is not set")
-        return cls(topic, producer_config(settings.kafka), **kwargs)
 
     def send(self, record: Record, reason: str, field: str, detail: str, error: str) -> None:
         """Send ``record`` with headers naming its origin and the error; never raises."""
@@ -608,17 +650,8 @@ class KafkaDeadLetterSink:
         """Dead letters that could not be sent."""
         return self._out.failures
 
-    def flush(self) -> None:
-        """Wait until every dead letter sent so far is acknowledged (or failed)."""
-        self._out.flush()
 
-    def close(self) -> None:
-        """Flush and close the producer; idempotent."""
-        self._out.flush()
-        self._out.close()
-
-
-class KafkaPredictionSink:
+class KafkaPredictionSink(_TopicSink):
     """One record per predicted event to a topic, keyed by event id.
 
     The value is JSON ``{"id", "label", "probabilities", "model_version", "ts"}``:
@@ -636,22 +669,7 @@ class KafkaPredictionSink:
         Called with the exception of each failed send.
     """
 
-    def __init__(
-        self,
-        topic: str,
-        config: Mapping[str, Any],
-        on_error: Callable[[Exception], None] | None = None,
-    ) -> None:
-        self.topic = topic
-        self._out = _LazyProducer(config, on_error)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **kwargs: Any) -> KafkaPredictionSink:
-        """A sink for ``settings.kafka.predictions_topic`` (which must be set)."""
-        topic = settings.kafka.predictions_topic
-        if not topic:
-            raise ValueError("kafka.predictions_topic is not set")
-        return cls(topic, producer_config(settings.kafka), **kwargs)
+    setting = "predictions_topic"
 
     def send(
         self,
@@ -675,12 +693,3 @@ class KafkaPredictionSink:
                 separators=(",", ":"),
             ).encode("utf-8")
             self._out.send(self.topic, value, event_id.encode("utf-8"), [])
-
-    def flush(self) -> None:
-        """Wait until every prediction sent so far is acknowledged (or failed)."""
-        self._out.flush()
-
-    def close(self) -> None:
-        """Flush and close the producer; idempotent."""
-        self._out.flush()
-        self._out.close()

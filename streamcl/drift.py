@@ -34,7 +34,37 @@ from typing import Any
 import numpy as np
 from river import drift
 
-__all__ = ["DriftMonitor", "DriftRecord", "detector_state", "load_detector", "make_detector"]
+__all__ = [
+    "DriftMonitor",
+    "DriftRecord",
+    "detector_state",
+    "load_detector",
+    "make_detector",
+    "split_means",
+]
+
+
+def split_means(seq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Means before and after every split of a sequence, for CUSUM-like change points.
+
+    Parameters
+    ----------
+    seq
+        ``(n,)`` float values in arrival order (losses or 0/1 errors), ``n >= 2``.
+
+    Returns
+    -------
+    s, before, after, weight : numpy.ndarray
+        Each ``(n - 1,)``: the number of values before the split, their mean, the mean of
+        the rest, and ``s (n - s) / n``, the weight of the mean difference at that split
+        (Page 1954's CUSUM, in the two-sample form used for change-point location).
+    """
+    n = len(seq)
+    cum = np.cumsum(seq)
+    s = np.arange(1, n)
+    before = cum[:-1] / s
+    after = (cum[-1] - cum[:-1]) / (n - s)
+    return s, before, after, s * (n - s) / n
 
 
 @dataclass(frozen=True)
@@ -298,16 +328,11 @@ class DriftMonitor:
             kept = int(self.loss_det.width)
             dropped = seq[-width_before:-kept] if kept else seq[-width_before:]
             return not len(dropped) or float(self.loss_det.estimation) > float(dropped.mean())
-        n = len(seq)
-        if n < 4:
+        if len(seq) < 4:
             return True
-        cum = np.cumsum(seq)
-        s = np.arange(1, n)
-        before = cum[:-1] / s
-        after = (cum[-1] - cum[:-1]) / (n - s)
+        _, before, after, weight = split_means(seq)
         diff = after - before
-        k = int(np.argmax(s * (n - s) / n * np.abs(diff)))
-        return bool(diff[k] > 0)
+        return bool(diff[int(np.argmax(weight * np.abs(diff)))] > 0)
 
     def _record(self, name: str, kind: str, det: Any, event: int, event_id: str) -> DriftRecord:
         stat = float(getattr(det, "estimation", 0.0)) if kind == "adwin" else 0.0

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from streamcl import fastpath
+from streamcl.drift import split_means
 from streamcl.features import merge_moments
 from streamcl.network import MLP
 from streamcl.plasticity import (
@@ -466,12 +467,8 @@ class Recovery:
         n = len(recent)
         if n < 4:
             return n
-        cum = np.cumsum(recent)
-        s = np.arange(1, n)
-        before = cum[:-1] / s
-        after = (cum[-1] - cum[:-1]) / (n - s)
-        stat = s * (n - s) / n * (before - after)
-        return int(n - s[int(np.argmax(stat))])
+        s, before, after, weight = split_means(recent)
+        return int(n - s[int(np.argmax(weight * (before - after)))])
 
     def on_drift(self, width: int) -> None:
         """A drift was detected now; ``width`` events are estimated to follow the change."""
