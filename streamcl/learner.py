@@ -216,7 +216,7 @@ class Learner:
         if rows:
             if combined is not None:
                 self._score(parts, combined, rows, labels, losses, events, nearest)
-            self.learn_matrix(x[rows], labels)
+            self.learn_matrix(x[rows], labels, self.events_seen + np.asarray(rows, np.int64))
         self.events_seen += len(events)
         return predictions
 
@@ -275,13 +275,15 @@ class Learner:
         ids = [events[i].id for i in rows]
         found = self.drift.update(errors, ids, self.events_seen, nearest)
         for record in found:
-            self._on_drift(record)
+            self._on_drift(record, self.events_seen + rows[-1] + 1)
 
-    def _on_drift(self, record: DriftRecord) -> None:
+    def _on_drift(self, record: DriftRecord, scored: int) -> None:
         """Take the configured actions for a drift (see the module docstring).
 
-        The change is placed where the recent prequential accuracy drops most (at most
-        ADWIN's window, or 500 events, back); memories are trimmed to what came after it.
+        ``scored`` is the stream offset just after the last scored event. The change is
+        placed where the recent prequential accuracy drops most (at most ADWIN's window,
+        or 500 events, back); memories are trimmed to what came after it, keeping older
+        entries only to fill the kNN memory up to ``k``.
         """
         d = self.settings.drift
         actions = d.actions if record.detector == "loss" else d.input_actions
@@ -299,9 +301,10 @@ class Learner:
                     self.trainer.model
                 )
         if "trim_memory" in actions and self._memory_is_stale(age):
-            cut = self.events_seen - age
+            cut = scored - age
             if self.knn is not None:
-                self.knn.forget_before(cut, keep=self.settings.memory.k)
+                after = int((self.knn.times[: self.knn.size] >= cut).sum())
+                self.knn.forget_before(cut, keep=max(self.settings.memory.k - after, 0))
             if d.trim_replay:
                 self.replay.forget_before(cut)
 
@@ -317,7 +320,12 @@ class Learner:
         return changed is None or not changed
 
     # -- learning --------------------------------------------------------------------------
-    def learn_matrix(self, x: np.ndarray, labels: Sequence[Label | float]) -> float:
+    def learn_matrix(
+        self,
+        x: np.ndarray,
+        labels: Sequence[Label | float],
+        times: np.ndarray | None = None,
+    ) -> float:
         """One optimiser step on features ``x`` and ``labels``, then memory insertion.
 
         Parameters
@@ -327,6 +335,9 @@ class Learner:
             before a column was added are zero-padded).
         labels
             ``batch`` class labels (classification) or numbers (regression).
+        times
+            ``(batch,)`` int64 stream offsets of the rows, which decide what a drift's
+            memory trim forgets; all rows get :attr:`events_seen` when None.
 
         Returns
         -------
@@ -352,14 +363,15 @@ class Learner:
         width = max(x.shape[1], self.featurizer.n_columns)
         rx, ry = self.replay.sample(self.settings.memory.replay, width)
         loss = self.trainer.step(x, y, rx, ry, max(len(self.classes), 1))
+        t = np.full(len(x), self.events_seen, np.int64) if times is None else np.asarray(times)
         finite = np.isfinite(x).all(1)
         if not finite.all():  # never let a non-finite row into the memories
-            x, y = x[finite], y[finite]
+            x, y, t = x[finite], y[finite], t[finite]
         if self.knn is not None:
-            self.knn.add(self._keys(x), y, self.events_seen)
+            self.knn.add(self._keys(x), y, t)
         if self.prototypes is not None:
             self.prototypes.learn(x, y.astype(np.int64), len(self.classes))
-        self.replay.add(x, y, self.events_seen)
+        self.replay.add(x, y, t)
         self.version += 1
         self.events_learned += len(labels)
         return loss

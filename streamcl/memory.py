@@ -201,7 +201,7 @@ class KNNMemory:
         pool = np.flatnonzero(live == biggest)
         return int(pool[np.argmin(self.times[pool])])
 
-    def add(self, keys: np.ndarray, targets: np.ndarray, time: int) -> None:
+    def add(self, keys: np.ndarray, targets: np.ndarray, time: int | np.ndarray) -> None:
         """Insert entries.
 
         Parameters
@@ -211,7 +211,8 @@ class KNNMemory:
         targets
             ``(batch,)`` class indices or values.
         time
-            Event counter of the batch (used by :meth:`forget_before`).
+            Stream offset of each entry, ``(batch,)`` int64, or one offset for the whole
+            batch (used by :meth:`forget_before`).
         """
         if len(keys) == 0:
             return
@@ -224,7 +225,7 @@ class KNNMemory:
         self.keys[s, : keys.shape[1]] = keys[keep]
         self.keys[s, keys.shape[1] :] = 0.0
         self.targets[s] = np.asarray(targets, dtype=np.float64)[keep]
-        self.times[s] = time
+        self.times[s] = np.broadcast_to(np.asarray(time, dtype=np.int64), keep.shape)[keep]
         self._update_hnsw(s)
 
     def _update_hnsw(self, slots: np.ndarray) -> None:

@@ -48,11 +48,13 @@ class ReplayBuffer:
         """Bytes held."""
         return int(self.x.nbytes + self.y.nbytes)
 
-    def add(self, x: np.ndarray, y: np.ndarray, time: int = 0) -> None:
+    def add(self, x: np.ndarray, y: np.ndarray, time: int | np.ndarray = 0) -> None:
         """Offer rows ``x`` ``(batch, width)`` float32 with targets ``y`` ``(batch,)``.
 
-        ``time`` is the event counter of the batch (for :meth:`forget_before`).
+        ``time`` is the stream offset of each row, ``(batch,)`` int64, or one offset for
+        the whole batch (for :meth:`forget_before`).
         """
+        times = np.broadcast_to(np.asarray(time, dtype=np.int64), (len(x),))
         if x.shape[1] > self.x.shape[1]:
             self.x = pad_columns(self.x, x.shape[1])
         y = np.asarray(y, dtype=np.float64)
@@ -68,9 +70,9 @@ class ReplayBuffer:
             self.x[slots[keep]] = 0.0
             self.x[slots[keep], : x.shape[1]] = x[keep]
             self.y[slots[keep]] = y[keep]
-            self.times[slots[keep]] = time
+            self.times[slots[keep]] = times[keep]
             return
-        for row, target in zip(x, y, strict=True):
+        for row, target, t in zip(x, y, times.tolist(), strict=True):
             self.seen += 1
             if self.size < self.capacity:
                 slot = self.size
@@ -92,7 +94,7 @@ class ReplayBuffer:
             self.x[slot, : len(row)] = row
             self.x[slot, len(row) :] = 0.0
             self.y[slot] = target
-            self.times[slot] = time
+            self.times[slot] = t
 
     def forget_before(self, time: int) -> int:
         """Drop rows added before ``time``; returns how many were dropped."""

@@ -106,6 +106,24 @@ def test_learner_detects_an_abrupt_concept_drift_and_acts() -> None:
     assert s["recovery_events"] is not None and s["window_accuracy"] > 0.8
 
 
+def test_drift_trim_forgets_the_old_concept_up_to_the_change() -> None:
+    # Stop right after the first detection: what the memories still hold from before the
+    # change is only what the change-point estimate may misplace, not the batch that
+    # straddles it nor k extra "kept" rows.
+    settings = LearnerSettings(label_lags=0)
+    events = _rule_stream(3000, flip_at=1504)
+    learner = Learner(settings)
+    for i in range(0, len(events), 16):
+        learner.predict_learn(events[i : i + 16])
+        if learner.drift.counts["loss"]:
+            break
+    assert learner.knn is not None
+    times = learner.knn.times[: learner.knn.size]
+    assert learner.knn.size >= settings.memory.k
+    assert (times < 1504 - 12).sum() == 0
+    assert (learner.replay.times[: learner.replay.size] < 1504 - 12).sum() == 0
+
+
 def test_learner_quiet_on_a_stationary_stream_of_the_same_length() -> None:
     learner = _learn(LearnerSettings(label_lags=0), _rule_stream(3000, flip_at=None))
     assert learner.drift.counts["loss"] == 0

@@ -84,6 +84,18 @@ def test_forget_before_keeps_the_newest_k() -> None:
     assert mem.forget_before(1, keep=5) == 15 and mem.size == 5
 
 
+def test_per_row_times_let_a_trim_cut_inside_a_batch() -> None:
+    mem = KNNMemory(capacity=40)
+    replay = ReplayBuffer(capacity=40)
+    x, y = _blobs(16)
+    times = np.arange(100, 116)
+    mem.add(x, y, time=times)
+    replay.add(x, y.astype(np.float64), time=times)
+    assert mem.forget_before(108, keep=0) == 8 and replay.forget_before(108) == 8
+    assert sorted(mem.times[: mem.size].tolist()) == list(range(108, 116))
+    assert sorted(replay.times[: replay.size].tolist()) == list(range(108, 116))
+
+
 def test_keys_grow_with_new_columns() -> None:
     mem = KNNMemory(capacity=10, k=2)
     mem.add(np.ones((3, 2), dtype=np.float32), np.array([0, 0, 1]), time=0)
