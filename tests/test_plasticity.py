@@ -217,8 +217,9 @@ def test_settings_select_methods_and_upgd() -> None:
 
 
 def test_state_dict_round_trip_keeps_every_method_state() -> None:
-    settings = PlasticitySettings(methods=ALL, cbp_maturity_threshold=1,
-                                  cbp_replacement_rate=0.2, redo_every=3, sp_every=4)
+    settings = PlasticitySettings(
+        methods=ALL, cbp_maturity_threshold=1, cbp_replacement_rate=0.2, redo_every=3, sp_every=4
+    )
     model = _tiny()
     methods = build_methods(settings, model)
     opt = build_optimizer("upgd", model.parameters(), 0.01, **optimizer_kwargs("upgd", settings))
@@ -236,8 +237,9 @@ def test_state_dict_round_trip_keeps_every_method_state() -> None:
             _assert_same(sa[key], sb[key])
     opt2 = build_optimizer("upgd", model.parameters(), 0.01)
     opt2.load_state_dict(saved["opt"])
-    assert torch.equal(opt2.state[model.head.weight]["avg_utility"],
-                       opt.state[model.head.weight]["avg_utility"])
+    assert torch.equal(
+        opt2.state[model.head.weight]["avg_utility"], opt.state[model.head.weight]["avg_utility"]
+    )
 
 
 def _assert_same(a: object, b: object) -> None:
