@@ -3,9 +3,12 @@
 Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 
 1. featurize (label lags see only labels of earlier events, :mod:`streamcl.features`);
-2. predict with every predictor and combine them with Hedge weights, updated event by
-   event with the labels of earlier events of the batch (:mod:`streamcl.combination`);
-   stored rows follow the running scaler (:mod:`streamcl.standardise`);
+2. predict with every predictor -- the MLP, the long-term kNN memory, a short-term kNN
+   memory of the latest events (Losing et al. 2016's self-adjusting memory) and the class
+   prototypes -- and combine them with Hedge weights; the weights and the kNN votes use
+   the labels of the batch's earlier events, known before each event is predicted
+   (:mod:`streamcl.combination`, :func:`streamcl.memory.batch_neighbours`); stored rows
+   follow the running scaler (:mod:`streamcl.standardise`);
 3. score each predictor's own loss on the labelled events, update the Hedge weights, and
    feed the combined error to the drift detectors (:mod:`streamcl.drift`);
 4. learn: one optimiser step on the labelled rows mixed with rows replayed from a reservoir
@@ -39,6 +42,7 @@ learner built with the same settings; predictions after a round trip are identic
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -55,7 +59,7 @@ from streamcl.combination import (
 from streamcl.drift import DriftMonitor, DriftRecord
 from streamcl.events import Event, Label
 from streamcl.features import Featurizer
-from streamcl.memory import KNNMemory, Prototypes, ReplayBuffer
+from streamcl.memory import KNNMemory, Prototypes, ReplayBuffer, batch_neighbours
 from streamcl.network import MLP
 from streamcl.plasticity import ShrinkPerturb
 from streamcl.settings import LearnerSettings, PlasticitySettings
@@ -121,6 +125,11 @@ class Learner:
             if m.knn
             else None
         )
+        self.recent = (
+            KNNMemory(m.recent, m.k, "fifo", m.hnsw_threshold, self.regression, s.seed)
+            if m.knn and m.recent
+            else None
+        )
         self.prototypes = (
             Prototypes(m.prototype_decay) if m.prototypes and not self.regression else None
         )
@@ -129,7 +138,10 @@ class Learner:
             d.detector, d.delta, d.input_detector if m.knn else "none", d.log_size, s.seed, d.clock
         )
         names = (
-            ["mlp"] + (["knn"] if self.knn else []) + (["prototypes"] if self.prototypes else [])
+            ["mlp"]
+            + (["knn"] if self.knn else [])
+            + (["recent"] if self.recent else [])
+            + (["prototypes"] if self.prototypes else [])
         )
         self.hedge = dict.fromkeys(names, 0.0)
         self.recovery = Recovery(window=500)
@@ -162,8 +174,14 @@ class Learner:
         return hedge_weights(self.hedge, self.settings.hedge_eta)
 
     # -- prediction ------------------------------------------------------------------------
-    def _parts(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        """Each predictor's output for ``x`` ``(batch, n_columns)``, and kNN distances."""
+    def _parts(
+        self, x: np.ndarray, known: np.ndarray | None = None
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """Each predictor's output for ``x`` ``(batch, n_columns)``, and kNN distances.
+
+        ``known`` ``(batch,)``: the events' targets, NaN where unusable; the kNN votes then
+        use the batch's earlier labelled events (:func:`~streamcl.memory.batch_neighbours`).
+        """
         parts: dict[str, np.ndarray] = {}
         model, n = self.trainer.model, len(self.classes)
         if model is None:
@@ -172,7 +190,11 @@ class Learner:
         parts["mlp"] = self.trainer.unscale(out[:, 0]) if self.regression else softmax(out[:, :n])
         nearest = None
         if self.knn is not None and self.knn.size:
-            parts["knn"], nearest = self.knn.predict(self._keys(x), n)
+            keys = self._keys(x)
+            batch = None if known is None else batch_neighbours(keys, known)
+            parts["knn"], nearest = self.knn.predict(keys, n, batch)
+            if self.recent is not None and self.recent.size:
+                parts["recent"], _ = self.recent.predict(keys, n, batch)
         if self.prototypes is not None and len(self.prototypes.counts):
             parts["prototypes"] = self.prototypes.predict(x, n)
         return parts, nearest
@@ -205,7 +227,7 @@ class Learner:
         """
         x = self.featurizer.transform(events, learn=True)
         self._restandardise()
-        parts, nearest = self._parts(x)
+        parts, nearest = self._parts(x, self._known(events))
         ready = bool(parts) and (self.regression or bool(self.classes))
         rows = [i for i, e in enumerate(events) if e.label is not None]
         labels: list[Label] = [events[i].label for i in rows]  # type: ignore[misc]
@@ -220,11 +242,21 @@ class Learner:
         self.events_seen += len(events)
         return predictions
 
+    def _known(self, events: Sequence[Event]) -> np.ndarray:
+        """``(batch,)`` float64 targets of ``events``; NaN: no label, or a class not seen yet."""
+        nan = math.nan
+        if self.regression:
+            return np.array([nan if e.label is None else float(e.label) for e in events])  # type: ignore[arg-type]
+        index = self.class_index
+        return np.array([nan if e.label is None else index.get(e.label, nan) for e in events])
+
     def _restandardise(self) -> None:
         """Keep stored rows in the featurizer's current scale (:func:`restandardise`)."""
-        knn = self.knn if self.settings.memory.space == "input" else None
+        memories = [m for m in (self.knn, self.recent) if m is not None]
+        if self.settings.memory.space != "input":
+            memories = []
         self._space = restandardise(
-            self._space, self.featurizer.view(), knn, self.replay, self.prototypes
+            self._space, self.featurizer.view(), memories, self.replay, self.prototypes
         )
 
     def _targets(self, labels: list[Label]) -> np.ndarray:
@@ -302,9 +334,10 @@ class Learner:
                 )
         if "trim_memory" in actions and self._memory_is_stale(age):
             cut = scored - age
-            if self.knn is not None:
-                after = int((self.knn.times[: self.knn.size] >= cut).sum())
-                self.knn.forget_before(cut, keep=max(self.settings.memory.k - after, 0))
+            for memory in (self.knn, self.recent):
+                if memory is not None:
+                    after = int((memory.times[: memory.size] >= cut).sum())
+                    memory.forget_before(cut, keep=max(self.settings.memory.k - after, 0))
             if d.trim_replay:
                 self.replay.forget_before(cut)
 
@@ -368,7 +401,10 @@ class Learner:
         if not finite.all():  # never let a non-finite row into the memories
             x, y, t = x[finite], y[finite], t[finite]
         if self.knn is not None:
-            self.knn.add(self._keys(x), y, t)
+            keys = self._keys(x)
+            self.knn.add(keys, y, t)
+            if self.recent is not None:
+                self.recent.add(keys, y, t)
         if self.prototypes is not None:
             self.prototypes.learn(x, y.astype(np.int64), len(self.classes))
         self.replay.add(x, y, t)
@@ -385,6 +421,9 @@ class Learner:
             if self._memory_copy is None or self.version - self._memory_copy[0] >= m.snapshot_every:
                 self._memory_copy = (self.version, *self.knn.copy_arrays())
             _, keys, targets = self._memory_copy
+        recent = None
+        if self.recent is not None and self.recent.size:
+            recent = self.recent.copy_arrays()
         protos = None
         if self.prototypes is not None and len(self.prototypes.counts):
             p = self.prototypes
@@ -392,6 +431,8 @@ class Learner:
         weights = self.weights()
         if keys is None:
             weights.pop("knn", None)
+        if recent is None:
+            weights.pop("recent", None)
         return Snapshot(
             self.featurizer.view(),
             self.trainer.serving_params(),
@@ -405,6 +446,7 @@ class Learner:
             protos,
             (self.trainer.target_mean(), self.trainer.target_std()),
             m.space,
+            recent,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -413,6 +455,7 @@ class Learner:
         mem_bytes = (
             self.replay.nbytes
             + (self.knn.nbytes if self.knn else 0)
+            + (self.recent.nbytes if self.recent else 0)
             + (self.prototypes.nbytes if self.prototypes else 0)
         )
         return {
@@ -425,6 +468,7 @@ class Learner:
             "predictor_weights": self.weights(),
             "memory": {
                 "entries": self.knn.size if self.knn else 0,
+                "recent_entries": self.recent.size if self.recent else 0,
                 "bytes": mem_bytes,
                 "replay_entries": self.replay.size,
             },
@@ -488,6 +532,7 @@ class Learner:
                 "featurizer": self.featurizer.state_dict(),
                 "trainer": self.trainer.state_dict(),
                 "knn": None if self.knn is None else self.knn.state_dict(),
+                "recent": None if self.recent is None else self.recent.state_dict(),
                 "prototypes": None if self.prototypes is None else self.prototypes.state_dict(),
                 "replay": self.replay.state_dict(),
                 "drift": self.drift.state_dict(),
@@ -520,6 +565,8 @@ class Learner:
         self.trainer.load_state_dict(state["trainer"])
         if self.knn is not None and state["knn"] is not None:
             self.knn.load_state_dict(state["knn"])
+        if self.recent is not None and state.get("recent") is not None:
+            self.recent.load_state_dict(state["recent"])
         if self.prototypes is not None and state["prototypes"] is not None:
             self.prototypes.load_state_dict(state["prototypes"])
         self.replay.load_state_dict(state["replay"])

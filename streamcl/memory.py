@@ -16,6 +16,9 @@ Prabhu, A. et al. (2023). Online continual learning without the storage constrai
     arXiv:2305.09253. (kNN over a growing memory; forget what precedes a drift.)
 Chaudhry, A. et al. (2019). On tiny episodic memories in continual learning.
     arXiv:1902.10486. (Experience replay from a small reservoir, mixed into each batch.)
+Losing, V., Hammer, B. & Wersing, H. (2016). KNN classifier with self adjusting memory for
+    heterogeneous concept drift. ICDM 2016. (A short-term memory of the latest events
+    beside a long-term one, each a kNN predictor, the better one trusted.)
 Rebuffi, S.-A. et al. (2017). iCaRL: incremental classifier and representation learning.
     CVPR 2017. (Nearest-class-mean classification on class prototypes.)
 Vitter, J. S. (1985). Random sampling with a reservoir. ACM TOMS 11(1).
@@ -31,7 +34,15 @@ import numpy as np
 from streamcl.prototypes import Prototypes, ncm_proba, pad_columns
 from streamcl.rehearsal import ReplayBuffer
 
-__all__ = ["KNNMemory", "Prototypes", "ReplayBuffer", "knn_search", "ncm_proba", "vote"]
+__all__ = [
+    "KNNMemory",
+    "Prototypes",
+    "ReplayBuffer",
+    "batch_neighbours",
+    "knn_search",
+    "ncm_proba",
+    "vote",
+]
 
 
 def knn_search(keys: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +81,8 @@ def vote(
     Parameters
     ----------
     distances
-        ``(batch, k)`` float32 squared distances.
+        ``(batch, k)`` squared distances (float32 or float64); ``inf`` marks an unusable
+        slot, whose weight is 0 (at least one slot per row must be finite).
     targets
         ``(batch, k)`` class indices (int64) or values (float32).
     n_classes
@@ -93,6 +105,49 @@ def vote(
     )
     probs /= probs.sum(1, keepdims=True)
     return probs.astype(np.float32)
+
+
+def batch_neighbours(keys: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each event's earlier labelled events of the same micro-batch, as extra neighbours.
+
+    Test-then-train per event inside a micro-batch: event ``i`` is predicted after the
+    labels of events ``j < i`` are known (as for the Hedge weights and the label lags), so
+    a kNN vote may use them and react to a change inside the batch, not one batch later.
+
+    Parameters
+    ----------
+    keys
+        ``(batch, d)`` float32 keys of the batch's events, in stream order.
+    known
+        ``(batch,)`` float64 targets (class indices or values); NaN where an event has no
+        label or one the memory cannot vote for (a class not seen yet).
+
+    Returns
+    -------
+    distances, targets : numpy.ndarray
+        ``(batch, batch)`` float64 squared L2 distances (``inf`` where ``j >= i`` or
+        event ``j`` is unusable) and ``(batch, batch)`` targets (``targets[i, j] =
+        known[j]``, 0 where unusable), for :meth:`KNNMemory.predict`.
+    """
+    n = len(keys)
+    k64 = keys.astype(np.float64)
+    sq = np.einsum("ij,ij->i", k64, k64)
+    d = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (k64 @ k64.T), 0.0)
+    usable = np.tri(n, k=-1, dtype=bool) & ~np.isnan(known)[None, :]
+    targets = np.broadcast_to(np.nan_to_num(known), (n, n))
+    return np.where(usable, d, np.inf), targets
+
+
+def _merge(
+    d: np.ndarray, t: np.ndarray, extra_d: np.ndarray, extra_t: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest of two neighbour lists ``(batch, k1)`` and ``(batch, k2)``."""
+    all_d = np.concatenate([d.astype(np.float64), extra_d], 1)
+    all_t = np.concatenate([t, extra_t], 1)
+    if all_d.shape[1] <= k:
+        return all_d, all_t
+    idx = np.argpartition(all_d, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(all_d, idx, 1), np.take_along_axis(all_t, idx, 1)
 
 
 class KNNMemory:
@@ -287,8 +342,23 @@ class KNNMemory:
             cand, order, 1
         )
 
-    def predict(self, queries: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self,
+        queries: np.ndarray,
+        n_classes: int,
+        batch: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Vote of the nearest entries: ``(probabilities or values, nearest distance)``.
+
+        Parameters
+        ----------
+        queries
+            ``(batch, d)`` float32 keys.
+        n_classes
+            Output width for classification.
+        batch
+            :func:`batch_neighbours` of the queries: their earlier labelled events join
+            the vote (the ``k`` nearest of memory and batch are kept).
 
         Returns
         -------
@@ -298,7 +368,11 @@ class KNNMemory:
             ``(batch,)`` float32 L2 distance to the nearest entry (an input-drift signal).
         """
         d, i = self.search(queries)
-        return vote(d, self.targets[i], n_classes, self.regression), np.sqrt(d[:, 0])
+        nearest = np.sqrt(d[:, 0])
+        targets = self.targets[i]
+        if batch is not None:
+            d, targets = _merge(d, targets, batch[0], batch[1], self.k)
+        return vote(d, targets, n_classes, self.regression), nearest
 
     def forget_before(self, time: int, keep: int = 0) -> int:
         """Drop entries added before ``time``, keeping the newest ``keep`` of them.

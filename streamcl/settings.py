@@ -85,11 +85,18 @@ class MemorySettings(_Section):
     hnsw_threshold: int = Field(
         50_000, ge=1, description="Entries beyond which the exact index becomes HNSW."
     )
+    recent: int = Field(
+        100,
+        ge=0,
+        le=100_000,
+        description="Short-term kNN memory of the latest N labelled events, a predictor of "
+        "its own (0 = off).",
+    )
     prototypes: bool = Field(True, description="Use nearest-class-mean prototypes as a predictor.")
     prototype_decay: float = Field(
         0.99, ge=0, lt=1, description="Prototype running mean: weight of the past per update."
     )
-    replay: int = Field(8, ge=0, le=4096, description="Replayed rows mixed into each step.")
+    replay: int = Field(4, ge=0, le=4096, description="Replayed rows mixed into each step.")
     replay_capacity: int = Field(2_000, ge=1, le=1_000_000, description="Replay buffer size.")
     replay_balanced: bool = Field(False, description="Class-balanced reservoir replay.")
     snapshot_every: int = Field(

@@ -133,6 +133,8 @@ class Snapshot:
         ``(mean, std)`` of a regression target: network outputs are standardised values.
     space : str
         Key space of the kNN memory, ``"input"`` or ``"embedding"`` (last hidden layer).
+    recent : tuple or None
+        ``(keys, targets)`` read-only copies of the short-term kNN memory (same key space).
     """
 
     features: FeatureView
@@ -147,6 +149,7 @@ class Snapshot:
     prototypes: tuple[np.ndarray, np.ndarray, float] | None = None
     target_scale: tuple[float, float] = (0.0, 1.0)
     space: str = "input"
+    recent: tuple[np.ndarray, np.ndarray] | None = None
 
     def predict(self, events: Sequence[Event]) -> list[Prediction]:
         """Predict ``events`` (unknown features ignored); thread-safe, no side effects."""
@@ -162,11 +165,14 @@ class Snapshot:
             parts["mlp"] = logits[:, 0].astype(np.float64) * std + mean
         else:
             parts["mlp"] = softmax(logits[:, :n])
+        keys = x if self.space == "input" else embedding
         if self.memory_keys is not None and len(self.memory_keys) and "knn" in self.weights:
-            keys = x if self.space == "input" else embedding
             d, i = knn_search(self.memory_keys, keys, self.k)
             assert self.memory_targets is not None
             parts["knn"] = vote(d, self.memory_targets[i], n, regression)
+        if self.recent is not None and len(self.recent[0]) and "recent" in self.weights:
+            d, i = knn_search(self.recent[0], keys, self.k)
+            parts["recent"] = vote(d, self.recent[1][i], n, regression)
         if self.prototypes is not None and not regression and "prototypes" in self.weights:
             means, counts, temperature = self.prototypes
             parts["prototypes"] = ncm_proba(x, means, counts, temperature, n)

@@ -9,6 +9,8 @@ returns after a long absence is recognised).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from streamcl.features import FeatureView
@@ -25,7 +27,7 @@ Scale = tuple[np.ndarray, np.ndarray, np.ndarray]
 def restandardise(
     space: Scale | None,
     view: FeatureView,
-    knn: KNNMemory | None,
+    memories: Sequence[KNNMemory],
     replay: ReplayBuffer,
     prototypes: Prototypes | None,
     tolerance: float = 0.02,
@@ -33,8 +35,8 @@ def restandardise(
     """Map stored rows from ``space`` to ``view``'s scale if it moved enough.
 
     Moved means by more than ``tolerance`` in relative deviation or in mean shift (in
-    deviations). Returns the scale the rows are in afterwards. ``knn`` is None when its
-    keys are not inputs (embeddings).
+    deviations). Returns the scale the rows are in afterwards. ``memories`` are the kNN
+    memories whose keys are inputs (none when they are embeddings).
     """
     current: Scale = (view.numeric.copy(), view.means.copy(), view.stds.copy())
     if space is None:
@@ -51,9 +53,10 @@ def restandardise(
         return space
     cols = o_idx[valid]
     scale, offset = ratio.astype(np.float32), shift.astype(np.float32)
-    if knn is not None and knn.size:
-        _affine(knn.keys[: knn.size], cols, scale, offset)
-        knn.rebuild()
+    for knn in memories:
+        if knn.size:
+            _affine(knn.keys[: knn.size], cols, scale, offset)
+            knn.rebuild()
     if replay.size:
         _affine(replay.x[: replay.size], cols, scale, offset)
     if prototypes is not None and len(prototypes.counts):

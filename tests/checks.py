@@ -48,6 +48,7 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {},
     ),
     "embedding_space": ({"memory": {"space": "embedding"}, "label_lags": 3}, {}),
+    "no_recent_no_prototypes": ({"memory": {"recent": 0, "prototypes": False}}, {}),
     "sgd_kswin_ema": (
         {
             "optimizer": "sgd",

@@ -122,6 +122,8 @@ def test_drift_trim_forgets_the_old_concept_up_to_the_change() -> None:
     assert learner.knn.size >= settings.memory.k
     assert (times < 1504 - 12).sum() == 0
     assert (learner.replay.times[: learner.replay.size] < 1504 - 12).sum() == 0
+    assert learner.recent is not None
+    assert (learner.recent.times[: learner.recent.size] < 1504 - 12).sum() == 0
 
 
 def test_learner_quiet_on_a_stationary_stream_of_the_same_length() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamcl.memory import KNNMemory, Prototypes, ReplayBuffer, knn_search
+from streamcl.memory import KNNMemory, Prototypes, ReplayBuffer, batch_neighbours, knn_search
 
 
 def _blobs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -170,3 +170,34 @@ def test_replay_state_round_trip() -> None:
     b = ReplayBuffer(capacity=20)
     b.load_state_dict(a.state_dict())
     assert all(np.array_equal(u, v) for u, v in zip(a.sample(5, 4), b.sample(5, 4), strict=True))
+
+
+def test_batch_neighbours_are_the_earlier_labelled_events_only() -> None:
+    keys = np.arange(4, dtype=np.float32)[:, None]
+    known = np.array([1.0, np.nan, 0.0, 1.0])
+    d, t = batch_neighbours(keys, known)
+    finite = np.isfinite(d)
+    # event i sees j < i with a label: 0 sees nothing, 1 sees 0, 2 sees 0, 3 sees 0 and 2
+    assert finite.tolist() == [
+        [False, False, False, False],
+        [True, False, False, False],
+        [True, False, False, False],
+        [True, False, True, False],
+    ]
+    assert d[3, 2] == 1.0 and d[3, 0] == 9.0 and t[3, 2] == 0.0 and t[3, 0] == 1.0
+
+
+def test_knn_vote_reacts_inside_a_batch() -> None:
+    """Memory says class 0 everywhere; a batch of class-1 events at a new place.
+
+    Without the batch's own labels every event is voted 0; with them, each event after the
+    first is voted 1 by its earlier, nearer batch neighbours -- and never by its own label.
+    """
+    mem = KNNMemory(capacity=100, k=5)
+    rng = np.random.default_rng(0)
+    mem.add(rng.normal(0, 1, (100, 2)).astype(np.float32), np.zeros(100), time=0)
+    batch = (np.full((6, 2), 4.0) + rng.normal(0, 0.01, (6, 2))).astype(np.float32)
+    alone, _ = mem.predict(batch, 2)
+    assert (alone.argmax(1) == 0).all()
+    votes, _ = mem.predict(batch, 2, batch_neighbours(batch, np.ones(6)))
+    assert votes[0].argmax() == 0 and (votes[1:].argmax(1) == 1).all()
