@@ -76,8 +76,13 @@ _DEFAULT = _default_config()
 CONFIGS = (
     _DEFAULT,
     Config("default+l2_init", _DEFAULT.optimizer, _DEFAULT.lr, ("l2_init",)),
-    Config("default+cbp_1e-3", _DEFAULT.optimizer, _DEFAULT.lr, ("cbp",),
-           (("cbp_replacement_rate", 1e-3),)),
+    Config(
+        "default+cbp_1e-3",
+        _DEFAULT.optimizer,
+        _DEFAULT.lr,
+        ("cbp",),
+        (("cbp_replacement_rate", 1e-3),),
+    ),
     Config("default+redo", _DEFAULT.optimizer, _DEFAULT.lr, ("redo",)),
     Config("sgd", "sgd", 0.05),
     Config("adam", "adam", 0.01),
@@ -121,8 +126,9 @@ def make_stream(kind: str, n_tasks: int, task_events: int, seed: int) -> dict[st
     return {"x": np.concatenate(xs), "y": np.concatenate(ys), "task": task[:n]}
 
 
-def _slow_regression(rng: np.random.Generator, n_tasks: int, task_events: int
-                     ) -> dict[str, np.ndarray]:
+def _slow_regression(
+    rng: np.random.Generator, n_tasks: int, task_events: int
+) -> dict[str, np.ndarray]:
     """Dohare et al.'s slowly-changing regression, 15 slow bits + 5 random bits + bias."""
     n_slow, n_fast, width = 15, 5, 100
     w1 = rng.choice([-1.0, 1.0], size=(n_slow + n_fast + 1, width))
@@ -153,15 +159,16 @@ def run_one(args: tuple[str, Config, dict[str, Any]]) -> dict[str, Any]:
     model = MLP(x_all.shape[1], (64, 64), 1 if regression else 10, seed=opts["seed"])
     settings = PlasticitySettings(methods=cfg.methods, seed=opts["seed"], **dict(cfg.settings))
     methods = build_methods(settings, model)
-    opt = build_optimizer(cfg.optimizer, model.parameters(), cfg.lr,
-                          **optimizer_kwargs(cfg.optimizer, settings))
+    opt = build_optimizer(
+        cfg.optimizer, model.parameters(), cfg.lr, **optimizer_kwargs(cfg.optimizer, settings)
+    )
     bs, te = opts["batch"], opts["task_events"]
     per_task = np.zeros(opts["n_tasks"])
     snapshots: list[dict[str, float]] = []
     resets = 0
     start = time.perf_counter()
     for step, lo in enumerate(range(0, len(x_all), bs), start=1):
-        x, y = x_all[lo:lo + bs], y_all[lo:lo + bs]
+        x, y = x_all[lo : lo + bs], y_all[lo : lo + bs]
         if lo % te == 0 and lo > 0:
             for m in methods:
                 m.on_drift(model)
@@ -183,16 +190,22 @@ def run_one(args: tuple[str, Config, dict[str, Any]]) -> dict[str, Any]:
         if step % opts["health_every"] == 0:
             snapshots.append(_health_snapshot(model, x_all, lo, te, step))
     per_task /= te
-    return {"stream": kind, "config": cfg.name, "per_task": per_task.tolist(),
-            "health": snapshots, "units_reset": resets,
-            "seconds": time.perf_counter() - start}
+    return {
+        "stream": kind,
+        "config": cfg.name,
+        "per_task": per_task.tolist(),
+        "health": snapshots,
+        "units_reset": resets,
+        "seconds": time.perf_counter() - start,
+    }
 
 
-def _health_snapshot(model: MLP, x_all: torch.Tensor, lo: int, te: int, step: int
-                     ) -> dict[str, float]:
+def _health_snapshot(
+    model: MLP, x_all: torch.Tensor, lo: int, te: int, step: int
+) -> dict[str, float]:
     """Health on 256 events of the current task (gradients are those of the last step)."""
     task_start = (lo // te) * te
-    probe = x_all[task_start:task_start + min(256, te)]
+    probe = x_all[task_start : task_start + min(256, te)]
     with torch.no_grad():
         _, acts = model.forward_with_activations(probe)
     return {"step": float(step), **health(model, acts, tau=0.0)}
@@ -226,8 +239,9 @@ def plot(results: list[dict[str, Any]], streams: list[str], path: Path) -> None:
             ax.plot(np.arange(len(smooth)) + w - 1, smooth, label=r["config"], lw=1.2)
         ax.set_title(kind)
         ax.set_xlabel("task")
-        ax.set_ylabel("online MSE per task" if kind == "slow_regression" else
-                      "online accuracy per task")
+        ax.set_ylabel(
+            "online MSE per task" if kind == "slow_regression" else "online accuracy per task"
+        )
         if kind == "slow_regression":
             ax.set_yscale("log")
     axes[0][0].legend(fontsize=7)
@@ -241,8 +255,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=Path("reports"))
     ap.add_argument("--quick", action="store_true", help="short streams (~1 min)")
     ap.add_argument("--streams", nargs="+", choices=STREAMS, default=list(STREAMS))
-    ap.add_argument("--configs", nargs="+", choices=[c.name for c in CONFIGS],
-                    default=[c.name for c in CONFIGS])
+    ap.add_argument(
+        "--configs", nargs="+", choices=[c.name for c in CONFIGS], default=[c.name for c in CONFIGS]
+    )
     ap.add_argument("--tasks", type=int, default=None, help="tasks per stream")
     ap.add_argument("--task-events", type=int, default=None, help="events per task")
     ap.add_argument("--batch", type=int, default=16)
@@ -257,30 +272,48 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     a = parse_args(argv)
     n_tasks = a.tasks or (40 if a.quick else 200)
     task_events = a.task_events or (320 if a.quick else 1600)
-    opts = {"n_tasks": n_tasks, "task_events": task_events, "batch": a.batch,
-            "health_every": a.health_every, "seed": a.seed}
+    opts = {
+        "n_tasks": n_tasks,
+        "task_events": task_events,
+        "batch": a.batch,
+        "health_every": a.health_every,
+        "seed": a.seed,
+    }
     jobs = [(s, c, opts) for s in a.streams for c in CONFIGS if c.name in a.configs]
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=a.workers) as pool:
         results = list(pool.map(run_one, jobs))
     total = time.perf_counter() - start
-    summary = {f"{r['stream']}/{r['config']}": {**summarise(r), "seconds": r["seconds"],
-                                                "units_reset": r["units_reset"]}
-               for r in results}
-    report = {"options": {**opts, "quick": a.quick}, "total_seconds": total,
-              "summary": summary, "results": results}
+    summary = {
+        f"{r['stream']}/{r['config']}": {
+            **summarise(r),
+            "seconds": r["seconds"],
+            "units_reset": r["units_reset"],
+        }
+        for r in results
+    }
+    report = {
+        "options": {**opts, "quick": a.quick},
+        "total_seconds": total,
+        "summary": summary,
+        "results": results,
+    }
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "plasticity.json").write_text(json.dumps(report, indent=1))
     plot(results, a.streams, a.out / "plasticity.png")
-    print(f"{'stream/config':40s} {'first10%':>9s} {'last10%':>9s} {'dead1':>11s} "
-          f"{'erank':>11s} {'|w|':>11s} {'s':>6s}")
+    print(
+        f"{'stream/config':40s} {'first10%':>9s} {'last10%':>9s} {'dead1':>11s} "
+        f"{'erank':>11s} {'|w|':>11s} {'s':>6s}"
+    )
     for key, v in summary.items():
         dead = (v.get("dormant_fraction_layer1_first", 0), v.get("dormant_fraction_layer1_last", 0))
-        print(f"{key:40s} {v['first_10pct']:9.4f} {v['last_10pct']:9.4f} "
-              f"{dead[0]:5.2f}>{dead[1]:5.2f} "
-              f"{v.get('effective_rank_first', 0):5.1f}>{v.get('effective_rank_last', 0):5.1f} "
-              f"{v.get('weight_magnitude_first', 0):5.3f}>{v.get('weight_magnitude_last', 0):5.3f} "
-              f"{v['seconds']:6.1f}")
+        print(
+            f"{key:40s} {v['first_10pct']:9.4f} {v['last_10pct']:9.4f} "
+            f"{dead[0]:5.2f}>{dead[1]:5.2f} "
+            f"{v.get('effective_rank_first', 0):5.1f}>{v.get('effective_rank_last', 0):5.1f} "
+            f"{v.get('weight_magnitude_first', 0):5.3f}>{v.get('weight_magnitude_last', 0):5.3f} "
+            f"{v['seconds']:6.1f}"
+        )
     print(f"total {total:.1f} s; wrote {a.out / 'plasticity.json'} and {a.out / 'plasticity.png'}")
     return report
 
