@@ -2,9 +2,10 @@
 
 Streams: elec2 (the packaged Electricity market data) and river's synthetic generators with
 abrupt drifts (``ConceptDriftStream`` with ``width=1``: SEA, Agrawal, STAGGER, RandomRBF)
-plus Hyperplane (gradual drift); then a class-incremental digits stream (sklearn digits,
-classes in pairs, then recurring) for forgetting; then an optimiser / plasticity
-comparison of streamcl variants.
+plus Hyperplane (gradual drift); a regression stream with drift (river's FriedmanDrift,
+local expanding abrupt drifts) against river's regressors; then a class-incremental digits
+stream (sklearn digits, classes in pairs, then recurring) for forgetting; then an optimiser
+/ plasticity comparison of streamcl variants.
 
 Every model is evaluated test-then-train on the same events. streamcl is fed micro-batches
 of ``learner.batch_size`` pre-decoded events through ``Learner.predict_learn`` and publishes
@@ -23,7 +24,9 @@ Usage::
     python benchmarks/prequential.py            # full run, < 10 min on 2 cores
     python benchmarks/prequential.py --quick    # subsampled, ~2 min
 
-Prints markdown tables and writes ``reports/prequential.json``.
+Prints markdown tables and writes ``reports/prequential.json`` and
+``reports/prequential.png`` (windowed accuracy, or MAE, over each stream; true drifts as
+dashed lines, streamcl's detections as triangles).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from river import dummy, ensemble, forest, linear_model, metrics, preprocessing, tree
+from river import dummy, ensemble, forest, linear_model, metrics, preprocessing, stats, tree
 from river.datasets import synth
 
 from streamcl.events import Event, EventDecoder
@@ -107,6 +110,17 @@ def synthetic(n: int) -> dict[str, tuple[Stream, list[int]]]:
     return out
 
 
+def friedman(n: int) -> tuple[list[tuple[dict[str, Any], float]], list[int]]:
+    """River's FriedmanDrift (Ikonomovska et al. 2011), local expanding abrupt drifts.
+
+    Drifts at n/4, n/2 and 3n/4; targets are floats.
+    """
+    seg = n // 4
+    drifts = [seg, 2 * seg, 3 * seg]
+    gen = synth.FriedmanDrift(drift_type="lea", position=tuple(drifts), seed=1)
+    return [(_named(x), float(y)) for x, y in gen.take(n)], drifts
+
+
 def digits_stream(
     per_visit: int = 300, seed: int = 0
 ) -> tuple[Stream, list[tuple[int, int, tuple[int, int]]]]:
@@ -148,6 +162,7 @@ def run_streamcl(
     seconds = time.process_time() - started
     out = score.result(seconds)
     out["drifts"] = learner.drift.counts["loss"]
+    out["drift_events"] = [r.event for r in learner.drift.log if r.detector == "loss"]
     out["weights"] = {k: round(v, 3) for k, v in learner.weights().items()}
     return out
 
@@ -244,6 +259,138 @@ def compare(
         if drifts and r["n"] == len(rows):
             r["recovery"] = recovery(r["correct"], drifts)
     return results
+
+
+def regression_compare(
+    rows: list[tuple[dict[str, Any], float]], drifts: list[int], river_limit: int | None
+) -> list[dict[str, Any]]:
+    """The streamcl learner (``task: regression``, else defaults) against river's regressors.
+
+    MAE and RMSE of predictions made before learning each event, events per CPU second, and
+    the per-event absolute error trace (for the figure).
+    """
+    settings = LearnerSettings(task="regression")
+    events = [Event(id=str(i), features=x, label=y) for i, (x, y) in enumerate(rows)]
+    learner = Learner(settings)
+    errors: list[float] = []
+    started = time.process_time()
+    for i in range(0, len(events), settings.batch_size):
+        batch = events[i : i + settings.batch_size]
+        for e, p in zip(batch, learner.predict_learn(batch), strict=True):
+            errors.append(abs((p.label if p.label is not None else 0.0) - e.label))  # type: ignore[operator]
+        learner.snapshot()
+    seconds = time.process_time() - started
+    results = [
+        {
+            "model": "streamcl (task: regression)",
+            **_reg_result(errors, seconds),
+            "drift_events": [r.event for r in learner.drift.log if r.detector == "loss"],
+        }
+    ]
+    models: dict[str, Callable[[], Any]] = {
+        "river LinearRegression": lambda: (
+            preprocessing.StandardScaler() | linear_model.LinearRegression()
+        ),
+        "river HoeffdingAdaptiveTreeRegressor": lambda: (
+            preprocessing.StandardScaler() | tree.HoeffdingAdaptiveTreeRegressor(seed=42)
+        ),
+        "river ARFRegressor": lambda: preprocessing.StandardScaler() | forest.ARFRegressor(seed=42),
+        "river mean": lambda: dummy.StatisticRegressor(stats.Mean()),
+    }
+    for label, factory in models.items():
+        limit = river_limit if label == "river ARFRegressor" else None
+        model, errs = factory(), []
+        started = time.process_time()
+        for x, y in rows[:limit] if limit else rows:
+            errs.append(abs(model.predict_one(x) - y))
+            model.learn_one(x, y)
+        results.append({"model": label, **_reg_result(errs, time.process_time() - started)})
+        results[-1]["subsampled"] = bool(limit and limit < len(rows))
+    arf = next(r for r in results if r["model"] == "river ARFRegressor")
+    for r in results:
+        r["stream"] = "FriedmanDrift (lea)"
+        r["speed_vs_arf"] = r["events_per_s"] / arf["events_per_s"]
+        if r["n"] == len(rows):
+            e = r["abs_error"]
+            r["mae_per_segment"] = [
+                float(np.mean(e[a:b])) for a, b in zip([0, *drifts], [*drifts, len(e)], strict=True)
+            ]
+    return results
+
+
+def _reg_result(errors: list[float], seconds: float) -> dict[str, Any]:
+    e = np.asarray(errors, dtype=float)
+    return {
+        "n": len(e),
+        "mae": float(e.mean()),
+        "rmse": float(np.sqrt((e * e).mean())),
+        "events_per_s": len(e) / seconds if seconds > 0 else float("inf"),
+        "abs_error": e,
+    }
+
+
+def regression_table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| stream | model | MAE | RMSE | MAE per segment (between drifts) | events/s (CPU) | "
+        "x ARF |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        note = f" (subsampled: first {r['n']} events)" if r.get("subsampled") else ""
+        seg = ", ".join(f"{v:.2f}" for v in r.get("mae_per_segment", [])) or "-"
+        lines.append(
+            f"| {r['stream']} | {r['model']}{note} | {r['mae']:.3f} | {r['rmse']:.3f} | {seg} | "
+            f"{r['events_per_s']:,.0f} | {r['speed_vs_arf']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def figure(
+    results: list[dict[str, Any]],
+    drifts: dict[str, list[int]],
+    regression: list[dict[str, Any]],
+    regression_drifts: list[int],
+    path: Path,
+    window: int = 500,
+) -> None:
+    """Windowed accuracy (MAE for regression) of streamcl and ARF over every stream.
+
+    True drift positions are dashed lines; streamcl's loss-drift detections are triangles.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [*drifts, "FriedmanDrift (lea)"]
+    fig, axes = plt.subplots(len(names), 1, figsize=(11, 2.4 * len(names)))
+    kernel = np.ones(window) / window
+    for ax, name in zip(axes, names, strict=True):
+        rows = regression if name.startswith("Friedman") else results
+        marks = regression_drifts if name.startswith("Friedman") else drifts[name]
+        for r in rows:
+            if r["stream"] != name or not (
+                r["model"].startswith("streamcl") or "ARF" in r["model"]
+            ):
+                continue
+            trace = r["abs_error"] if "abs_error" in r else r["correct"].astype(float)
+            if len(trace) < window:
+                continue
+            smooth = np.convolve(trace, kernel, mode="valid")
+            x = np.arange(window, len(trace) + 1)
+            (line,) = ax.plot(x, smooth, lw=1, label=r["model"])
+            for event in r.get("drift_events", []):
+                if event >= window:
+                    ax.plot(event, smooth[event - window], "v", color=line.get_color(), ms=6)
+        for p in marks:
+            ax.axvline(p, color="grey", ls="--", lw=0.8)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel(f"MAE ({window})" if name.startswith("Friedman") else f"accuracy ({window})")
+        ax.legend(fontsize=7, loc="lower right")
+    axes[-1].set_xlabel("event")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def digits_forgetting() -> list[dict[str, Any]]:
@@ -372,6 +519,17 @@ def main() -> None:
     report["results"] = [{k: v for k, v in r.items() if k != "correct"} for r in results]
     report["synthetic_mean_accuracy"] = means
 
+    reg_rows, reg_drifts = friedman(n_synth)
+    reg = regression_compare(reg_rows, reg_drifts, river_limit)
+    print("\n## Regression with drift (same run)\n")
+    print(regression_table(reg))
+    report["regression"] = [{k: v for k, v in r.items() if k != "abs_error"} for r in reg]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    png = out.with_suffix(".png")
+    figure(results, {n: d for n, (_, d) in streams.items()}, reg, reg_drifts, png)
+    print(f"\nwrote {png}")
+
     if "digits" not in args.skip:
         dig = digits_forgetting()
         print("\n## Class-incremental digits (pairs of classes, then recurring)\n")
@@ -398,8 +556,6 @@ def main() -> None:
             print(f"| {row['variant']} | " + " | ".join(cells) + f" | {mean:.4f} |")
         report["optimisers"] = comp
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=float))
     print(f"wrote {out}")
 
