@@ -107,6 +107,10 @@ def vote(
     return probs.astype(np.float32)
 
 
+#: Strictly lower-triangular masks by batch size (event ``i`` may use events ``j < i``).
+_EARLIER: dict[int, np.ndarray] = {}
+
+
 def batch_neighbours(keys: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each event's earlier labelled events of the same micro-batch, as extra neighbours.
 
@@ -125,29 +129,41 @@ def batch_neighbours(keys: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, n
     Returns
     -------
     distances, targets : numpy.ndarray
-        ``(batch, batch)`` float64 squared L2 distances (``inf`` where ``j >= i`` or
-        event ``j`` is unusable) and ``(batch, batch)`` targets (``targets[i, j] =
-        known[j]``, 0 where unusable), for :meth:`KNNMemory.predict`.
+        ``(batch, batch)`` float32 squared L2 distances (``inf`` where ``j >= i`` or
+        event ``j`` is unusable) and ``(batch, batch)`` float64 targets
+        (``targets[i, j] = known[j]``, 0 where unusable), for :meth:`KNNMemory.predict`.
     """
     n = len(keys)
-    k64 = keys.astype(np.float64)
-    sq = np.einsum("ij,ij->i", k64, k64)
-    d = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (k64 @ k64.T), 0.0)
-    usable = np.tri(n, k=-1, dtype=bool) & ~np.isnan(known)[None, :]
-    targets = np.broadcast_to(np.nan_to_num(known), (n, n))
-    return np.where(usable, d, np.inf), targets
+    earlier = _EARLIER.get(n)
+    if earlier is None:
+        earlier = _EARLIER.setdefault(n, np.tri(n, k=-1, dtype=bool))
+    keys = np.ascontiguousarray(keys, dtype=np.float32)
+    sq = np.einsum("ij,ij->i", keys, keys)
+    d = keys @ keys.T
+    d *= -2.0
+    d += sq[:, None]
+    d += sq[None, :]
+    np.maximum(d, 0.0, out=d)
+    d[~(earlier & ~np.isnan(known))] = np.inf
+    return d, np.broadcast_to(np.nan_to_num(known), (n, n))
 
 
 def _merge(
     d: np.ndarray, t: np.ndarray, extra_d: np.ndarray, extra_t: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest of two neighbour lists ``(batch, k1)`` and ``(batch, k2)``."""
-    all_d = np.concatenate([d.astype(np.float64), extra_d], 1)
-    all_t = np.concatenate([t, extra_t], 1)
+    """The ``k`` nearest of two neighbour lists ``(batch, k1)`` (sorted) and ``(batch, k2)``.
+
+    Returns ``d, t`` unchanged when no extra neighbour is nearer than the ``k``-th one.
+    """
+    if d.shape[1] >= k and not (extra_d < d[:, -1:]).any():
+        return d, t
+    all_d = np.concatenate((d, extra_d), 1)
+    all_t = np.concatenate((t, extra_t), 1)
     if all_d.shape[1] <= k:
         return all_d, all_t
     idx = np.argpartition(all_d, k - 1, axis=1)[:, :k]
-    return np.take_along_axis(all_d, idx, 1), np.take_along_axis(all_t, idx, 1)
+    rows = np.arange(len(all_d))[:, None]
+    return all_d[rows, idx], all_t[rows, idx]
 
 
 class KNNMemory:
