@@ -103,7 +103,7 @@ class Metrics:
         )
         self.predictor_weight = Gauge(
             "streamcl_predictor_weight",
-            "Share of each predictor in the combination.",
+            "Share of each predictor (mlp, knn, recent, prototypes) in the Hedge combination.",
             ["predictor"],
             registry=r,
         )
