@@ -65,12 +65,15 @@ class ReplayBuffer:
             slots = np.where(fill < self.capacity, fill, np.where(draw < self.capacity, draw, -1))
             self.seen += len(x)
             self.size = min(self.capacity, self.size + len(x))
-            keep = slots >= 0
+            if (slots < 0).any():
+                keep = slots >= 0
+                slots, x, y, times = slots[keep], x[keep], y[keep], times[keep]
             # later rows win a slot drawn twice, as in the sequential algorithm
-            self.x[slots[keep]] = 0.0
-            self.x[slots[keep], : x.shape[1]] = x[keep]
-            self.y[slots[keep]] = y[keep]
-            self.times[slots[keep]] = times[keep]
+            if x.shape[1] < self.x.shape[1]:
+                self.x[slots] = 0.0
+            self.x[slots, : x.shape[1]] = x
+            self.y[slots] = y
+            self.times[slots] = times
             return
         for row, target, t in zip(x, y, times.tolist(), strict=True):
             self.seen += 1
