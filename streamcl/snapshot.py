@@ -50,9 +50,9 @@ class Prediction:
 def to_predictions(probs: np.ndarray, classes: Sequence[Label]) -> list[Prediction]:
     """Rows of ``probs`` ``(batch, n_classes)`` as :class:`Prediction` objects."""
     names = [str(c) for c in classes]
-    best = probs.argmax(axis=1)
+    best = probs.argmax(axis=1).tolist()
     return [
-        Prediction(classes[int(b)], dict(zip(names, map(float, row), strict=True)))
+        Prediction(classes[b], dict(zip(names, row, strict=True)))  # tolist() gives floats
         for b, row in zip(best, probs.tolist(), strict=True)
     ]
 

@@ -8,6 +8,7 @@ and the events taken to recover).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from itertools import islice
@@ -59,8 +60,15 @@ def hedge_losses(total: float, losses: np.ndarray, decay: float) -> float:
     n = len(losses)
     if n == 0:
         return total
+    return float(total * decay**n + (_falling_powers(decay, n) * losses).sum())
+
+
+@functools.lru_cache(maxsize=64)
+def _falling_powers(decay: float, n: int) -> np.ndarray:
+    """``decay ** [n - 1, ..., 1, 0]`` float64, cached read-only (the same few every batch)."""
     powers = decay ** np.arange(n - 1, -1, -1, dtype=np.float64)
-    return float(total * decay**n + (powers * losses).sum())
+    powers.flags.writeable = False
+    return powers
 
 
 class Trainer:
