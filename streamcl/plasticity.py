@@ -270,7 +270,6 @@ class ReDo(_Seeded):
         self.sum_abs: list[torch.Tensor] = []
         self.count = 0
 
-    @torch.no_grad()
     def after_step(
         self,
         model: MLP,
@@ -293,6 +292,11 @@ class ReDo(_Seeded):
         self.count += 1
         if step % self.every != 0:
             return 0
+        return self._reset_dormant(model, optimizer)
+
+    @torch.no_grad()
+    def _reset_dormant(self, model: MLP, optimizer: torch.optim.Optimizer | None) -> int:
+        """Re-initialise the tau-dormant units; start the next period's sums."""
         n_reset = 0
         for i, s in enumerate(self.sum_abs):
             idx = torch.nonzero(dormant_mask(s / self.count, self.tau)).flatten()
