@@ -283,12 +283,12 @@ class ReDo(_Seeded):
         spends ~10 us of dispatch per small reduction; this runs every step). numpy sums in
         another order than torch, so the running sums may differ in the last float32 bit.
         """
-        means = [np.abs(h.detach().numpy()).mean(0, dtype=np.float32) for h in activations]
-        if [m.size for m in means] != [s.numel() for s in self.sum_abs]:
-            self.sum_abs, self.count = [torch.zeros(m.shape) for m in means], 0
-        for s, m in zip(self.sum_abs, means, strict=True):
+        hs = [np.abs(h.detach().numpy(), dtype=np.float32) for h in activations]
+        if [h.shape[1] for h in hs] != [len(s) for s in self.sum_abs]:
+            self.sum_abs, self.count = [torch.zeros(h.shape[1]) for h in hs], 0
+        for s, h in zip(self.sum_abs, hs, strict=True):
             total = s.numpy()  # shares memory with the state tensor
-            total += m
+            total += np.add.reduce(h, 0) / len(h)  # the batch mean (ndarray.mean is slower)
         self.count += 1
         if step % self.every != 0:
             return 0
