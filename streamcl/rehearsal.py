@@ -54,7 +54,9 @@ class ReplayBuffer:
         ``time`` is the stream offset of each row, ``(batch,)`` int64, or one offset for
         the whole batch (for :meth:`forget_before`).
         """
-        times = np.broadcast_to(np.asarray(time, dtype=np.int64), (len(x),))
+        times = np.asarray(time, dtype=np.int64)
+        if times.shape != (len(x),):  # one offset for the batch (np.broadcast_to is slow)
+            times = np.broadcast_to(times, (len(x),))
         if x.shape[1] > self.x.shape[1]:
             self.x = pad_columns(self.x, x.shape[1])
         y = np.asarray(y, dtype=np.float64)

@@ -84,8 +84,9 @@ def combine(parts: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np
 
 def softmax(z: np.ndarray) -> np.ndarray:
     """Row-wise softmax of ``z`` ``(batch, n)`` float32."""
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)  # type: ignore[no-any-return]
+    # ufunc reductions: what the ndarray methods call, without their Python wrappers
+    e = np.exp(z - np.maximum.reduce(z, 1, keepdims=True))
+    return e / np.add.reduce(e, 1, keepdims=True)  # type: ignore[no-any-return]
 
 
 def _forward(

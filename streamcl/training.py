@@ -60,7 +60,7 @@ def hedge_losses(total: float, losses: np.ndarray, decay: float) -> float:
     n = len(losses)
     if n == 0:
         return total
-    return float(total * decay**n + (_falling_powers(decay, n) * losses).sum())
+    return float(total * decay**n + np.add.reduce(_falling_powers(decay, n) * losses))
 
 
 @functools.lru_cache(maxsize=64)
