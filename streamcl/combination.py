@@ -58,7 +58,7 @@ def predictor_losses(
     known = y >= 0
     yk = np.where(known, y, 0)
     worst = -math.log(MIN_PROBABILITY)
-    picked = np.stack(list(parts.values()))[:, rows, yk]  # (parts, n_labelled)
+    picked = _stack(list(parts.values()))[:, rows, yk]  # (parts, n_labelled)
     clipped = np.minimum(np.maximum(picked, MIN_PROBABILITY), 1.0)  # np.clip, without its wrapper
     return dict(zip(parts, np.where(known, -np.log(clipped), worst), strict=True))
 
@@ -90,7 +90,7 @@ def sequential_mixture(
     m = len(rows)
     # S_k = decay * S_{k-1} + loss_{k-1}: the cumulative loss before labelled event k, in
     # closed form (decay ** -m stays finite for decay >= 0.85 and m <= 4096).
-    lam = np.stack([losses[name] for name in names])  # (parts, m)
+    lam = _stack([losses[name] for name in names])  # (parts, m)
     up, down = _decay_powers(decay, m)
     scaled = np.zeros((len(names), m + 1))
     np.cumsum(lam * down, 1, out=scaled[:, 1:])
@@ -103,12 +103,17 @@ def sequential_mixture(
         c = cum[:, before]  # (parts, n)
     w = np.exp(-eta * (c - np.minimum.reduce(c, 0)))
     w /= np.add.reduce(w, 0)
-    stacked = np.stack([parts[name] for name in names])  # (parts, n) or (parts, n, classes)
+    stacked = _stack([parts[name] for name in names])  # (parts, n) or (parts, n, classes)
     if stacked.ndim == 3:
         w = w[:, :, None]
     # sums over the parts in order, as ``w[0] * p[0] + w[1] * p[1] + ...``
     out: np.ndarray = np.add.reduce(w * stacked, 0)
     return out.astype(np.float32)
+
+
+def _stack(arrays: list[np.ndarray]) -> np.ndarray:
+    """``np.stack`` of equal-shape arrays; ``np.array`` builds the same array ~4 us faster."""
+    return np.array(arrays)
 
 
 @functools.lru_cache(maxsize=64)

@@ -137,8 +137,9 @@ class Featurizer:
             view = self.view()
             x, present = view.encode(events)
         # Keep the raw numeric block: learn() on the same events reuses it.
-        self._last = (events, x[:, view.numeric], present[:, view.numeric])
-        return view.finish(x, present, events)
+        raw, given = x[:, view.numeric], present[:, view.numeric]
+        self._last = (events, raw, given)
+        return view.finish(x, present, events, (raw, given))
 
     def view(self) -> FeatureView:
         """An immutable view of the current statistics, columns and recent labels."""
@@ -222,13 +223,20 @@ class Featurizer:
 
     def _update_stats(self, x: np.ndarray, present: np.ndarray) -> None:
         # np.add.reduce: what ndarray.sum calls, without its Python wrapper
-        n_b = np.add.reduce(present, 0).astype(np.float64)
-        sum_b = np.add.reduce(np.where(present, x, 0.0), 0)
-        mean_b = np.divide(sum_b, n_b, out=np.zeros_like(sum_b), where=n_b > 0)
-        m2_b = np.add.reduce(np.where(present, x - mean_b, 0.0) ** 2, 0)
-        n = self._count + n_b
+        if len(x) and present.all():  # the usual batch: the same arithmetic, unmasked
+            n_b = np.full(x.shape[1], float(len(x)))
+            mean_b = np.add.reduce(x, 0) / n_b
+            m2_b = np.add.reduce((x - mean_b) ** 2, 0)
+            n = self._count + n_b
+            frac = n_b / n
+        else:
+            n_b = np.add.reduce(present, 0).astype(np.float64)
+            sum_b = np.add.reduce(np.where(present, x, 0.0), 0)
+            mean_b = np.divide(sum_b, n_b, out=np.zeros_like(sum_b), where=n_b > 0)
+            m2_b = np.add.reduce(np.where(present, x - mean_b, 0.0) ** 2, 0)
+            n = self._count + n_b
+            frac = np.divide(n_b, n, out=np.zeros_like(n), where=n > 0)
         delta = mean_b - self._mean
-        frac = np.divide(n_b, n, out=np.zeros_like(n), where=n > 0)
         self._mean = self._mean + delta * frac
         self._m2 = self._m2 + m2_b + delta**2 * self._count * frac
         self._count = n
@@ -481,13 +489,22 @@ class FeatureView:
         present[:, cols] = True
         return x, present
 
-    def finish(self, x: np.ndarray, present: np.ndarray, events: Sequence[Event]) -> np.ndarray:
-        """Standardise the numeric columns of :meth:`encode`'s output, add label lags."""
+    def finish(
+        self,
+        x: np.ndarray,
+        present: np.ndarray,
+        events: Sequence[Event],
+        numeric: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Standardise the numeric columns of :meth:`encode`'s output, add label lags.
+
+        ``numeric``: ``x`` and ``present`` at the numeric columns, if already taken.
+        """
         if len(self.numeric):
-            safe = np.where(self.stds > 0, self.stds, 1.0)
-            block = (x[:, self.numeric] - self.means) / safe
-            block[:, self.stds == 0] = 0.0
-            x[:, self.numeric] = np.where(present[:, self.numeric], block, 0.0)
+            raw, given = numeric or (x[:, self.numeric], present[:, self.numeric])
+            block = (raw - self.means) / np.where(self.stds > 0, self.stds, 1.0)
+            # a constant feature (deviation 0) and a missing value are both 0
+            x[:, self.numeric] = np.where(given & (self.stds != 0), block, 0.0)
         if self.label_lags and self.lag_columns:
             self._lags(events, x)
         return x.astype(np.float32)
