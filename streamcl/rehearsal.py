@@ -62,14 +62,16 @@ class ReplayBuffer:
         y = np.asarray(y, dtype=np.float64)
         if not self.balanced:  # algorithm R, vectorised over the batch
             seen = self.seen + 1 + np.arange(len(x))
-            fill = np.arange(self.size, self.size + len(x))
             draw = self.rng.integers(0, seen)
-            slots = np.where(fill < self.capacity, fill, np.where(draw < self.capacity, draw, -1))
+            slots = np.where(draw < self.capacity, draw, -1)  # a full buffer's slot, or none
+            free = self.capacity - self.size
+            if free > 0:  # rows take the free slots first, in order
+                slots[:free] = np.arange(self.size, self.size + min(free, len(x)))
             self.seen += len(x)
             self.size = min(self.capacity, self.size + len(x))
-            if (slots < 0).any():
-                keep = slots >= 0
-                slots, x, y, times = slots[keep], x[keep], y[keep], times[keep]
+            kept = np.flatnonzero(slots >= 0)
+            if len(kept) < len(slots):
+                slots, x, y, times = slots[kept], x[kept], y[kept], times[kept]
             # later rows win a slot drawn twice, as in the sequential algorithm
             if x.shape[1] < self.x.shape[1]:
                 self.x[slots] = 0.0
