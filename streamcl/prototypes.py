@@ -70,14 +70,14 @@ class Prototypes:
         onehot = np.zeros((len(x), len(self.means)), dtype=np.float32)
         onehot[np.arange(len(x)), classes] = 1.0
         sums = (onehot.T @ x).astype(np.float64)
-        k = counts[present].astype(np.float64)
-        n = self.counts[present].astype(np.float64)
+        # every class in the batch (the usual case): a slice, cheaper than fancy indexing
+        rows = slice(None) if len(present) == len(counts) else present
+        k = counts[rows].astype(np.float64)
+        n = self.counts[rows].astype(np.float64)
         past = np.minimum(self.decay**k, n / (n + k))[:, None]
-        batch_mean = sums[present] / k[:, None]
-        self.means[present] = (past * self.means[present] + (1.0 - past) * batch_mean).astype(
-            np.float32
-        )
-        self.counts[present] += counts[present]
+        batch_mean = sums[rows] / k[:, None]
+        self.means[rows] = (past * self.means[rows] + (1.0 - past) * batch_mean).astype(np.float32)
+        self.counts[rows] += counts[rows]
 
     def predict(self, x: np.ndarray, n_classes: int) -> np.ndarray:
         """``(batch, n_classes)`` float32 NCM probabilities (uniform for unseen classes)."""
@@ -121,8 +121,12 @@ def ncm_proba(
     xm = pad_columns(x, width)
     # ufunc reductions: the ndarray methods' Python wrappers cost more than the work here
     d2 = np.add.reduce(xm * xm, 1, keepdims=True) - 2 * xm @ mm.T + np.add.reduce(mm * mm, 1)
-    logits = np.where(seen, -np.maximum(d2, 0.0) / max(temperature, 1e-6), -np.inf)
+    every = seen.all()  # then the masks below change nothing
+    logits = -np.maximum(d2, 0.0) / max(temperature, 1e-6)
+    if not every:
+        logits = np.where(seen, logits, -np.inf)
     logits -= np.maximum.reduce(logits, 1, keepdims=True)
     p = np.exp(logits)
     p /= np.add.reduce(p, 1, keepdims=True)
-    return np.where(seen, 0.98 * p + 0.02 / seen.sum(), 0.0).astype(np.float32)
+    p = 0.98 * p + 0.02 / seen.sum()
+    return (p if every else np.where(seen, p, 0.0)).astype(np.float32)
