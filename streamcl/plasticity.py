@@ -269,6 +269,13 @@ class ReDo(_Seeded):
         self.tau, self.every = tau, every
         self.sum_abs: list[torch.Tensor] = []
         self.count = 0
+        self._views: tuple[list[torch.Tensor], list[np.ndarray]] | None = None
+
+    def _totals(self) -> list[np.ndarray]:
+        """Views ``[(width_i,)]`` float32 of :attr:`sum_abs` (numpy), cached for that list."""
+        if self._views is None or self._views[0] is not self.sum_abs:
+            self._views = (self.sum_abs, [s.numpy() for s in self.sum_abs])
+        return self._views[1]
 
     def after_step(
         self,
@@ -283,11 +290,12 @@ class ReDo(_Seeded):
         spends ~10 us of dispatch per small reduction; this runs every step). numpy sums in
         another order than torch, so the running sums may differ in the last float32 bit.
         """
-        hs = [np.abs(h.detach().numpy(), dtype=np.float32) for h in activations]
-        if [h.shape[1] for h in hs] != [len(s) for s in self.sum_abs]:
+        hs = [np.abs(h.detach().numpy()) for h in activations]
+        totals = self._totals()  # share memory with the state tensors
+        if [h.shape[1] for h in hs] != [len(t) for t in totals]:
             self.sum_abs, self.count = [torch.zeros(h.shape[1]) for h in hs], 0
-        for s, h in zip(self.sum_abs, hs, strict=True):
-            total = s.numpy()  # shares memory with the state tensor
+            totals = self._totals()
+        for total, h in zip(totals, hs, strict=True):
             total += np.add.reduce(h, 0) / len(h)  # the batch mean (ndarray.mean is slower)
         self.count += 1
         if step % self.every != 0:

@@ -289,11 +289,10 @@ class Trainer:
         assert self.model is not None and self.optimizer is not None
         kind = self.settings.loss if self.regression else "ce"
         health_due = (self.steps + 1) % every == 0
-        with torch.no_grad():
-            tensors, arrays = self._views()
-            loss, norm, acts = fastpath.step(
-                tensors, arrays, self.optimizer, x, y, kind, MAX_GRAD_NORM, health_due
-            )
+        tensors, arrays = self._views()  # numpy work: no autograd to turn off
+        loss, norm, acts = fastpath.step(
+            tensors, arrays, self.optimizer, x, y, kind, MAX_GRAD_NORM, health_due
+        )
         if not (math.isfinite(loss) and math.isfinite(norm)):
             self.skipped_steps += 1
             return math.nan
