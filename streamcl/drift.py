@@ -301,7 +301,7 @@ class DriftMonitor:
             self.recent.extend(values)
         if self.input_det is not None and distances is not None and len(distances):
             # scale-free: distance over its running mean, capped (one far event != drift)
-            mean = float(distances.mean())
+            mean = float(np.add.reduce(distances) / len(distances))  # distances.mean()
             scale = self.distance_scale if self.distance_scale > 0 else mean
             ratios = np.minimum(distances / (scale + 1e-9), 20.0)
             self.distance_scale = 0.99 * scale + 0.01 * mean

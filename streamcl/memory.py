@@ -23,6 +23,7 @@ Vitter, J. S. (1985). Random sampling with a reservoir. ACM TOMS 11(1).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import faiss
@@ -88,23 +89,33 @@ def vote(
         return np.asarray((w * targets).sum(1) / w.sum(1))
     # np.add.reduce is what ndarray.sum calls, without its Python wrapper
     batch, k = w.shape
-    cells = batch * n_classes
     # One weighted bincount over (row, class) cells, the 0.01 smoothing first: it adds in
     # the same order as the sequential ``probs[row, class] += w`` (and is 3x faster than
     # ``np.add.at``).
-    index = np.concatenate(
-        [
-            np.arange(cells),
-            (np.arange(batch) * n_classes).repeat(k) + targets.ravel().astype(np.int64),
-        ]
-    )
-    weights = np.concatenate(
-        [np.full(cells, 0.01), (w / np.add.reduce(w, 1, keepdims=True)).ravel()]
-    )
-    probs = np.asarray(np.bincount(index, weights, minlength=cells), dtype=np.float64)
+    cells, row_base, smoothing = _vote_layout(batch, k, n_classes)
+    index = np.concatenate([cells, row_base + targets.ravel().astype(np.int64)])
+    weights = np.concatenate([smoothing, (w / np.add.reduce(w, 1, keepdims=True)).ravel()])
+    probs = np.asarray(np.bincount(index, weights, minlength=len(cells)), dtype=np.float64)
     probs = probs.reshape(batch, n_classes)
     probs /= np.add.reduce(probs, 1, keepdims=True)
     return probs.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=32)
+def _vote_layout(batch: int, k: int, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`vote`'s constant arrays, cached read-only (the same shapes every batch).
+
+    ``(batch * n_classes,)`` cell indices, ``(batch * k,)`` first cell of each neighbour's
+    row and ``(batch * n_classes,)`` smoothing weights 0.01.
+    """
+    out = (
+        np.arange(batch * n_classes),
+        (np.arange(batch) * n_classes).repeat(k),
+        np.full(batch * n_classes, 0.01),
+    )
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 def _per_row(time: int | np.ndarray, n: int) -> np.ndarray:
