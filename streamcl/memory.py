@@ -222,8 +222,11 @@ class KNNMemory:
     def _fifo_slots(self, n: int) -> np.ndarray:
         """``_slots`` for FIFO eviction, vectorised: free slots first, then the ring."""
         fill = min(n, self.capacity - self.size)
-        ring = (self._next + np.arange(n - fill)) % self.capacity
-        slots = np.concatenate([np.arange(self.size, self.size + fill), ring])
+        if fill == 0 and self._next + n <= self.capacity:  # full, no wrap-around: the usual
+            slots = np.arange(self._next, self._next + n)
+        else:
+            ring = (self._next + np.arange(n - fill)) % self.capacity
+            slots = np.concatenate([np.arange(self.size, self.size + fill), ring])
         self.seen += n
         self.size += fill
         self._next = (self._next + n - fill) % self.capacity
@@ -264,7 +267,7 @@ class KNNMemory:
         targets = np.asarray(targets, dtype=np.float64)
         times = _per_row(time, len(targets))
         slots = self._slots(targets)
-        if (slots < 0).any():  # the reservoir passed over some entries
+        if self.eviction == "reservoir" and (slots < 0).any():  # entries passed over
             keep = slots >= 0
             keys, targets, times, slots = keys[keep], targets[keep], times[keep], slots[keep]
         width = keys.shape[1]
