@@ -93,7 +93,7 @@ def sequential_mixture(
     lam = _stack([losses[name] for name in names])  # (parts, m)
     up, down = _decay_powers(decay, m)
     scaled = np.zeros((len(names), m + 1))
-    np.cumsum(lam * down, 1, out=scaled[:, 1:])
+    np.add.accumulate(lam * down, 1, out=scaled[:, 1:])  # np.cumsum, without its wrapper
     base = np.array([hedge[name] for name in names])[:, None]
     cum = up * (base + scaled)  # (parts, m + 1)
     if m == n:  # every event labelled: event i comes after the labelled events < i
