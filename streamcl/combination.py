@@ -10,6 +10,7 @@ expert, Machine Learning 32). No task labels are used.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 
@@ -57,10 +58,9 @@ def predictor_losses(
     known = y >= 0
     yk = np.where(known, y, 0)
     worst = -math.log(MIN_PROBABILITY)
-    return {
-        n: np.where(known, -np.log(np.clip(p[rows, yk], MIN_PROBABILITY, 1.0)), worst)
-        for n, p in parts.items()
-    }
+    picked = _stack(list(parts.values()))[:, rows, yk]  # (parts, n_labelled)
+    clipped = np.minimum(np.maximum(picked, MIN_PROBABILITY), 1.0)  # np.clip, without its wrapper
+    return dict(zip(parts, np.where(known, -np.log(clipped), worst), strict=True))
 
 
 def sequential_mixture(
@@ -90,20 +90,42 @@ def sequential_mixture(
     m = len(rows)
     # S_k = decay * S_{k-1} + loss_{k-1}: the cumulative loss before labelled event k, in
     # closed form (decay ** -m stays finite for decay >= 0.85 and m <= 4096).
-    lam = np.stack([losses[name] for name in names])  # (parts, m)
-    k = np.arange(m + 1)
-    scaled = np.concatenate([np.zeros((len(names), 1)), np.cumsum(lam * decay ** -(k[1:]), 1)], 1)
+    lam = _stack([losses[name] for name in names])  # (parts, m)
+    up, down = _decay_powers(decay, m)
+    scaled = np.zeros((len(names), m + 1))
+    np.add.accumulate(lam * down, 1, out=scaled[:, 1:])  # np.cumsum, without its wrapper
     base = np.array([hedge[name] for name in names])[:, None]
-    cum = decay**k * (base + scaled)  # (parts, m + 1)
-    before = np.searchsorted(np.asarray(rows), np.arange(n))  # labelled events before i
-    c = cum[:, before]  # (parts, n)
-    w = np.exp(-eta * (c - c.min(0)))
-    w /= w.sum(0)
-    out = sum(
-        w[j][:, None] * parts[name] if parts[name].ndim == 2 else w[j] * parts[name]
-        for j, name in enumerate(names)
-    )
-    return np.asarray(out, dtype=np.float32)
+    cum = up * (base + scaled)  # (parts, m + 1)
+    if m == n:  # every event labelled: event i comes after the labelled events < i
+        c = cum[:, :n]
+    else:
+        before = np.searchsorted(np.asarray(rows), np.arange(n))  # labelled events before i
+        c = cum[:, before]  # (parts, n)
+    w = np.exp(-eta * (c - np.minimum.reduce(c, 0)))
+    w /= np.add.reduce(w, 0)
+    stacked = _stack([parts[name] for name in names])  # (parts, n) or (parts, n, classes)
+    if stacked.ndim == 3:
+        w = w[:, :, None]
+    # sums over the parts in order, as ``w[0] * p[0] + w[1] * p[1] + ...``
+    out: np.ndarray = np.add.reduce(w * stacked, 0)
+    return out.astype(np.float32)
+
+
+def _stack(arrays: list[np.ndarray]) -> np.ndarray:
+    """``np.stack`` of equal-shape arrays; ``np.array`` builds the same array ~4 us faster."""
+    return np.array(arrays)
+
+
+@functools.lru_cache(maxsize=64)
+def _decay_powers(decay: float, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """``decay ** k`` for ``k = 0..m`` and ``decay ** -k`` for ``k = 1..m``, float64.
+
+    Cached (read-only): every micro-batch of a stream asks for the same few.
+    """
+    k = np.arange(m + 1)
+    up, down = decay**k, decay ** -(k[1:])
+    up.flags.writeable = down.flags.writeable = False
+    return up, down
 
 
 def classes_changed(labels: np.ndarray, age: int, window: int = 500) -> bool | None:

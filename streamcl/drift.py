@@ -301,9 +301,10 @@ class DriftMonitor:
             self.recent.extend(values)
         if self.input_det is not None and distances is not None and len(distances):
             # scale-free: distance over its running mean, capped (one far event != drift)
-            scale = self.distance_scale if self.distance_scale > 0 else float(distances.mean())
+            mean = float(np.add.reduce(distances) / len(distances))  # distances.mean()
+            scale = self.distance_scale if self.distance_scale > 0 else mean
             ratios = np.minimum(distances / (scale + 1e-9), 20.0)
-            self.distance_scale = 0.99 * scale + 0.01 * float(distances.mean())
+            self.distance_scale = 0.99 * scale + 0.01 * mean
             for j, d in enumerate(ratios.tolist()):
                 self.input_det.update(d)
                 if self.input_det.drift_detected:

@@ -56,11 +56,12 @@ def _loss_grad(out: np.ndarray, y: np.ndarray, kind: str) -> tuple[float, np.nda
     """
     n = len(out)
     if kind == "ce":
-        z = out - out.max(1, keepdims=True)
+        # ufunc reductions: the ndarray methods' Python wrappers cost more than the work
+        z = out - np.maximum.reduce(out, 1, keepdims=True)
         e = np.exp(z)
-        s = e.sum(1, keepdims=True)
+        s = np.add.reduce(e, 1, keepdims=True)
         rows = np.arange(n)
-        loss = float(np.mean(np.log(s[:, 0]) - z[rows, y]))
+        loss = float(np.add.reduce(np.log(s[:, 0]) - z[rows, y]) / n)  # np.mean's arithmetic
         g = e / s
         g[rows, y] -= 1.0
         return loss, g / n
@@ -122,11 +123,11 @@ def step(
     inputs = [x, *acts]
     for i in range(len(params) - 2, -1, -2):
         grads[i] = g.T @ inputs[i // 2]
-        grads[i + 1] = g.sum(0)
+        grads[i + 1] = np.add.reduce(g, 0)
         if i:
             g = g @ params[i]
             g *= inputs[i // 2] > 0
-    norm = math.sqrt(sum(float(np.dot(gr.ravel(), gr.ravel())) for gr in grads))
+    norm = math.sqrt(sum(float(np.vdot(gr, gr)) for gr in grads))
     if not math.isfinite(norm):
         return loss, norm, acts
     if norm > max_norm:

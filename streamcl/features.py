@@ -29,6 +29,9 @@ __all__ = ["FeatureView", "Featurizer"]
 
 OTHER = "__other__"
 
+#: Feature value types encoded as numbers (``float(value)``); see :meth:`FeatureView.encode`.
+_NUMBER_TYPES = frozenset({float, int, bool})
+
 
 class Featurizer:
     """Online scaler, one-hot encoder and label-lag encoder with a growing column map.
@@ -83,6 +86,9 @@ class Featurizer:
         # running statistics of a regression target (for its lags)
         self._target = np.zeros(3)
         self._view: FeatureView | None = None
+        self._columns_layout: (
+            tuple[dict[str, int], np.ndarray, dict[tuple[int, Label | None], int]] | None
+        ) = None
         self._last: tuple[Sequence[Event], np.ndarray, np.ndarray] | None = None
 
     @property
@@ -131,19 +137,15 @@ class Featurizer:
             view = self.view()
             x, present = view.encode(events)
         # Keep the raw numeric block: learn() on the same events reuses it.
-        self._last = (events, x[:, view.numeric], present[:, view.numeric])
-        return view.finish(x, present, events)
+        raw, given = x[:, view.numeric], present[:, view.numeric]
+        self._last = (events, raw, given)
+        return view.finish(x, present, events, (raw, given))
 
     def view(self) -> FeatureView:
         """An immutable view of the current statistics, columns and recent labels."""
         if self._view is None:
-            idx = np.array([self.columns[n] for n in self.numeric], dtype=np.int64)
+            idx, lag_cols = self._layout()
             var = np.where(self._count > 0, self._m2 / np.maximum(self._count, 1), 0.0)
-            lag_cols: dict[tuple[int, Label | None], int] = {}
-            for key, col in self.columns.items():
-                if key.startswith("__lag"):
-                    j, _, rest = key[5:].partition("_")
-                    lag_cols[(int(j), None if self.regression else _label_of(rest))] = col
             tmean, tstd = self._target_stats()
             self._view = FeatureView(
                 self.columns,
@@ -158,6 +160,23 @@ class Featurizer:
                 tstd,
             )
         return self._view
+
+    def _layout(self) -> tuple[np.ndarray, dict[tuple[int, Label | None], int]]:
+        """Numeric column indices (read-only int64) and lag columns, for :meth:`view`.
+
+        Cached until :attr:`columns` changes: it is replaced (copy on write), never mutated,
+        and together with :attr:`numeric`, so its identity is the cache key.
+        """
+        if self._columns_layout is None or self._columns_layout[0] is not self.columns:
+            idx = np.array([self.columns[n] for n in self.numeric], dtype=np.int64)
+            idx.flags.writeable = False
+            lag_cols: dict[tuple[int, Label | None], int] = {}
+            for key, col in self.columns.items():
+                if key.startswith("__lag"):
+                    j, _, rest = key[5:].partition("_")
+                    lag_cols[(int(j), None if self.regression else _label_of(rest))] = col
+            self._columns_layout = (self.columns, idx, lag_cols)
+        return self._columns_layout[1], self._columns_layout[2]
 
     def _target_stats(self) -> tuple[float, float]:
         n, mean, m2 = self._target
@@ -203,13 +222,21 @@ class Featurizer:
         return x, present
 
     def _update_stats(self, x: np.ndarray, present: np.ndarray) -> None:
-        n_b = present.sum(0).astype(np.float64)
-        sum_b = np.where(present, x, 0.0).sum(0)
-        mean_b = np.divide(sum_b, n_b, out=np.zeros_like(sum_b), where=n_b > 0)
-        m2_b = (np.where(present, x - mean_b, 0.0) ** 2).sum(0)
-        n = self._count + n_b
+        # np.add.reduce: what ndarray.sum calls, without its Python wrapper
+        if len(x) and present.all():  # the usual batch: the same arithmetic, unmasked
+            n_b = np.full(x.shape[1], float(len(x)))
+            mean_b = np.add.reduce(x, 0) / n_b
+            m2_b = np.add.reduce((x - mean_b) ** 2, 0)
+            n = self._count + n_b
+            frac = n_b / n
+        else:
+            n_b = np.add.reduce(present, 0).astype(np.float64)
+            sum_b = np.add.reduce(np.where(present, x, 0.0), 0)
+            mean_b = np.divide(sum_b, n_b, out=np.zeros_like(sum_b), where=n_b > 0)
+            m2_b = np.add.reduce(np.where(present, x - mean_b, 0.0) ** 2, 0)
+            n = self._count + n_b
+            frac = np.divide(n_b, n, out=np.zeros_like(n), where=n > 0)
         delta = mean_b - self._mean
-        frac = np.divide(n_b, n, out=np.zeros_like(n), where=n > 0)
         self._mean = self._mean + delta * frac
         self._m2 = self._m2 + m2_b + delta**2 * self._count * frac
         self._count = n
@@ -407,6 +434,9 @@ class FeatureView:
 
         With ``report_unknown``, a third item tells whether any feature had no column.
         """
+        fast = self._encode_numbers(events)
+        if fast is not None:
+            return (*fast, False) if report_unknown else fast
         unknown = False
         rows: list[int] = []
         cols: list[int] = []
@@ -433,13 +463,48 @@ class FeatureView:
         present[rows, cols] = True
         return (x, present, unknown) if report_unknown else (x, present)
 
-    def finish(self, x: np.ndarray, present: np.ndarray, events: Sequence[Event]) -> np.ndarray:
-        """Standardise the numeric columns of :meth:`encode`'s output, add label lags."""
+    def _encode_numbers(self, events: Sequence[Event]) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`encode` of the usual micro-batch, a block at a time; None for any other.
+
+        The usual batch: every event has the same known numeric features, in the same
+        order. Its values are converted by one ``np.array`` call (``float(v)`` for each,
+        as the per-feature loop does); strings, unknown features or differing feature sets
+        (None) go through that loop.
+        """
+        if not events:
+            return None
+        names = tuple(events[0].features)
+        if any(tuple(e.features) != names for e in events):
+            return None
+        values = [v for e in events for v in e.features.values()]
+        if not _NUMBER_TYPES.issuperset(map(type, values)):
+            return None
+        get = self.columns.get
+        cols = [get(name, -1) for name in names]
+        if -1 in cols:  # a feature without a column
+            return None
+        x = np.zeros((len(events), self.n_columns), dtype=np.float64)
+        x[:, cols] = np.array(values, dtype=np.float64).reshape(len(events), len(names))
+        present = np.zeros(x.shape, dtype=bool)
+        present[:, cols] = True
+        return x, present
+
+    def finish(
+        self,
+        x: np.ndarray,
+        present: np.ndarray,
+        events: Sequence[Event],
+        numeric: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Standardise the numeric columns of :meth:`encode`'s output, add label lags.
+
+        ``numeric``: ``x`` and ``present`` at the numeric columns, if already taken.
+        """
         if len(self.numeric):
-            safe = np.where(self.stds > 0, self.stds, 1.0)
-            block = (x[:, self.numeric] - self.means) / safe
-            block[:, self.stds == 0] = 0.0
-            x[:, self.numeric] = np.where(present[:, self.numeric], block, 0.0)
+            raw, given = numeric or (x[:, self.numeric], present[:, self.numeric])
+            block = (raw - self.means) / np.where(self.stds > 0, self.stds, 1.0)
+            # a constant feature (deviation 0) and a missing value are both 0
+            x[:, self.numeric] = np.where(given & (self.stds != 0), block, 0.0)
         if self.label_lags and self.lag_columns:
             self._lags(events, x)
         return x.astype(np.float32)

@@ -397,8 +397,8 @@ class Learner:
         rx, ry = self.replay.sample(self.settings.memory.replay, width)
         loss = self.trainer.step(x, y, rx, ry, max(len(self.classes), 1))
         t = np.full(len(x), self.events_seen, np.int64) if times is None else np.asarray(times)
-        finite = np.isfinite(x).all(1)
-        if not finite.all():  # never let a non-finite row into the memories
+        if not np.isfinite(x).all():  # never let a non-finite row into the memories
+            finite = np.isfinite(x).all(1)
             x, y, t = x[finite], y[finite], t[finite]
         if self.knn is not None:
             keys = self._keys(x)

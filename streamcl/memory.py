@@ -26,6 +26,7 @@ Vitter, J. S. (1985). Random sampling with a reservoir. ACM TOMS 11(1).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import faiss
@@ -98,12 +99,17 @@ def vote(
     w = 1.0 / (np.maximum(distances, 0.0) + 1e-3)
     if regression:
         return np.asarray((w * targets).sum(1) / w.sum(1))
-    probs = np.full((len(w), n_classes), 0.01, dtype=np.float64)
-    rows = np.repeat(np.arange(len(w)), w.shape[1])
-    np.add.at(
-        probs, (rows, targets.ravel().astype(np.int64)), (w / w.sum(1, keepdims=True)).ravel()
-    )
-    probs /= probs.sum(1, keepdims=True)
+    # np.add.reduce is what ndarray.sum calls, without its Python wrapper
+    batch, k = w.shape
+    # One weighted bincount over (row, class) cells, the 0.01 smoothing first: it adds in
+    # the same order as the sequential ``probs[row, class] += w`` (and is 3x faster than
+    # ``np.add.at``).
+    cells, row_base, smoothing = _vote_layout(batch, k, n_classes)
+    index = np.concatenate([cells, row_base + targets.ravel().astype(np.int64)])
+    weights = np.concatenate([smoothing, (w / np.add.reduce(w, 1, keepdims=True)).ravel()])
+    probs = np.asarray(np.bincount(index, weights, minlength=len(cells)), dtype=np.float64)
+    probs = probs.reshape(batch, n_classes)
+    probs /= np.add.reduce(probs, 1, keepdims=True)
     return probs.astype(np.float32)
 
 
@@ -164,6 +170,30 @@ def _merge(
     idx = np.argpartition(all_d, k - 1, axis=1)[:, :k]
     rows = np.arange(len(all_d))[:, None]
     return all_d[rows, idx], all_t[rows, idx]
+
+
+@functools.lru_cache(maxsize=32)
+def _vote_layout(batch: int, k: int, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`vote`'s constant arrays, cached read-only (the same shapes every batch).
+
+    ``(batch * n_classes,)`` cell indices, ``(batch * k,)`` first cell of each neighbour's
+    row and ``(batch * n_classes,)`` smoothing weights 0.01.
+    """
+    out = (
+        np.arange(batch * n_classes),
+        (np.arange(batch) * n_classes).repeat(k),
+        np.full(batch * n_classes, 0.01),
+    )
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
+def _per_row(time: int | np.ndarray, n: int) -> np.ndarray:
+    """Stream offsets ``(n,)`` int64 from one offset or an array of them (not copied)."""
+    times = np.asarray(time, dtype=np.int64)
+    # np.broadcast_to costs ~4 us of Python; the usual argument needs none
+    return times if times.shape == (n,) else np.broadcast_to(times, (n,))
 
 
 class KNNMemory:
@@ -242,6 +272,8 @@ class KNNMemory:
 
     def _slots(self, targets: np.ndarray) -> np.ndarray:
         """Slot of each new entry (``-1``: not kept), advancing the eviction state."""
+        if self.eviction == "fifo":
+            return self._fifo_slots(len(targets))
         slots = np.empty(len(targets), dtype=np.int64)
         for j, y in enumerate(targets):
             self.seen += 1
@@ -256,6 +288,19 @@ class KNNMemory:
                 slots[j] = r if r < self.capacity else -1
             else:
                 slots[j] = self._balanced_slot(float(y))
+        return slots
+
+    def _fifo_slots(self, n: int) -> np.ndarray:
+        """``_slots`` for FIFO eviction, vectorised: free slots first, then the ring."""
+        fill = min(n, self.capacity - self.size)
+        if fill == 0 and self._next + n <= self.capacity:  # full, no wrap-around: the usual
+            slots = np.arange(self._next, self._next + n)
+        else:
+            ring = (self._next + np.arange(n - fill)) % self.capacity
+            slots = np.concatenate([np.arange(self.size, self.size + fill), ring])
+        self.seen += n
+        self.size += fill
+        self._next = (self._next + n - fill) % self.capacity
         return slots
 
     def _balanced_slot(self, y: float) -> int:
@@ -290,14 +335,19 @@ class KNNMemory:
         if keys.shape[1] > self.width:
             self.keys = pad_columns(self.keys, keys.shape[1])
             self._hnsw = None
-        slots = self._slots(np.asarray(targets, dtype=np.float64))
-        keep = slots >= 0
-        s = slots[keep]
-        self.keys[s, : keys.shape[1]] = keys[keep]
-        self.keys[s, keys.shape[1] :] = 0.0
-        self.targets[s] = np.asarray(targets, dtype=np.float64)[keep]
-        self.times[s] = np.broadcast_to(np.asarray(time, dtype=np.int64), keep.shape)[keep]
-        self._update_hnsw(s)
+        targets = np.asarray(targets, dtype=np.float64)
+        times = _per_row(time, len(targets))
+        slots = self._slots(targets)
+        if self.eviction == "reservoir" and (slots < 0).any():  # entries passed over
+            keep = slots >= 0
+            keys, targets, times, slots = keys[keep], targets[keep], times[keep], slots[keep]
+        width = keys.shape[1]
+        self.keys[slots, :width] = keys
+        if width < self.width:
+            self.keys[slots, width:] = 0.0
+        self.targets[slots] = targets
+        self.times[slots] = times
+        self._update_hnsw(slots)
 
     def _update_hnsw(self, slots: np.ndarray) -> None:
         if self.size < self.hnsw_threshold:

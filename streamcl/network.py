@@ -38,6 +38,9 @@ class MLP(nn.Module):
         The hidden ``nn.Linear`` layers, input side first.
     head : nn.Linear
         The output layer, ``(n_outputs, last_hidden_width)``.
+    generation : int
+        Counts layer replacements by growth: caches of the parameters (``Trainer``'s
+        numpy views) are valid while it is unchanged.
 
     Notes
     -----
@@ -54,6 +57,7 @@ class MLP(nn.Module):
         widths = [n_inputs, *hidden]
         self.hidden_layers = nn.ModuleList(_linear(a, b, self.gen) for a, b in pairwise(widths))
         self.head = _linear(widths[-1], n_outputs, self.gen)
+        self.generation = 0
 
     @property
     def n_inputs(self) -> int:
@@ -111,11 +115,13 @@ class MLP(nn.Module):
             self.hidden_layers[0] = grown
         else:
             self.head = grown
+        self.generation += 1
 
     def grow_outputs(self, n_outputs: int) -> None:
         """Add freshly initialised output units up to ``n_outputs`` (new classes)."""
         if n_outputs > self.head.out_features:
             self.head = _resize(self.head, self.head.in_features, n_outputs, self.gen)
+            self.generation += 1
 
 
 def _linear(n_in: int, n_out: int, gen: torch.Generator) -> nn.Linear:

@@ -63,19 +63,21 @@ class Prototypes:
         present = np.flatnonzero(counts)
         old = self.counts[classes] > 0
         if old.any():
-            d2 = ((x[old] - self.means[classes[old]]) ** 2).sum(1)
-            self.temperature = 0.9 * self.temperature + 0.1 * max(float(d2.mean()), 1e-6)
+            xo, co = (x, classes) if old.all() else (x[old], classes[old])
+            d2 = np.add.reduce((xo - self.means[co]) ** 2, 1)
+            mean = np.add.reduce(d2) / len(d2)  # d2.mean(), without its Python wrapper
+            self.temperature = 0.9 * self.temperature + 0.1 * max(float(mean), 1e-6)
         onehot = np.zeros((len(x), len(self.means)), dtype=np.float32)
         onehot[np.arange(len(x)), classes] = 1.0
         sums = (onehot.T @ x).astype(np.float64)
-        k = counts[present].astype(np.float64)
-        n = self.counts[present].astype(np.float64)
+        # every class in the batch (the usual case): a slice, cheaper than fancy indexing
+        rows = slice(None) if len(present) == len(counts) else present
+        k = counts[rows].astype(np.float64)
+        n = self.counts[rows].astype(np.float64)
         past = np.minimum(self.decay**k, n / (n + k))[:, None]
-        batch_mean = sums[present] / k[:, None]
-        self.means[present] = (past * self.means[present] + (1.0 - past) * batch_mean).astype(
-            np.float32
-        )
-        self.counts[present] += counts[present]
+        batch_mean = sums[rows] / k[:, None]
+        self.means[rows] = (past * self.means[rows] + (1.0 - past) * batch_mean).astype(np.float32)
+        self.counts[rows] += counts[rows]
 
     def predict(self, x: np.ndarray, n_classes: int) -> np.ndarray:
         """``(batch, n_classes)`` float32 NCM probabilities (uniform for unseen classes)."""
@@ -105,20 +107,26 @@ def ncm_proba(
     x: np.ndarray, means: np.ndarray, counts: np.ndarray, temperature: float, n_classes: int
 ) -> np.ndarray:
     """Nearest-class-mean probabilities; see :class:`Prototypes`. ``(batch, n_classes)``."""
-    out = np.full((len(x), n_classes), 1.0 / max(n_classes, 1), dtype=np.float32)
     seen = np.zeros(n_classes, dtype=bool)
     k = min(n_classes, len(counts))
     seen[:k] = counts[:k] > 0
     if not seen.any():
-        return out
+        return np.full((len(x), n_classes), 1.0 / max(n_classes, 1), dtype=np.float32)
     width = max(x.shape[1], means.shape[1])
-    mm = np.zeros((n_classes, width), dtype=np.float32)
-    mm[:k, : means.shape[1]] = means[:k]
+    if means.shape == (n_classes, width) and means.dtype == np.float32:
+        mm = means  # already the padded matrix below
+    else:
+        mm = np.zeros((n_classes, width), dtype=np.float32)
+        mm[:k, : means.shape[1]] = means[:k]
     xm = pad_columns(x, width)
-    d2 = (xm * xm).sum(1, keepdims=True) - 2 * xm @ mm.T + (mm * mm).sum(1)
-    logits = np.where(seen, -np.maximum(d2, 0.0) / max(temperature, 1e-6), -np.inf)
-    logits -= logits.max(1, keepdims=True)
+    # ufunc reductions: the ndarray methods' Python wrappers cost more than the work here
+    d2 = np.add.reduce(xm * xm, 1, keepdims=True) - 2 * xm @ mm.T + np.add.reduce(mm * mm, 1)
+    every = seen.all()  # then the masks below change nothing
+    logits = -np.maximum(d2, 0.0) / max(temperature, 1e-6)
+    if not every:
+        logits = np.where(seen, logits, -np.inf)
+    logits -= np.maximum.reduce(logits, 1, keepdims=True)
     p = np.exp(logits)
-    p /= p.sum(1, keepdims=True)
-    out[:] = np.where(seen, 0.98 * p + 0.02 / seen.sum(), 0.0)
-    return out
+    p /= np.add.reduce(p, 1, keepdims=True)
+    p = 0.98 * p + 0.02 / seen.sum()
+    return (p if every else np.where(seen, p, 0.0)).astype(np.float32)

@@ -54,23 +54,30 @@ class ReplayBuffer:
         ``time`` is the stream offset of each row, ``(batch,)`` int64, or one offset for
         the whole batch (for :meth:`forget_before`).
         """
-        times = np.broadcast_to(np.asarray(time, dtype=np.int64), (len(x),))
+        times = np.asarray(time, dtype=np.int64)
+        if times.shape != (len(x),):  # one offset for the batch (np.broadcast_to is slow)
+            times = np.broadcast_to(times, (len(x),))
         if x.shape[1] > self.x.shape[1]:
             self.x = pad_columns(self.x, x.shape[1])
         y = np.asarray(y, dtype=np.float64)
         if not self.balanced:  # algorithm R, vectorised over the batch
             seen = self.seen + 1 + np.arange(len(x))
-            fill = np.arange(self.size, self.size + len(x))
             draw = self.rng.integers(0, seen)
-            slots = np.where(fill < self.capacity, fill, np.where(draw < self.capacity, draw, -1))
+            slots = np.where(draw < self.capacity, draw, -1)  # a full buffer's slot, or none
+            free = self.capacity - self.size
+            if free > 0:  # rows take the free slots first, in order
+                slots[:free] = np.arange(self.size, self.size + min(free, len(x)))
             self.seen += len(x)
             self.size = min(self.capacity, self.size + len(x))
-            keep = slots >= 0
+            kept = np.flatnonzero(slots >= 0)
+            if len(kept) < len(slots):
+                slots, x, y, times = slots[kept], x[kept], y[kept], times[kept]
             # later rows win a slot drawn twice, as in the sequential algorithm
-            self.x[slots[keep]] = 0.0
-            self.x[slots[keep], : x.shape[1]] = x[keep]
-            self.y[slots[keep]] = y[keep]
-            self.times[slots[keep]] = times[keep]
+            if x.shape[1] < self.x.shape[1]:
+                self.x[slots] = 0.0
+            self.x[slots, : x.shape[1]] = x
+            self.y[slots] = y
+            self.times[slots] = times
             return
         for row, target, t in zip(x, y, times.tolist(), strict=True):
             self.seen += 1

@@ -50,9 +50,9 @@ class Prediction:
 def to_predictions(probs: np.ndarray, classes: Sequence[Label]) -> list[Prediction]:
     """Rows of ``probs`` ``(batch, n_classes)`` as :class:`Prediction` objects."""
     names = [str(c) for c in classes]
-    best = probs.argmax(axis=1)
+    best = probs.argmax(axis=1).tolist()
     return [
-        Prediction(classes[int(b)], dict(zip(names, map(float, row), strict=True)))
+        Prediction(classes[b], dict(zip(names, row, strict=True)))  # tolist() gives floats
         for b, row in zip(best, probs.tolist(), strict=True)
     ]
 
@@ -84,8 +84,9 @@ def combine(parts: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np
 
 def softmax(z: np.ndarray) -> np.ndarray:
     """Row-wise softmax of ``z`` ``(batch, n)`` float32."""
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)  # type: ignore[no-any-return]
+    # ufunc reductions: what the ndarray methods call, without their Python wrappers
+    e = np.exp(z - np.maximum.reduce(z, 1, keepdims=True))
+    return e / np.add.reduce(e, 1, keepdims=True)  # type: ignore[no-any-return]
 
 
 def _forward(

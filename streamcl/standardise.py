@@ -38,19 +38,24 @@ def restandardise(
     deviations). Returns the scale the rows are in afterwards. ``memories`` are the kNN
     memories whose keys are inputs (none when they are embeddings).
     """
-    current: Scale = (view.numeric.copy(), view.means.copy(), view.stds.copy())
     if space is None:
-        return current
+        return _scale_of(view)
     o_idx, o_mean, o_std = space
     k = len(o_idx)
     mean, std = view.means[:k], view.stds[:k]
     valid = (o_std > 0) & (std > 0)
     if not valid.any():
-        return current
-    ratio = o_std[valid] / std[valid]
-    shift = (o_mean[valid] - mean[valid]) / std[valid]
-    if np.abs(ratio - 1).max() < tolerance and np.abs(shift).max() < tolerance:
+        return _scale_of(view)
+    if not valid.all():
+        o_mean, o_std, mean, std = o_mean[valid], o_std[valid], mean[valid], std[valid]
+    ratio = o_std / std
+    shift = (o_mean - mean) / std
+    # ufunc reductions (ndarray.max's Python wrapper costs more than the work): this check
+    # runs every micro-batch
+    big = np.maximum.reduce
+    if big(np.abs(ratio - 1)) < tolerance and big(np.abs(shift)) < tolerance:
         return space
+    current = _scale_of(view)
     cols = o_idx[valid]
     scale, offset = ratio.astype(np.float32), shift.astype(np.float32)
     for knn in memories:
@@ -62,6 +67,11 @@ def restandardise(
     if prototypes is not None and len(prototypes.counts):
         _affine(prototypes.means, cols, scale, offset)
     return current
+
+
+def _scale_of(view: FeatureView) -> Scale:
+    """Copies of ``view``'s numeric columns, means and deviations."""
+    return view.numeric.copy(), view.means.copy(), view.stds.copy()
 
 
 def _affine(rows: np.ndarray, cols: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> None:

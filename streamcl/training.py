@@ -8,6 +8,7 @@ and the events taken to recover).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from itertools import islice
@@ -59,8 +60,15 @@ def hedge_losses(total: float, losses: np.ndarray, decay: float) -> float:
     n = len(losses)
     if n == 0:
         return total
+    return float(total * decay**n + np.add.reduce(_falling_powers(decay, n) * losses))
+
+
+@functools.lru_cache(maxsize=64)
+def _falling_powers(decay: float, n: int) -> np.ndarray:
+    """``decay ** [n - 1, ..., 1, 0]`` float64, cached read-only (the same few every batch)."""
     powers = decay ** np.arange(n - 1, -1, -1, dtype=np.float64)
-    return float(total * decay**n + (powers * losses).sum())
+    powers.flags.writeable = False
+    return powers
 
 
 class Trainer:
@@ -97,7 +105,7 @@ class Trainer:
         self.health: dict[str, float] = {}
         self.restart_at: int | None = None
         self.target = np.zeros(3)  # n, mean, M2 of a regression target
-        self._cache: tuple[Any, Any, list[torch.Tensor], list[np.ndarray]] | None = None
+        self._cache: tuple[MLP, int, list[torch.Tensor], list[np.ndarray]] | None = None
         _warm_up(settings.optimizer)
         if self.regression:
             self.loss_fn: nn.Module = nn.MSELoss() if settings.loss == "squared" else nn.L1Loss()
@@ -111,7 +119,7 @@ class Trainer:
         Cut columns are new ones, whose weights would be zero.
         """
         assert self.model is not None
-        n = self.model.n_inputs
+        n = self._views()[1][0].shape[1]  # the first layer's input width
         if x.shape[1] == n:
             return x
         if x.shape[1] > n:
@@ -129,7 +137,8 @@ class Trainer:
             self.optimizer = self._make_optimizer()
             self.ema = [p.detach().clone() for p in self.model.parameters()]
             return
-        if n_inputs <= self.model.n_inputs and n_outputs <= self.model.n_outputs:
+        arrays = self._views()[1]  # [W0 (width, n_inputs), ..., b_head (n_outputs,)]
+        if n_inputs <= arrays[0].shape[1] and n_outputs <= arrays[-1].shape[0]:
             return
         before = [p.shape for p in self.model.parameters()]
         self.model.grow_inputs(n_inputs)
@@ -230,18 +239,16 @@ class Trainer:
             yb = np.concatenate([y, ry])
         else:
             xb, yb = self.fit(x), y
-        xt = torch.from_numpy(xb)
         if self.regression:
-            yt = torch.from_numpy(
-                ((yb - self.target_mean()) / self.target_std()).astype(np.float32)
-            )
+            yn = ((yb - self.target_mean()) / self.target_std()).astype(np.float32)
         else:
-            yt = torch.from_numpy(yb.astype(np.int64))
+            yn = yb.astype(np.int64)
         if self.restart_at is not None:
             self._set_lr()
         every = self.plasticity.health_every
         if self.fast:
-            return self._fast_step(xb, yt.numpy(), every)
+            return self._fast_step(xb, yn, every)
+        xt, yt = torch.from_numpy(xb), torch.from_numpy(yn)
         need_acts = bool(self.methods) or (self.steps + 1) % every == 0
         acts: list[torch.Tensor] = []
         if need_acts:
@@ -282,11 +289,10 @@ class Trainer:
         assert self.model is not None and self.optimizer is not None
         kind = self.settings.loss if self.regression else "ce"
         health_due = (self.steps + 1) % every == 0
-        with torch.no_grad():
-            tensors, arrays = self._views()
-            loss, norm, acts = fastpath.step(
-                tensors, arrays, self.optimizer, x, y, kind, MAX_GRAD_NORM, health_due
-            )
+        tensors, arrays = self._views()  # numpy work: no autograd to turn off
+        loss, norm, acts = fastpath.step(
+            tensors, arrays, self.optimizer, x, y, kind, MAX_GRAD_NORM, health_due
+        )
         if not (math.isfinite(loss) and math.isfinite(norm)):
             self.skipped_steps += 1
             return math.nan
@@ -310,13 +316,17 @@ class Trainer:
             self.health = health(self.model, acts, self.plasticity.dormant_tau)
 
     def _views(self) -> tuple[list[torch.Tensor], list[np.ndarray]]:
-        """The parameters and their numpy views, cached until the network grows."""
+        """The parameters and their numpy views, cached until the network grows.
+
+        Checked by the model's identity and :attr:`MLP.generation` (two attribute reads;
+        looking the layers up through ``nn.Module`` costs microseconds, several times a step).
+        """
         m = self.model
         assert m is not None
-        first = m.hidden_layers[0] if len(m.hidden_layers) else m.head
-        if self._cache is None or self._cache[0] is not first or self._cache[1] is not m.head:
-            self._cache = (first, m.head, list(m.parameters()), fastpath.numpy_params(m))
-        return self._cache[2], self._cache[3]
+        cache = self._cache
+        if cache is None or cache[0] is not m or cache[1] != m.generation:
+            cache = self._cache = (m, m.generation, list(m.parameters()), fastpath.numpy_params(m))
+        return cache[2], cache[3]
 
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Last hidden layer's features ``(batch, width)`` float32 (the inputs if none)."""
