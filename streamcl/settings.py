@@ -92,7 +92,11 @@ class MemorySettings(_Section):
         description="Short-term kNN memory of the latest N labelled events, a predictor of "
         "its own (0 = off).",
     )
-    prototypes: bool = Field(True, description="Use nearest-class-mean prototypes as a predictor.")
+    prototypes: bool = Field(
+        False,
+        description="Use nearest-class-mean prototypes as a predictor (off by default: the "
+        "Hedge gives them no weight on the benchmark streams; see the README).",
+    )
     prototype_decay: float = Field(
         0.99, ge=0, lt=1, description="Prototype running mean: weight of the past per update."
     )

@@ -32,8 +32,15 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         },
         {},
     ),
-    "reservoir_hnsw": (
-        {"memory": {"eviction": "reservoir", "hnsw_threshold": 40, "capacity": 120}},
+    "reservoir_hnsw_prototypes": (
+        {
+            "memory": {
+                "eviction": "reservoir",
+                "hnsw_threshold": 40,
+                "capacity": 120,
+                "prototypes": True,
+            }
+        },
         {},
     ),
     "class_balanced": (
@@ -48,7 +55,7 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {},
     ),
     "embedding_space": ({"memory": {"space": "embedding"}, "label_lags": 3}, {}),
-    "no_recent_no_prototypes": ({"memory": {"recent": 0, "prototypes": False}}, {}),
+    "no_recent_prototypes": ({"memory": {"recent": 0, "prototypes": True}}, {}),
     "sgd_kswin_ema": (
         {
             "optimizer": "sgd",

@@ -86,7 +86,7 @@ def test_regression_learns_a_linear_target() -> None:
 
 
 def test_new_classes_are_discovered_and_a_rare_class_is_predicted() -> None:
-    learner = Learner(LearnerSettings(label_lags=0))
+    learner = Learner(LearnerSettings(label_lags=0, memory={"prototypes": True}))
     for i in range(0, 4800, 16):
         learner.predict_learn([_ev(i + j, float(j % 2), j % 2) for j in range(16)])
     learner.predict_learn([_ev(9999, 3.0, 7), _ev(10000, 3.0, 7)])
@@ -108,7 +108,7 @@ def test_summary_and_metrics_report_memory_drift_and_weights() -> None:
     s = learner.summary()
     assert s["memory"]["entries"] == 640 and s["memory"]["bytes"] > 0
     assert abs(sum(s["predictor_weights"].values()) - 1.0) < 1e-9
-    assert set(s["predictor_weights"]) == {"mlp", "knn", "recent", "prototypes"}
+    assert set(s["predictor_weights"]) == {"mlp", "knn", "recent"}
     assert s["memory"]["recent_entries"] == 100  # the short-term memory's window
     assert {"counts", "last", "log"} <= set(s["drift"]) and 0.0 <= s["window_accuracy"] <= 1.0
     m = Metrics()
