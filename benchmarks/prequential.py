@@ -9,7 +9,8 @@ stream (sklearn digits, classes in pairs, then recurring) for forgetting; then a
 
 Every model is evaluated test-then-train on the same events. streamcl is fed micro-batches
 of ``learner.batch_size`` pre-decoded events through ``Learner.predict_learn`` and publishes
-a serving snapshot after each batch, as the service's loop does; river models get
+a serving snapshot after every read chunk (``source.read_batch`` events, 512), as the
+service's loop does; river models get
 ``predict_one`` then ``learn_one`` per event. Throughput is events per CPU second of
 predict + learn + scoring (decoding is measured separately: it is the same for every model
 in the service), so other processes on the machine do not skew the ratio to ARF.
@@ -48,7 +49,7 @@ from river.datasets import synth
 
 from streamcl.events import Event, EventDecoder
 from streamcl.learner import Learner
-from streamcl.settings import LearnerSettings, PlasticitySettings
+from streamcl.settings import LearnerSettings, PlasticitySettings, SourceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 ELEC2 = ROOT.parent / "shared" / "data" / "elec2.csv"
@@ -145,6 +146,10 @@ def digits_stream(
 
 
 # -- evaluation -----------------------------------------------------------------------------
+#: Events per read chunk of the service's loop, after which it publishes a serving snapshot.
+CHUNK = SourceSettings().read_batch
+
+
 def run_streamcl(
     rows: Stream, settings: LearnerSettings, plasticity: PlasticitySettings | None = None
 ) -> dict[str, Any]:
@@ -158,7 +163,8 @@ def run_streamcl(
         batch = events[i : i + bs]
         for e, p in zip(batch, learner.predict_learn(batch), strict=True):
             score.update(p.label, e.label)
-        learner.snapshot()
+        if (i + bs) % CHUNK < bs or i + bs >= len(events):
+            learner.snapshot()
     seconds = time.process_time() - started
     out = score.result(seconds)
     out["drifts"] = learner.drift.counts["loss"]
@@ -278,7 +284,8 @@ def regression_compare(
         batch = events[i : i + settings.batch_size]
         for e, p in zip(batch, learner.predict_learn(batch), strict=True):
             errors.append(abs((p.label if p.label is not None else 0.0) - e.label))  # type: ignore[operator]
-        learner.snapshot()
+        if (i + settings.batch_size) % CHUNK < settings.batch_size:
+            learner.snapshot()
     seconds = time.process_time() - started
     results = [
         {

@@ -289,13 +289,20 @@ class StreamLoop:
             handled += len(events)
 
     def _process_in_batches(self, events: Sequence[Event]) -> list[Prediction]:
+        """Micro-batches of ``events`` in order; one snapshot published at the end.
+
+        A read chunk (at most ``source.read_batch`` events) takes milliseconds, so serving
+        lags learning by at most that, while publishing costs as much as a small step.
+        """
         out: list[Prediction] = []
         for i in range(0, len(events), self.batch_size):
-            out.extend(self.process(events[i : i + self.batch_size]))
+            out.extend(self.process(events[i : i + self.batch_size], publish=False))
+        if events:
+            self.snapshot = self.learner.snapshot()
         return out
 
-    def process(self, events: Sequence[Event]) -> list[Prediction]:
-        """Predict, then learn, then score ``events``; publish the new snapshot."""
+    def process(self, events: Sequence[Event], publish: bool = True) -> list[Prediction]:
+        """Predict, then learn, then score ``events``; publish the new snapshot if ``publish``."""
         started = time.perf_counter()
         self.predicted_version = self.learner.version
         held = self.labels.unlabelled(events) if self.labels is not None else []
@@ -310,7 +317,8 @@ class StreamLoop:
                 self.score.update(prediction.label, event.label)
                 self.ledger.add(event.id)
                 learned += 1
-        self.snapshot = self.learner.snapshot()
+        if publish:
+            self.snapshot = self.learner.snapshot()
         self.events_handled += len(events)
         m = self.metrics
         m.events.labels("predicted").inc(len(events))
