@@ -143,7 +143,7 @@ class LearnerSettings(_Section):
 
     task: Literal["classification", "regression"] = "classification"
     hidden: tuple[int, ...] = Field((64, 64), description="Hidden layer widths.")
-    batch_size: int = Field(16, ge=1, le=4096, description="Events per learning micro-batch.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Events per learning micro-batch.")
     lr: float = Field(0.2, gt=0, le=10.0, description="Learning rate.")
     optimizer: Literal["sgd", "adam", "upgd"] = Field(
         "sgd", description="sgd, adam, or upgd (utility-based perturbed GD, streamcl.upgd)."
