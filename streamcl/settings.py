@@ -156,7 +156,7 @@ class LearnerSettings(_Section):
     )
     hedge_eta: float = Field(1.0, gt=0, description="Hedge learning rate of the combination.")
     hedge_decay: float = Field(
-        0.99, gt=0, le=1, description="Per-event decay of the predictors' cumulative losses."
+        0.95, gt=0, le=1, description="Per-event decay of the predictors' cumulative losses."
     )
     ema_decay: float = Field(
         0.0, ge=0, lt=1, description="Serve an EMA of the weights (0 = serve the fast weights)."
