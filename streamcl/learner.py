@@ -5,7 +5,7 @@ Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 1. featurize (label lags see only labels of earlier events, :mod:`streamcl.features`);
 2. predict with every predictor -- the MLP, the long-term kNN memory, a short-term kNN
    memory of the latest events (Losing et al. 2016's self-adjusting memory) and the class
-   prototypes -- and combine them with Hedge weights; the weights and the kNN votes use
+   prototypes, each on or off by setting -- and combine them with Hedge weights; the weights and the kNN votes use
    the labels of the batch's earlier events, known before each event is predicted
    (:mod:`streamcl.combination`, :func:`streamcl.memory.batch_neighbours`); stored rows
    follow the running scaler (:mod:`streamcl.standardise`);
