@@ -5,10 +5,11 @@ Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 1. featurize (label lags see only labels of earlier events, :mod:`streamcl.features`);
 2. predict with every predictor -- the MLP, the long-term kNN memory, a short-term kNN
    memory of the latest events (Losing et al. 2016's self-adjusting memory) and the class
-   prototypes, each on or off by setting -- and combine them with Hedge weights; the weights and the kNN votes use
-   the labels of the batch's earlier events, known before each event is predicted
-   (:mod:`streamcl.combination`, :func:`streamcl.memory.batch_neighbours`); stored rows
-   follow the running scaler (:mod:`streamcl.standardise`);
+   prototypes, each on or off by setting -- and combine them with Hedge weights; the
+   weights and the kNN votes use the labels of the batch's earlier events, known before
+   each event is predicted (:mod:`streamcl.combination`,
+   :func:`streamcl.memory.batch_neighbours`); stored rows follow the running scaler
+   (:mod:`streamcl.standardise`);
 3. score each predictor's own loss on the labelled events, update the Hedge weights, and
    feed the combined error to the drift detectors (:mod:`streamcl.drift`);
 4. learn: one optimiser step on the labelled rows mixed with rows replayed from a reservoir
@@ -252,9 +253,8 @@ class Learner:
 
     def _restandardise(self) -> None:
         """Keep stored rows in the featurizer's current scale (:func:`restandardise`)."""
-        memories = [m for m in (self.knn, self.recent) if m is not None]
-        if self.settings.memory.space != "input":
-            memories = []
+        inputs = self.settings.memory.space == "input"
+        memories = [m for m in (self.knn, self.recent) if m is not None and inputs]
         self._space = restandardise(
             self._space, self.featurizer.view(), memories, self.replay, self.prototypes
         )
@@ -336,8 +336,7 @@ class Learner:
             cut = scored - age
             for memory in (self.knn, self.recent):
                 if memory is not None:
-                    after = int((memory.times[: memory.size] >= cut).sum())
-                    memory.forget_before(cut, keep=max(self.settings.memory.k - after, 0))
+                    memory.forget_before(cut, min_size=self.settings.memory.k)
             if d.trim_replay:
                 self.replay.forget_before(cut)
 

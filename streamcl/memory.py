@@ -443,8 +443,10 @@ class KNNMemory:
             d, targets = _merge(d, targets, batch[0], batch[1], self.k)
         return vote(d, targets, n_classes, self.regression), nearest
 
-    def forget_before(self, time: int, keep: int = 0) -> int:
-        """Drop entries added before ``time``, keeping the newest ``keep`` of them.
+    def forget_before(self, time: int, min_size: int = 0) -> int:
+        """Drop entries added before stream offset ``time``.
+
+        The newest of them are kept if fewer than ``min_size`` entries would remain.
 
         Returns
         -------
@@ -452,6 +454,7 @@ class KNNMemory:
             Entries removed.
         """
         old = np.flatnonzero(self.times[: self.size] < time)
+        keep = max(min_size - (self.size - len(old)), 0)
         if keep:
             old = old[np.argsort(self.times[old])][: max(len(old) - keep, 0)]
         if not len(old):

@@ -70,18 +70,20 @@ def test_forget_before_trims_old_entries_and_fifo_resumes() -> None:
     x, y = _blobs(100)
     for i in range(40):
         mem.add(x[i : i + 1], y[i : i + 1], time=i)
-    assert mem.forget_before(30, keep=0) == 30
+    assert mem.forget_before(30) == 30
     assert mem.size == 10 and mem.times[: mem.size].min() == 30
     for i in range(40, 100):
         mem.add(x[i : i + 1], y[i : i + 1], time=i)
     assert sorted(mem.times[: mem.size].tolist()) == list(range(60, 100))
 
 
-def test_forget_before_keeps_the_newest_k() -> None:
+def test_forget_before_keeps_the_newest_up_to_min_size() -> None:
     mem = KNNMemory(capacity=40)
     x, y = _blobs(20)
-    mem.add(x, y, time=0)
-    assert mem.forget_before(1, keep=5) == 15 and mem.size == 5
+    mem.add(x, y, time=np.arange(20))
+    assert mem.forget_before(18, min_size=5) == 15 and mem.size == 5
+    assert sorted(mem.times[: mem.size].tolist()) == [15, 16, 17, 18, 19]
+    assert mem.forget_before(19, min_size=3) == 2 and mem.size == 3
 
 
 def test_per_row_times_let_a_trim_cut_inside_a_batch() -> None:
@@ -91,7 +93,7 @@ def test_per_row_times_let_a_trim_cut_inside_a_batch() -> None:
     times = np.arange(100, 116)
     mem.add(x, y, time=times)
     replay.add(x, y.astype(np.float64), time=times)
-    assert mem.forget_before(108, keep=0) == 8 and replay.forget_before(108) == 8
+    assert mem.forget_before(108) == 8 and replay.forget_before(108) == 8
     assert sorted(mem.times[: mem.size].tolist()) == list(range(108, 116))
     assert sorted(replay.times[: replay.size].tolist()) == list(range(108, 116))
 
