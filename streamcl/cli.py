@@ -113,7 +113,7 @@ def _replay(settings: Settings, report: str | None, limit: int | None) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from streamcl.connectors.kafka import client_config
+    from streamcl.connectors.kafka_config import client_config
     from streamcl.produce import load_events, produce_events
 
     if args.label_delay < 0:

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from streamcl.connectors.base import Record
-from streamcl.connectors.kafka import KafkaDeadLetterSink, KafkaPredictionSink, KafkaSource
+from streamcl.connectors.kafka import KafkaSource
+from streamcl.connectors.kafka_sinks import KafkaDeadLetterSink, KafkaPredictionSink
 from streamcl.events import Event
 from streamcl.labels import LabelJoin, PendingLabels
 from streamcl.learner import Prediction

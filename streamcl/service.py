@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from streamcl.checkpoint import Checkpointer, CheckpointManager, settings_fingerprint
+from streamcl.checkpoint import CheckpointManager
+from streamcl.checkpoint_store import Checkpointer, settings_fingerprint
 from streamcl.connectors.base import Source
 from streamcl.connectors.files import FileSource
 from streamcl.events import EventDecoder

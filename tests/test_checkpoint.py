@@ -14,11 +14,11 @@ import torch
 from fastapi.testclient import TestClient
 
 from streamcl.api import create_app
-from streamcl.checkpoint import (
+from streamcl.checkpoint import LogRegressedError
+from streamcl.checkpoint_store import (
     MAGIC,
     Checkpointer,
     IncompatibleCheckpointError,
-    LogRegressedError,
     pack,
     settings_fingerprint,
     unpack,

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import yaml
 
-from streamcl.checkpoint import Checkpointer, unpack
+from streamcl.checkpoint_store import Checkpointer, unpack
 from streamcl.dedup import ids_digest
 
 STREAMCL = str(Path(sys.executable).parent / "streamcl")

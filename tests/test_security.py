@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck
 from hypothesis import settings as hsettings
 from schemathesis.checks import not_a_server_error
-from streamcl.connectors.kafka import consumer_config, producer_config
+from streamcl.connectors.kafka_config import consumer_config, producer_config
 
 from streamcl.api import create_app
 from streamcl.service import Service
