@@ -150,25 +150,58 @@ def digits_stream(
 CHUNK = SourceSettings().read_batch
 
 
-def run_streamcl(
-    rows: Stream, settings: LearnerSettings, plasticity: PlasticitySettings | None = None
-) -> dict[str, Any]:
-    """Prequential run of a streamcl learner; per-event correctness and CPU time."""
+def streamcl_pass(
+    rows: Stream | list[tuple[dict[str, Any], float]],
+    settings: LearnerSettings,
+    score: Callable[[Any, Any], None],
+    plasticity: PlasticitySettings | None = None,
+) -> tuple[Learner, float]:
+    """Test-then-train over ``rows`` in micro-batches, as the service's loop does.
+
+    ``score(predicted, actual)`` is called for every event, inside the timed loop. Returns
+    the learner and the CPU seconds taken.
+    """
     events = [Event(id=str(i), features=x, label=y) for i, (x, y) in enumerate(rows)]
     learner = Learner(settings, plasticity=plasticity)
-    score = Score()
     bs = settings.batch_size
     started = time.process_time()
     for i in range(0, len(events), bs):
         batch = events[i : i + bs]
         for e, p in zip(batch, learner.predict_learn(batch), strict=True):
-            score.update(p.label, e.label)
+            score(p.label, e.label)
         if (i + bs) % CHUNK < bs or i + bs >= len(events):
             learner.snapshot()
-    seconds = time.process_time() - started
+    return learner, time.process_time() - started
+
+
+def river_pass(
+    rows: Stream | list[tuple[dict[str, Any], float]],
+    model: Any,
+    score: Callable[[Any, Any], None],
+    limit: int | None = None,
+) -> float:
+    """``predict_one`` then ``learn_one`` per event; returns the CPU seconds taken."""
+    started = time.process_time()
+    for x, y in rows[:limit] if limit else rows:
+        score(model.predict_one(x), y)
+        model.learn_one(x, y)
+    return time.process_time() - started
+
+
+def drift_events(learner: Learner) -> list[int]:
+    """Stream offsets of the learner's loss-drift detections (still in its drift log)."""
+    return [r.event for r in learner.drift.log if r.detector == "loss"]
+
+
+def run_streamcl(
+    rows: Stream, settings: LearnerSettings, plasticity: PlasticitySettings | None = None
+) -> dict[str, Any]:
+    """Prequential run of a streamcl learner; per-event correctness and CPU time."""
+    score = Score()
+    learner, seconds = streamcl_pass(rows, settings, score.update, plasticity)
     out = score.result(seconds)
     out["drifts"] = learner.drift.counts["loss"]
-    out["drift_events"] = [r.event for r in learner.drift.log if r.detector == "loss"]
+    out["drift_events"] = drift_events(learner)
     out["weights"] = {k: round(v, 3) for k, v in learner.weights().items()}
     return out
 
@@ -176,12 +209,7 @@ def run_streamcl(
 def run_river(rows: Stream, model: Any, limit: int | None = None) -> dict[str, Any]:
     """Prequential run of a river classifier (``predict_one`` then ``learn_one``)."""
     score = Score()
-    started = time.process_time()
-    for x, y in rows[:limit] if limit else rows:
-        score.update(model.predict_one(x), y)
-        model.learn_one(x, y)
-    seconds = time.process_time() - started
-    return score.result(seconds)
+    return score.result(river_pass(rows, model, score.update, limit))
 
 
 class Score:
@@ -275,23 +303,17 @@ def regression_compare(
     MAE and RMSE of predictions made before learning each event, events per CPU second, and
     the per-event absolute error trace (for the figure).
     """
-    settings = LearnerSettings(task="regression")
-    events = [Event(id=str(i), features=x, label=y) for i, (x, y) in enumerate(rows)]
-    learner = Learner(settings)
     errors: list[float] = []
-    started = time.process_time()
-    for i in range(0, len(events), settings.batch_size):
-        batch = events[i : i + settings.batch_size]
-        for e, p in zip(batch, learner.predict_learn(batch), strict=True):
-            errors.append(abs((p.label if p.label is not None else 0.0) - e.label))  # type: ignore[operator]
-        if (i + settings.batch_size) % CHUNK < settings.batch_size:
-            learner.snapshot()
-    seconds = time.process_time() - started
+
+    def absolute(predicted: float | None, actual: float) -> None:
+        errors.append(abs((predicted if predicted is not None else 0.0) - actual))
+
+    learner, seconds = streamcl_pass(rows, LearnerSettings(task="regression"), absolute)
     results = [
         {
             "model": "streamcl (task: regression)",
             **_reg_result(errors, seconds),
-            "drift_events": [r.event for r in learner.drift.log if r.detector == "loss"],
+            "drift_events": drift_events(learner),
         }
     ]
     models: dict[str, Callable[[], Any]] = {
@@ -306,12 +328,9 @@ def regression_compare(
     }
     for label, factory in models.items():
         limit = river_limit if label == "river ARFRegressor" else None
-        model, errs = factory(), []
-        started = time.process_time()
-        for x, y in rows[:limit] if limit else rows:
-            errs.append(abs(model.predict_one(x) - y))
-            model.learn_one(x, y)
-        results.append({"model": label, **_reg_result(errs, time.process_time() - started)})
+        errors = []
+        seconds = river_pass(rows, factory(), absolute, limit)
+        results.append({"model": label, **_reg_result(errors, seconds)})
         results[-1]["subsampled"] = bool(limit and limit < len(rows))
     arf = next(r for r in results if r["model"] == "river ARFRegressor")
     for r in results:
