@@ -37,6 +37,7 @@ from river import drift
 __all__ = [
     "DriftMonitor",
     "DriftRecord",
+    "bernoulli_split",
     "detector_state",
     "load_detector",
     "make_detector",
@@ -65,6 +66,38 @@ def split_means(seq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     before = cum[:-1] / s
     after = (cum[-1] - cum[:-1]) / (n - s)
     return s, before, after, s * (n - s) / n
+
+
+def bernoulli_split(seq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Log-likelihood gain of every split of a 0/1 sequence into two Bernoulli segments.
+
+    The maximum-likelihood change point of a sequence of Bernoulli trials (Hinkley, D. V.
+    & Hinkley, E. A. 1970, Inference about the change-point in a sequence of binomial
+    variables, Biometrika 57(3)). Unlike the mean-difference weight of :func:`split_means`,
+    it is sharp when one segment is nearly constant (an accuracy near 1 before a drift).
+
+    Parameters
+    ----------
+    seq
+        ``(n,)`` values in ``[0, 1]`` in arrival order (0/1 correctness or errors), ``n >= 2``.
+
+    Returns
+    -------
+    s, before, after, gain : numpy.ndarray
+        Each ``(n - 1,)``: the number of values before the split, their mean, the mean of
+        the rest, and the gain in log-likelihood (nats) of two segments over one.
+    """
+    s, before, after, _ = split_means(seq)
+    n = len(seq)
+
+    def cost(p: np.ndarray, m: np.ndarray | int) -> np.ndarray:
+        """``m`` times the binary entropy of ``p`` (nats): the segment's negative log-likelihood."""
+        q = np.clip(p, 1e-12, 1 - 1e-12)
+        out: np.ndarray = -m * (q * np.log(q) + (1 - q) * np.log(1 - q))
+        return out
+
+    whole = cost(np.array(float(np.mean(seq))), n)
+    return s, before, after, whole - cost(before, s) - cost(after, n - s)
 
 
 @dataclass(frozen=True)
@@ -264,9 +297,18 @@ class DriftMonitor:
         self.distance_scale = 0.0  # running mean nearest-memory distance (per batch)
 
     def update(
-        self, errors: np.ndarray, ids: list[str], event: int, distances: np.ndarray | None = None
+        self,
+        errors: np.ndarray,
+        ids: list[str],
+        event: int,
+        distances: np.ndarray | None = None,
+        positions: np.ndarray | None = None,
     ) -> list[DriftRecord]:
         """Feed one batch; return the drifts it triggered (at most one per detector).
+
+        A loss drift ends the batch at its event: the errors after it are not consumed,
+        and the input detector sees only the distances up to it. The caller feeds the
+        rest again once it has acted on the drift (the learner predicts them anew).
 
         Parameters
         ----------
@@ -278,11 +320,15 @@ class DriftMonitor:
             Events seen before this batch (the offset of its first event).
         distances
             ``(batch,)`` float L2 distance of each event to its nearest memory entry.
+        positions
+            ``(n_labelled,)`` int positions in the batch of the labelled events
+            (default ``0 .. n_labelled - 1``); a record's ``event`` is ``event + position``.
         """
         found: list[DriftRecord] = []
         det = self.loss_det
+        values = errors.tolist()
+        pos = range(len(values)) if positions is None else np.asarray(positions).tolist()
         if det is not None:
-            values = errors.tolist()
             adwin = isinstance(det, drift.ADWIN)
             width = int(det.width) if adwin else 0
             for j, e in enumerate(values):
@@ -293,11 +339,14 @@ class DriftMonitor:
                             "loss",
                             self.detector,
                             self.loss_det,
-                            event + j,
+                            event + pos[j],
                             ids[j] if j < len(ids) else "",
                         )
                     )
-                    break  # the rest of the batch is judged against the new window
+                    values = values[: j + 1]
+                    if distances is not None:
+                        distances = distances[: pos[j] + 1]
+                    break
             self.recent.extend(values)
         if self.input_det is not None and distances is not None and len(distances):
             # scale-free: distance over its running mean, capped (one far event != drift)

@@ -15,11 +15,14 @@ Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 4. learn: one optimiser step on the labelled rows mixed with rows replayed from a reservoir
    (Chaudhry et al. 2019), plasticity methods (:mod:`streamcl.plasticity`), then insert the
    rows into the kNN memory, the prototypes and the replay buffer (:mod:`streamcl.memory`);
-5. on a loss drift (an increase of the error): the Hedge weights start afresh and, as
-   configured, the learning rate restarts warm, the network is shrunk and perturbed, and the
-   kNN memory and replay buffer forget entries older than the change point, placed where
-   the recent prequential accuracy drops most (Prabhu et al. 2023) -- unless the classes
-   themselves changed (new or returning classes: a class-incremental stream keeps them).
+5. on a loss drift (an increase of the error): the micro-batch ends at the event that
+   triggered it (the events after it are predicted anew, by the adapted learner), the
+   Hedge weights start afresh and, as configured, the learning rate restarts warm, the
+   network is shrunk and perturbed, and the kNN memories and replay buffer forget entries
+   older than the change point, the maximum-likelihood split of the recent prequential
+   accuracy (Prabhu et al. 2023 for trimming; :func:`streamcl.drift.bernoulli_split`) --
+   unless the classes themselves changed (new or returning classes: a class-incremental
+   stream keeps them).
 
 Default hyper-parameters (``LearnerSettings``) are the ones ``benchmarks/prequential.py``
 measures: one setting for elec2 and river's synthetic drift streams alike, no per-dataset
@@ -216,6 +219,10 @@ class Learner:
     def predict_learn(self, events: Sequence[Event]) -> list[Prediction]:
         """Predict ``events`` with the current state, then learn those that carry a label.
 
+        A loss drift detected inside the micro-batch ends it at the detecting event: the
+        drift's actions are taken, and the events after it are predicted anew by the
+        adapted learner (as a learner updated per event would), each still exactly once.
+
         Parameters
         ----------
         events
@@ -224,8 +231,15 @@ class Learner:
         Returns
         -------
         list[Prediction]
-            One per event, made before any of the batch was learned.
+            One per event, each made before the event (or any later one) was learned.
         """
+        predictions: list[Prediction] = []
+        while len(predictions) < len(events):
+            predictions += self._predict_learn(events[len(predictions) :])
+        return predictions
+
+    def _predict_learn(self, events: Sequence[Event]) -> list[Prediction]:
+        """:meth:`predict_learn` up to and including the first loss drift's event."""
         x = self.featurizer.transform(events, learn=True)
         self._restandardise()
         parts, nearest = self._parts(x, self._known(events))
@@ -234,13 +248,20 @@ class Learner:
         labels: list[Label] = [events[i].label for i in rows]  # type: ignore[misc]
         losses = self._losses(parts, rows, labels) if ready and rows else {}
         combined = self._combine(parts, rows, losses, len(events)) if ready else None
-        predictions = self._to_predictions(combined, len(events))
+        n, cut = len(events), None
+        if rows and combined is not None:
+            n, cut = self._score(parts, combined, rows, labels, losses, events, nearest)
+            if n < len(events):  # a drift ended the batch early
+                events, x, combined = events[:n], x[:n], combined[:n]
+                labels = labels[: np.searchsorted(rows, n)]
+                rows = rows[: len(labels)]
+        predictions = self._to_predictions(combined, n)
         self.featurizer.learn(events)
         if rows:
-            if combined is not None:
-                self._score(parts, combined, rows, labels, losses, events, nearest)
             self.learn_matrix(x[rows], labels, self.events_seen + np.asarray(rows, np.int64))
-        self.events_seen += len(events)
+            if cut is not None:  # after the batch's own pre-change rows went in
+                self._trim(cut)
+        self.events_seen += n
         return predictions
 
     def _known(self, events: Sequence[Event]) -> np.ndarray:
@@ -288,34 +309,47 @@ class Learner:
         losses: dict[str, np.ndarray],
         events: Sequence[Event],
         nearest: np.ndarray | None,
-    ) -> None:
-        """Hedge update, recovery metrics and drift detection on the labelled rows."""
+    ) -> tuple[int, int | None]:
+        """Drift detection, Hedge update and recovery metrics on the labelled rows.
+
+        Returns
+        -------
+        n, cut
+            Events of the batch consumed: all, or up to and including the event at which a
+            loss drift was detected; and the stream offset before which memories are to be
+            trimmed (the drift asked for it), or None.
+        """
         y = self._targets(labels)
         if self.regression:
             errors = np.abs(combined[rows] - y) / self.trainer.target_std()
             correct = errors < 0.5
         else:
             known = y >= 0
-            yk = np.where(known, y, 0)
-            correct = known & (combined[rows].argmax(1) == yk)
+            correct = known & (combined[rows].argmax(1) == np.where(known, y, 0))
             errors = (~correct).astype(np.float64)
-            self._label_recent.extend(y.tolist())
-        d = self.settings.hedge_decay
-        for name, loss in losses.items():
-            self.hedge[name] = hedge_losses(self.hedge[name], loss, d)
-        self.recovery.update(correct)
         ids = [events[i].id for i in rows]
-        found = self.drift.update(errors, ids, self.events_seen, nearest)
-        for record in found:
-            self._on_drift(record, self.events_seen + rows[-1] + 1)
+        found = self.drift.update(errors, ids, self.events_seen, nearest, np.asarray(rows))
+        n, m = len(events), len(rows)
+        loss = [r for r in found if r.detector == "loss"]
+        if loss:
+            n = loss[0].event - self.events_seen + 1
+            m = int(np.searchsorted(rows, n))
+        if not self.regression:
+            self._label_recent.extend(y[:m].tolist())
+        d = self.settings.hedge_decay
+        for name, values in losses.items():
+            self.hedge[name] = hedge_losses(self.hedge[name], values[:m], d)
+        self.recovery.update(correct[:m])
+        cuts = [self._on_drift(record, self.events_seen + rows[m - 1] + 1) for record in found]
+        return n, max((c for c in cuts if c is not None), default=None)
 
-    def _on_drift(self, record: DriftRecord, scored: int) -> None:
+    def _on_drift(self, record: DriftRecord, scored: int) -> int | None:
         """Take the configured actions for a drift (see the module docstring).
 
         ``scored`` is the stream offset just after the last scored event. The change is
-        placed where the recent prequential accuracy drops most (at most ADWIN's window,
-        or 500 events, back); memories are trimmed to what came after it, keeping older
-        entries only to fill the kNN memory up to ``k``.
+        placed at the maximum-likelihood split of the recent prequential accuracy (at most
+        ADWIN's window, or 500 events, back). Returns that offset if the memories are to be
+        trimmed to what came after it (:meth:`_trim`, once the batch is learned), else None.
         """
         d = self.settings.drift
         actions = d.actions if record.detector == "loss" else d.input_actions
@@ -333,12 +367,20 @@ class Learner:
                     self.trainer.model
                 )
         if "trim_memory" in actions and self._memory_is_stale(age):
-            cut = scored - age
-            for memory in (self.knn, self.recent):
-                if memory is not None:
-                    memory.forget_before(cut, min_size=self.settings.memory.k)
-            if d.trim_replay:
-                self.replay.forget_before(cut)
+            return scored - age
+        return None
+
+    def _trim(self, cut: int) -> None:
+        """Forget memories older than stream offset ``cut``.
+
+        Older entries are kept only to fill the kNN memories up to ``k``; the replay buffer
+        is trimmed too if ``drift.trim_replay``.
+        """
+        for memory in (self.knn, self.recent):
+            if memory is not None:
+                memory.forget_before(cut, min_size=self.settings.memory.k)
+        if self.settings.drift.trim_replay:
+            self.replay.forget_before(cut)
 
     def _memory_is_stale(self, age: int) -> bool:
         """Whether old memories mislead after a drift.

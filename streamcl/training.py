@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from streamcl import fastpath
-from streamcl.drift import split_means
+from streamcl.drift import bernoulli_split
 from streamcl.features import merge_moments
 from streamcl.network import MLP
 from streamcl.plasticity import (
@@ -468,17 +468,17 @@ class Recovery:
     def change_age(self, limit: int) -> int:
         """Events since the most likely start of an error increase among the last ``limit``.
 
-        The split of the recent 0/1 correctness that maximises the CUSUM-like statistic
-        ``s (n - s) / n * (mean_before - mean_after)`` with accuracy falling; ADWIN's own
-        window after a detection still holds much of the old concept, so the learner trims
-        memories at this split instead.
+        The maximum-likelihood split of the recent 0/1 correctness into two Bernoulli
+        segments with accuracy falling (:func:`~streamcl.drift.bernoulli_split`); ADWIN's
+        own window after a detection still holds much of the old concept, so the learner
+        trims memories at this split instead.
         """
         recent = np.fromiter(self.recent, dtype=float)[-max(limit, 2) :]
         n = len(recent)
         if n < 4:
             return n
-        s, before, after, weight = split_means(recent)
-        return int(n - s[int(np.argmax(weight * (before - after)))])
+        s, before, after, gain = bernoulli_split(recent)
+        return int(n - s[int(np.argmax(np.where(before > after, gain, -np.inf)))])
 
     def on_drift(self, width: int) -> None:
         """A drift was detected now; ``width`` events are estimated to follow the change."""

@@ -11,6 +11,7 @@ from streamcl.drift import DriftMonitor, detector_state, load_detector, make_det
 from streamcl.events import Event
 from streamcl.learner import Learner
 from streamcl.settings import LearnerSettings
+from streamcl.training import Recovery
 
 
 def _errors(n: int, rates: list[float], seed: int = 0) -> np.ndarray:
@@ -106,24 +107,67 @@ def test_learner_detects_an_abrupt_concept_drift_and_acts() -> None:
     assert s["recovery_events"] is not None and s["window_accuracy"] > 0.8
 
 
-def test_drift_trim_forgets_the_old_concept_up_to_the_change() -> None:
+@pytest.mark.parametrize("flip_at", [1504, 1517])
+def test_drift_trim_forgets_the_old_concept_up_to_the_change(flip_at: int) -> None:
     # Stop right after the first detection: what the memories still hold from before the
-    # change is only what the change-point estimate may misplace, not the batch that
-    # straddles it nor k extra "kept" rows.
-    settings = LearnerSettings(label_lags=0)
-    events = _rule_stream(3000, flip_at=1504)
+    # change is only what the change-point estimate may misplace (a few events), not the
+    # rows of the batch that straddles the change (1517: mid-batch) nor k extra "kept" rows.
+    settings = LearnerSettings(label_lags=0, batch_size=32)
+    events = _rule_stream(3000, flip_at=flip_at)
     learner = Learner(settings)
-    for i in range(0, len(events), 16):
-        learner.predict_learn(events[i : i + 16])
+    for i in range(0, len(events), 32):
+        learner.predict_learn(events[i : i + 32])
         if learner.drift.counts["loss"]:
             break
-    assert learner.knn is not None
-    times = learner.knn.times[: learner.knn.size]
+    assert learner.knn is not None and learner.recent is not None
     assert learner.knn.size >= settings.memory.k
-    assert (times < 1504 - 12).sum() == 0
-    assert (learner.replay.times[: learner.replay.size] < 1504 - 12).sum() == 0
-    assert learner.recent is not None
-    assert (learner.recent.times[: learner.recent.size] < 1504 - 12).sum() == 0
+    for memory in (learner.knn, learner.recent, learner.replay):
+        assert (memory.times[: memory.size] < flip_at - 3).sum() == 0
+
+
+@pytest.mark.parametrize("flip_at", [1500, 1610, 1700])
+def test_a_drift_inside_a_micro_batch_ends_it(flip_at: int) -> None:
+    # Batches of 256: the drift is detected well inside one. The events after the detecting
+    # one are predicted by the adapted learner (trimmed memory, fresh combination), not by
+    # the old concept, and every event is still predicted exactly once.
+    events = _rule_stream(3000, flip_at=flip_at)
+    learner = Learner(LearnerSettings(label_lags=0, batch_size=256))
+    correct: list[bool] = []
+    for i in range(0, len(events), 256):
+        batch = events[i : i + 256]
+        predictions = learner.predict_learn(batch)
+        assert len(predictions) == len(batch) and learner.events_seen == i + len(batch)
+        correct += [p.label == e.label for p, e in zip(predictions, batch, strict=True)]
+        if learner.drift.counts["loss"]:
+            break
+    (drift,) = [r for r in learner.drift.log if r.detector == "loss"]
+    assert flip_at <= drift.event < flip_at + 40
+    end = len(correct)
+    assert end - drift.event > 20  # the detection was inside the batch, not at its end
+    assert np.mean(correct[flip_at : drift.event + 1]) < 0.3  # the old concept, until then
+    assert np.mean(correct[drift.event + 1 : end]) > 0.8  # the new one, in the same batch
+
+
+def test_change_point_is_placed_at_the_drop_of_a_near_perfect_stream() -> None:
+    # Accuracy ~0.99 for 1000 events, then 16 events at ~0.25: the Bernoulli likelihood
+    # split puts the change at the drop. (The mean-difference split placed it 45 events
+    # early on this sequence: two errors close together before the change pulled it.)
+    rng = np.random.default_rng(4)
+    before, after = rng.random(1000) > 0.01, rng.random(16) > 0.75
+    after[0] = False
+    recovery = Recovery(window=500)
+    recovery.update(np.concatenate([before, after]))
+    assert recovery.change_age(1000) == 16
+
+
+def test_monitor_consumes_a_batch_only_up_to_a_loss_drift() -> None:
+    monitor = DriftMonitor("adwin", input_detector="none")
+    errors = _errors(1000, [0.0, 1.0])
+    positions = np.arange(len(errors)) * 2  # every other event of the batch is labelled
+    (rec,) = monitor.update(errors, [str(p) for p in positions], 100, None, positions)
+    j = int(np.flatnonzero(positions == rec.event - 100)[0])  # the labelled row that fired
+    assert 1000 <= j < 1100 and rec.event_id == str(positions[j])
+    assert len(monitor.recent) == j + 1  # the rest is fed again by the caller
 
 
 def test_learner_quiet_on_a_stationary_stream_of_the_same_length() -> None:
