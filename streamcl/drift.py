@@ -325,29 +325,11 @@ class DriftMonitor:
             (default ``0 .. n_labelled - 1``); a record's ``event`` is ``event + position``.
         """
         found: list[DriftRecord] = []
-        det = self.loss_det
-        values = errors.tolist()
-        pos = range(len(values)) if positions is None else np.asarray(positions).tolist()
-        if det is not None:
-            adwin = isinstance(det, drift.ADWIN)
-            width = int(det.width) if adwin else 0
-            for j, e in enumerate(values):
-                det.update(e)
-                if det.drift_detected and self._worse(values[: j + 1], width + j + 1):
-                    found.append(
-                        self._record(
-                            "loss",
-                            self.detector,
-                            self.loss_det,
-                            event + pos[j],
-                            ids[j] if j < len(ids) else "",
-                        )
-                    )
-                    values = values[: j + 1]
-                    if distances is not None:
-                        distances = distances[: pos[j] + 1]
-                    break
-            self.recent.extend(values)
+        record, _ = self.update_loss(errors, ids, event, positions)
+        if record is not None:
+            found.append(record)
+            if distances is not None:
+                distances = distances[: record.event - event + 1]
         if self.input_det is not None and distances is not None and len(distances):
             # scale-free: distance over its running mean, capped (one far event != drift)
             mean = float(np.add.reduce(distances) / len(distances))  # distances.mean()
@@ -363,6 +345,33 @@ class DriftMonitor:
                     self.input_det = make_detector("page_hinkley")
                     break
         return found
+
+    def update_loss(
+        self,
+        errors: np.ndarray,
+        ids: list[str],
+        event: int,
+        positions: np.ndarray | None = None,
+    ) -> tuple[DriftRecord | None, int]:
+        """Feed labelled errors to the loss detector, up to and including a loss drift.
+
+        Parameters are those of :meth:`update`. Returns the drift (or None) and how many
+        of ``errors`` were consumed: all, or those up to the one that triggered it.
+        """
+        values = errors.tolist()
+        det = self.loss_det
+        if det is None:
+            return None, len(values)
+        pos = range(len(values)) if positions is None else np.asarray(positions).tolist()
+        width = int(det.width) if isinstance(det, drift.ADWIN) else 0
+        for j, e in enumerate(values):
+            det.update(e)
+            if det.drift_detected and self._worse(values[: j + 1], width + j + 1):
+                self.recent.extend(values[: j + 1])
+                event_id = ids[j] if j < len(ids) else ""
+                return self._record("loss", self.detector, det, event + pos[j], event_id), j + 1
+        self.recent.extend(values)
+        return None, len(values)
 
     def _worse(self, latest: list[float], width_before: int) -> bool:
         """Whether a detection is an increase of the error (a decrease is no drift).

@@ -305,7 +305,9 @@ class LabelJoin:
             x = np.zeros((len(chunk), width), dtype=np.float32)
             for i, (_, row, *_rest) in enumerate(chunk):
                 x[i, : len(row)] = row
-            self.learner.learn_matrix(x, [c[3] for c in chunk])
+            self.learner.learn_delayed(
+                x, [c[3] for c in chunk], [c[2] for c in chunk], [c[0] for c in chunk]
+            )
             for _, _, predicted, actual, delay in chunk:
                 self.score.update(predicted, actual)
                 m.label_join_delay.observe(delay)

@@ -24,6 +24,11 @@ Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
    unless the classes themselves changed (new or returning classes: a class-incremental
    stream keeps them).
 
+Labels that arrive after their events (the join in :mod:`streamcl.labels`) go through
+:meth:`Learner.learn_delayed`: the event-time predictions are scored for the loss drift
+detector and the recovery metrics, then the rows are learned. Events without a label still
+feed the input drift detector when they are predicted.
+
 Default hyper-parameters (``LearnerSettings``) are the ones ``benchmarks/prequential.py``
 measures: one setting for elec2 and river's synthetic drift streams alike, no per-dataset
 tuning.
@@ -255,12 +260,16 @@ class Learner:
                 events, x, combined = events[:n], x[:n], combined[:n]
                 labels = labels[: np.searchsorted(rows, n)]
                 rows = rows[: len(labels)]
+        elif nearest is not None:  # no label (yet): the input detector still watches
+            found = self.drift.update(np.zeros(0), [], self.events_seen, nearest)
+            cuts = [self._on_drift(record, self.events_seen + n) for record in found]
+            cut = max((c for c in cuts if c is not None), default=None)
         predictions = self._to_predictions(combined, n)
         self.featurizer.learn(events)
         if rows:
             self.learn_matrix(x[rows], labels, self.events_seen + np.asarray(rows, np.int64))
-            if cut is not None:  # after the batch's own pre-change rows went in
-                self._trim(cut)
+        if cut is not None:  # after the batch's own pre-change rows went in
+            self._trim(cut)
         self.events_seen += n
         return predictions
 
@@ -451,6 +460,68 @@ class Learner:
         self.replay.add(x, y, t)
         self.version += 1
         self.events_learned += len(labels)
+        return loss
+
+    def learn_delayed(
+        self,
+        x: np.ndarray,
+        labels: Sequence[Label],
+        predicted: Sequence[Label | None],
+        ids: Sequence[str],
+    ) -> float:
+        """Learn events whose labels arrived after they were predicted (the label join).
+
+        The predictions recorded at event time are scored against the labels first: the
+        recovery metrics and the loss drift detector see them in join order, and a drift
+        takes its actions as in :meth:`predict_learn` (the memory trim counts the joined
+        labels back from the current stream offset). Then one :meth:`learn_matrix` step.
+        The Hedge weights are not updated: the predictors' own outputs at event time are
+        not kept with a pending event.
+
+        Parameters
+        ----------
+        x
+            ``(batch, n_columns)`` float32 rows as featurized at event time.
+        labels
+            ``batch`` labels (class labels or numbers).
+        predicted
+            ``batch`` predictions made at event time (None: the model was not ready, the
+            event is learned but not scored).
+        ids
+            ``batch`` event ids, for the drift log.
+
+        Returns
+        -------
+        float
+            :meth:`learn_matrix`'s loss.
+        """
+        scored = [i for i, p in enumerate(predicted) if p is not None]
+        cut = None
+        if scored:
+            y = self._targets([labels[i] for i in scored])
+            if self.regression:
+                p = np.array([float(predicted[i]) for i in scored])  # type: ignore[arg-type]
+                errors = np.abs(p - y) / self.trainer.target_std()
+                correct = errors < 0.5
+            else:
+                correct = np.array([predicted[i] == labels[i] for i in scored], dtype=bool)
+                errors = (~correct).astype(np.float64)
+            names = [ids[i] for i in scored]
+            start = 0
+            while start < len(scored):
+                record, used = self.drift.update_loss(
+                    errors[start:], names[start:], self.events_seen, np.zeros(len(scored), int)
+                )
+                if not self.regression:
+                    self._label_recent.extend(y[start : start + used].tolist())
+                self.recovery.update(correct[start : start + used])
+                start += used
+                at = None if record is None else self._on_drift(record, self.events_seen)
+                if at is not None:
+                    cut = at if cut is None else max(cut, at)
+        loss = self.learn_matrix(x, labels)
+        if cut is not None:
+            self._trim(cut)
         return loss
 
     # -- serving ---------------------------------------------------------------------------

@@ -178,3 +178,43 @@ def test_learner_quiet_on_a_stationary_stream_of_the_same_length() -> None:
 def test_learner_input_drift_is_logged() -> None:
     learner = _learn(LearnerSettings(label_lags=0), _rule_stream(2500, None, shift_at=1500))
     assert any(r.detector == "input" and r.event >= 1500 for r in learner.drift.log)
+
+
+def _learn_delayed(events: list[Event], delay: int = 100) -> Learner:
+    """Events arrive without labels; each label joins ``delay`` events later."""
+    learner = Learner(LearnerSettings(label_lags=0, batch_size=32))
+    waiting: list[tuple[str, np.ndarray, object, int]] = []
+    for i in range(0, len(events), 32):
+        batch = [Event(id=e.id, features=e.features) for e in events[i : i + 32]]
+        rows = learner.featurizer.transform(batch, learn=True)
+        predictions = learner.predict_learn(batch)
+        waiting += [
+            (e.id, row, p.label, events[int(e.id)].label)
+            for e, row, p in zip(batch, rows, predictions, strict=True)
+        ]
+        ready, waiting = waiting[:-delay], waiting[-delay:]
+        if ready:
+            ids, x, predicted, labels = zip(*ready, strict=True)
+            learner.learn_delayed(np.stack(x), list(labels), list(predicted), list(ids))
+    return learner
+
+
+def test_delayed_labels_feed_the_loss_drift_detector() -> None:
+    # Labels joined 100 events after their prediction: the recorded predictions are scored
+    # on join, so the drift is found (and acted on) without labels on the events.
+    learner = _learn_delayed(_rule_stream(4000, flip_at=2000))
+    loss = [r for r in learner.drift.log if r.detector == "loss"]
+    assert loss and 2000 + 100 <= loss[0].event < 2000 + 600
+    assert learner.trainer.restart_at is not None
+    assert learner.knn is not None and learner.knn.size < LearnerSettings().memory.capacity
+    assert learner.summary()["window_accuracy"] > 0.8  # recovered
+
+
+def test_delayed_labels_quiet_on_a_stationary_stream() -> None:
+    learner = _learn_delayed(_rule_stream(4000, flip_at=None))
+    assert learner.drift.counts["loss"] == 0 and learner.recovery.events > 3500
+
+
+def test_input_drift_is_watched_on_events_without_labels() -> None:
+    learner = _learn_delayed(_rule_stream(2500, None, shift_at=1500))
+    assert any(r.detector == "input" and r.event >= 1500 for r in learner.drift.log)
