@@ -295,6 +295,19 @@ class Learner:
             return np.array(labels, dtype=np.float64)
         return np.array([self.class_index.get(label, -1) for label in labels], dtype=np.int64)
 
+    def _errors(self, predicted: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-event error and correctness of ``predicted`` against ``y`` (both ``(m,)``).
+
+        Classification: class indices (``-1``: a class not seen yet, never correct), 0/1
+        errors. Regression: values; absolute error in target standard deviations, correct
+        under 0.5. Returns ``(errors float64, correct bool)``.
+        """
+        if self.regression:
+            errors = np.abs(predicted - y) / self.trainer.target_std()
+            return errors, errors < 0.5
+        correct = (y >= 0) & (predicted == y)
+        return (~correct).astype(np.float64), correct
+
     def _losses(
         self, parts: dict[str, np.ndarray], rows: list[int], labels: list[Label]
     ) -> dict[str, np.ndarray]:
@@ -329,13 +342,9 @@ class Learner:
             trimmed (the drift asked for it), or None.
         """
         y = self._targets(labels)
-        if self.regression:
-            errors = np.abs(combined[rows] - y) / self.trainer.target_std()
-            correct = errors < 0.5
-        else:
-            known = y >= 0
-            correct = known & (combined[rows].argmax(1) == np.where(known, y, 0))
-            errors = (~correct).astype(np.float64)
+        errors, correct = self._errors(
+            combined[rows] if self.regression else combined[rows].argmax(1), y
+        )
         ids = [events[i].id for i in rows]
         found = self.drift.update(errors, ids, self.events_seen, nearest, np.asarray(rows))
         n, m = len(events), len(rows)
@@ -499,18 +508,14 @@ class Learner:
         cut = None
         if scored:
             y = self._targets([labels[i] for i in scored])
-            if self.regression:
-                p = np.array([float(predicted[i]) for i in scored])  # type: ignore[arg-type]
-                errors = np.abs(p - y) / self.trainer.target_std()
-                correct = errors < 0.5
-            else:
-                correct = np.array([predicted[i] == labels[i] for i in scored], dtype=bool)
-                errors = (~correct).astype(np.float64)
+            given = [p for p in predicted if p is not None]  # aligned with ``scored``
+            errors, correct = self._errors(self._targets(given), y)
             names = [ids[i] for i in scored]
             start = 0
             while start < len(scored):
+                at_now = np.zeros(len(scored) - start, np.int64)  # detected at this offset
                 record, used = self.drift.update_loss(
-                    errors[start:], names[start:], self.events_seen, np.zeros(len(scored), int)
+                    errors[start:], names[start:], self.events_seen, at_now
                 )
                 if not self.regression:
                     self._label_recent.extend(y[start : start + used].tolist())
