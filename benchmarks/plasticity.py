@@ -12,7 +12,7 @@ Streams (all scaled to a 2-core CPU):
 Every configuration sees the same events and learns online from micro-batches of
 ``--batch`` events with the learner's MLP (hidden ``(64, 64)``): it first predicts a batch
 (prequential accuracy / squared error), then learns from it. Shrink-and-perturb gets an
-oracle drift signal at each task boundary. Health metrics (``streamcl.plasticity.health``)
+oracle drift signal at each task boundary. Health metrics (``streamcl.learning.plasticity.health``)
 are taken every ``--health-every`` steps on a fixed probe batch of 256 events of the current
 task.
 
@@ -42,8 +42,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamcl.network import MLP
-from streamcl.plasticity import (
+from streamcl.learning.network import MLP
+from streamcl.learning.plasticity import (
     build_methods,
     build_optimizer,
     health,

@@ -48,7 +48,7 @@ from river import dummy, ensemble, forest, linear_model, metrics, preprocessing,
 from river.datasets import synth
 
 from streamcl.events import Event, EventDecoder
-from streamcl.learner import Learner
+from streamcl.learning.learner import Learner
 from streamcl.settings import LearnerSettings, PlasticitySettings, SourceSettings
 
 ROOT = Path(__file__).resolve().parents[1]

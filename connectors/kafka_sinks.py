@@ -2,7 +2,7 @@
 
 Sends are asynchronous and never raise: a failed send is logged, counted and passed to
 ``on_error``. :meth:`~_TopicSink.flush` waits for what was sent; the service has the source
-flush the sinks before each offset commit (``before_commit``, see :mod:`streamcl.kafka_io`),
+flush the sinks before each offset commit (``before_commit``, see :mod:`streamcl.stream.kafka_io`),
 so a committed offset never covers a record still in a producer buffer. Values and keys are
 sent as bytes (no kafka-python serializers).
 

@@ -1,8 +1,8 @@
 """streamcl: an online continual learner for event streams.
 
 Data flow: source (``streamcl.connectors``) -> decode (:mod:`streamcl.events`) ->
-featurize (:mod:`streamcl.features`) -> learner (:mod:`streamcl.learner`) ->
-prequential loop (:mod:`streamcl.prequential`) -> serve (:mod:`streamcl.api`) and
+featurize (:mod:`streamcl.learning.features`) -> learner (:mod:`streamcl.learning.learner`) ->
+prequential loop (:mod:`streamcl.stream.prequential`) -> serve (:mod:`streamcl.serving.api`) and
 metrics (:mod:`streamcl.metrics`); :mod:`streamcl.service` wires it together.
 """
 

@@ -88,8 +88,8 @@ def _server_overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 def _run(settings: Settings) -> int:
     import uvicorn
 
-    from streamcl.api import create_app
     from streamcl.service import Service
+    from streamcl.serving.api import create_app
 
     service = Service(settings)
     app = create_app(service)

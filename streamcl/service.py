@@ -12,15 +12,15 @@ from typing import Any
 
 import torch
 
-from streamcl.checkpoint import CheckpointManager
-from streamcl.checkpoint_store import Checkpointer, settings_fingerprint
 from streamcl.connectors.base import Source
 from streamcl.connectors.files import FileSource
 from streamcl.events import EventDecoder
-from streamcl.learner import Learner
+from streamcl.learning.learner import Learner
 from streamcl.metrics import Metrics
-from streamcl.prequential import StreamLoop
 from streamcl.settings import Settings
+from streamcl.stream.checkpoint import CheckpointManager
+from streamcl.stream.checkpoint_store import Checkpointer, settings_fingerprint
+from streamcl.stream.prequential import StreamLoop
 
 __all__ = ["Service", "build_source"]
 
@@ -86,7 +86,7 @@ class Service:
         )
         self.sinks: list[Any] = []
         if settings.source.kind == "kafka":
-            from streamcl.kafka_io import wire_kafka
+            from streamcl.stream.kafka_io import wire_kafka
 
             self.sinks = list(wire_kafka(self))
         self._stop = threading.Event()

@@ -70,7 +70,7 @@ class EventSettings(_Section):
 class MemorySettings(_Section):
     """The learner's episodic memory: kNN memory, class prototypes, replay buffer.
 
-    See :mod:`streamcl.memory` for the algorithms and their references.
+    See :mod:`streamcl.learning.memory` for the algorithms and their references.
     """
 
     knn: bool = Field(True, description="Use the FAISS kNN memory as a predictor.")
@@ -146,7 +146,8 @@ class LearnerSettings(_Section):
     batch_size: int = Field(32, ge=1, le=4096, description="Events per learning micro-batch.")
     lr: float = Field(0.2, gt=0, le=10.0, description="Learning rate.")
     optimizer: Literal["sgd", "adam", "upgd"] = Field(
-        "sgd", description="sgd, adam, or upgd (utility-based perturbed GD, streamcl.upgd)."
+        "sgd",
+        description="sgd, adam, or upgd (utility-based perturbed GD, streamcl.learning.upgd).",
     )
     loss: Literal["squared", "absolute"] = Field(
         "squared", description="Regression loss (classification uses cross-entropy)."
@@ -167,7 +168,7 @@ class LearnerSettings(_Section):
 
 
 class PlasticitySettings(_Section):
-    """Methods that keep a forever-learning network plastic (see ``streamcl.plasticity``).
+    """Methods that keep a forever-learning network plastic (see ``streamcl.learning.plasticity``).
 
     Defaults are the papers' defaults where the paper gives one; the references are in the
     docstrings of the method classes.

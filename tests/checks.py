@@ -1,7 +1,7 @@
 """A river-style property suite run over every learner and memory configuration.
 
 Each check takes a settings factory and asserts one property of
-:class:`streamcl.learner.Learner`; ``tests/test_learner_checks.py`` runs every check on
+:class:`streamcl.learning.learner.Learner`; ``tests/test_learner_checks.py`` runs every check on
 every configuration in :data:`CONFIGS`.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from streamcl.events import Event
-from streamcl.learner import Learner, Prediction
+from streamcl.learning.learner import Learner, Prediction
 from streamcl.settings import LearnerSettings, PlasticitySettings
 
 __all__ = ["CHECKS", "CONFIGS", "stream"]

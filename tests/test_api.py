@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sources import ListSource, elec2_rows
 
-from streamcl.api import create_app
 from streamcl.service import Service
+from streamcl.serving.api import create_app
 from streamcl.settings import load_settings
 
 FEATURES = {

@@ -24,7 +24,7 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka_broker import tansu_binary, unique_topic
 
-from streamcl.dedup import ids_digest
+from streamcl.stream.dedup import ids_digest
 
 BIN = Path(sys.executable).parent
 N = 600

@@ -13,9 +13,13 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from streamcl.api import create_app
-from streamcl.checkpoint import LogRegressedError
-from streamcl.checkpoint_store import (
+from streamcl.errors import CheckpointError
+from streamcl.events import Event
+from streamcl.service import Service
+from streamcl.serving.api import create_app
+from streamcl.settings import load_settings
+from streamcl.stream.checkpoint import LogRegressedError
+from streamcl.stream.checkpoint_store import (
     MAGIC,
     Checkpointer,
     IncompatibleCheckpointError,
@@ -23,11 +27,7 @@ from streamcl.checkpoint_store import (
     settings_fingerprint,
     unpack,
 )
-from streamcl.dedup import ids_digest
-from streamcl.errors import CheckpointError
-from streamcl.events import Event
-from streamcl.service import Service
-from streamcl.settings import load_settings
+from streamcl.stream.dedup import ids_digest
 
 
 def write_jsonl(path: Path, n: int, start: int = 0) -> list[str]:

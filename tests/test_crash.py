@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import yaml
 
-from streamcl.checkpoint_store import Checkpointer, unpack
-from streamcl.dedup import ids_digest
+from streamcl.stream.checkpoint_store import Checkpointer, unpack
+from streamcl.stream.dedup import ids_digest
 
 STREAMCL = str(Path(sys.executable).parent / "streamcl")
 N = 3_000

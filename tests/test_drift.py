@@ -7,11 +7,11 @@ import random
 import numpy as np
 import pytest
 
-from streamcl.drift import DriftMonitor, detector_state, load_detector, make_detector
 from streamcl.events import Event
-from streamcl.learner import Learner
+from streamcl.learning.drift import DriftMonitor, detector_state, load_detector, make_detector
+from streamcl.learning.learner import Learner
+from streamcl.learning.training import Recovery
 from streamcl.settings import LearnerSettings
-from streamcl.training import Recovery
 
 
 def _errors(n: int, rates: list[float], seed: int = 0) -> np.ndarray:

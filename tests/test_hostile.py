@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from sources import ListSource
 from streamcl.connectors.base import Record
 
-from streamcl.api import create_app
 from streamcl.errors import DecodeError
 from streamcl.events import Event, EventDecoder
-from streamcl.learner import Learner
+from streamcl.learning.learner import Learner
 from streamcl.service import Service
+from streamcl.serving.api import create_app
 from streamcl.settings import load_settings
 
 OK = {"id": "a", "features": {"x": 1.0}, "label": 1}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from streamcl.errors import DecodeError
-from streamcl.labels import PendingLabels, decode_label
+from streamcl.stream.labels import PendingLabels, decode_label
 
 
 class Clock:

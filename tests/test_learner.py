@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from streamcl import fastpath
 from streamcl.events import Event
-from streamcl.learner import Learner
+from streamcl.learning import fastpath
+from streamcl.learning.learner import Learner
+from streamcl.learning.network import MLP
 from streamcl.metrics import Metrics
-from streamcl.network import MLP
 from streamcl.settings import LearnerSettings
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamcl.memory import KNNMemory, Prototypes, ReplayBuffer, batch_neighbours, knn_search
+from streamcl.learning.memory import (
+    KNNMemory,
+    Prototypes,
+    ReplayBuffer,
+    batch_neighbours,
+    knn_search,
+)
 
 
 def _blobs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from streamcl.network import MLP
-from streamcl.plasticity import (
+from streamcl.learning.network import MLP
+from streamcl.learning.plasticity import (
     UPGD,
     ContinualBackprop,
     L2Init,

@@ -9,10 +9,10 @@ import pytest
 from sources import ListSource, elec2_rows
 
 from streamcl.events import EventDecoder
-from streamcl.learner import Learner
+from streamcl.learning.learner import Learner
 from streamcl.metrics import Metrics
-from streamcl.prequential import PrequentialScore, StreamLoop
 from streamcl.settings import load_settings
+from streamcl.stream.prequential import PrequentialScore, StreamLoop
 
 
 def _loop(values: list[Any], **learner: Any) -> StreamLoop:

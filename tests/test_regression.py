@@ -12,9 +12,9 @@ from sources import ListSource
 
 from streamcl.errors import DecodeError
 from streamcl.events import EventDecoder
-from streamcl.scores import RegressionScore
 from streamcl.service import Service
 from streamcl.settings import load_settings
+from streamcl.stream.scores import RegressionScore
 
 
 def friedman(n: int, seed: int = 0) -> list[dict[str, Any]]:

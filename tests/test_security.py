@@ -13,8 +13,8 @@ from hypothesis import settings as hsettings
 from schemathesis.checks import not_a_server_error
 from streamcl.connectors.kafka_config import consumer_config, producer_config
 
-from streamcl.api import create_app
 from streamcl.service import Service
+from streamcl.serving.api import create_app
 from streamcl.settings import KafkaSettings, Settings, load_settings
 
 TOKEN = "s3cr3t-t0ken-value"

@@ -1,7 +1,7 @@
 """HTTP API: FastAPI routes over plain service methods.
 
 Routes never touch the learner directly: predictions come from the snapshot the loop
-published last, and ingested events are messages to the loop (see :mod:`streamcl.learner`).
+published last, and ingested events are messages to the loop (see :mod:`streamcl.learning.learner`).
 Domain errors map to HTTP status in one table (:data:`STATUS`), with one error body shape:
 ``{"error": {"reason": str, "field": str, "detail": str}}``.
 """
@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from streamcl.errors import DecodeError, NotReadyError, StreamclError
 from streamcl.events import Event, Label, loads_strict
-from streamcl.learner import Prediction
+from streamcl.learning.learner import Prediction
 from streamcl.metrics import CONTENT_TYPE_LATEST
-from streamcl.prequential import QueueFullError
+from streamcl.stream.prequential import QueueFullError
 
 if TYPE_CHECKING:
     from streamcl.service import Service

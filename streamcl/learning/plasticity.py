@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamcl.network import MLP
+from streamcl.learning.network import MLP
+from streamcl.learning.upgd import UPGD, build_optimizer, optimizer_kwargs
 from streamcl.settings import PlasticitySettings
-from streamcl.upgd import UPGD, build_optimizer, optimizer_kwargs
 
 __all__ = [
     "UPGD",

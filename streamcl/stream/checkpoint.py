@@ -11,7 +11,7 @@ and compares that position, and later the current one, with the end of the sourc
 (``on_regressed_log``: fail, or re-read from offset 0).
 
 The file format, atomic writes, retention, verification and the settings fingerprint live
-in :mod:`streamcl.checkpoint_store`.
+in :mod:`streamcl.stream.checkpoint_store`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from streamcl.checkpoint_store import Checkpointer, CheckpointInfo
 from streamcl.errors import CheckpointError
+from streamcl.stream.checkpoint_store import Checkpointer, CheckpointInfo
 
 __all__ = ["CheckpointManager", "LogRegressedError"]
 
@@ -47,7 +47,7 @@ class LogRegressedError(CheckpointError):
 
 
 class CheckpointManager:
-    """Triggers, writes and restores checkpoints of a :class:`~streamcl.prequential.StreamLoop`.
+    """Triggers, writes and restores checkpoints of a :class:`~.prequential.StreamLoop`.
 
     Every method but :meth:`restore` runs on the loop thread (or after it stopped), the
     learner's only writer, so a checkpoint is a consistent cut: the state after the last
@@ -327,7 +327,7 @@ class _LegacyLearner:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from streamcl.network import MLP
+        from streamcl.learning.network import MLP
 
         lr = self.learner
         lr._reset()

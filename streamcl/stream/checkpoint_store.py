@@ -17,7 +17,7 @@ to the oldest and takes the first that verifies. Each checkpoint also holds the
 :func:`settings_fingerprint` it was written under; one from incompatible settings is
 refused (:class:`IncompatibleCheckpointError`).
 
-What goes into a checkpoint, and when, is :mod:`streamcl.checkpoint`'s part.
+What goes into a checkpoint, and when, is :mod:`streamcl.stream.checkpoint`'s part.
 """
 
 from __future__ import annotations

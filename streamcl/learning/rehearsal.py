@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from streamcl.prototypes import pad_columns
+from streamcl.learning.prototypes import pad_columns
 
 __all__ = ["ReplayBuffer"]
 

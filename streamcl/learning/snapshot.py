@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from streamcl.events import Event, Label
-from streamcl.fastpath import forward
-from streamcl.features import FeatureView
-from streamcl.memory import knn_search, ncm_proba, vote
+from streamcl.learning.fastpath import forward
+from streamcl.learning.features import FeatureView
+from streamcl.learning.memory import knn_search, ncm_proba, vote
 
 __all__ = ["Prediction", "Snapshot", "combine", "softmax", "to_predictions"]
 

@@ -29,9 +29,9 @@ from streamcl.errors import DecodeError
 from streamcl.events import Event, Label, loads_strict
 
 if TYPE_CHECKING:
-    from streamcl.learner import Learner, Prediction
+    from streamcl.learning.learner import Learner, Prediction
     from streamcl.metrics import Metrics
-    from streamcl.scores import PrequentialScore, RegressionScore
+    from streamcl.stream.scores import PrequentialScore, RegressionScore
 
 __all__ = ["LabelJoin", "LabelRecord", "Pending", "PendingLabels", "decode_label"]
 

@@ -1,7 +1,7 @@
 """Episodic memory of the learner: a FAISS kNN memory, class prototypes, a replay buffer.
 
-The kNN memory lives here; class prototypes are in :mod:`streamcl.prototypes` and the
-replay buffer in :mod:`streamcl.rehearsal` (both re-exported). Every structure stores plain
+The kNN memory lives here; class prototypes are in :mod:`streamcl.learning.prototypes` and the
+replay buffer in :mod:`streamcl.learning.rehearsal` (both re-exported). Every structure stores plain
 numpy arrays that it owns; :meth:`state_dict` returns numpy
 arrays and JSON-able values only (no pickled objects), and :meth:`copy_arrays` gives an
 immutable copy that serving snapshots search without touching the live structure.
@@ -32,8 +32,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from streamcl.prototypes import Prototypes, ncm_proba, pad_columns
-from streamcl.rehearsal import ReplayBuffer
+from streamcl.learning.prototypes import Prototypes, ncm_proba, pad_columns
+from streamcl.learning.rehearsal import ReplayBuffer
 
 __all__ = [
     "KNNMemory",

@@ -150,7 +150,7 @@ def build_optimizer(
         Step size.
     **kw
         Extra keyword arguments of that optimiser, e.g. for UPGD ``weight_decay``,
-        ``beta_utility``, ``sigma`` (see ``streamcl.plasticity.optimizer_kwargs``).
+        ``beta_utility``, ``sigma`` (see ``streamcl.learning.plasticity.optimizer_kwargs``).
 
     Returns
     -------

@@ -13,8 +13,8 @@ from streamcl.connectors.base import Record
 from streamcl.connectors.kafka import KafkaSource
 from streamcl.connectors.kafka_sinks import KafkaDeadLetterSink, KafkaPredictionSink
 from streamcl.events import Event
-from streamcl.labels import LabelJoin, PendingLabels
-from streamcl.learner import Prediction
+from streamcl.learning.learner import Prediction
+from streamcl.stream.labels import LabelJoin, PendingLabels
 
 if TYPE_CHECKING:
     from streamcl.service import Service

@@ -44,7 +44,7 @@ class MLP(nn.Module):
 
     Notes
     -----
-    Plasticity methods (``streamcl.plasticity``) address hidden unit ``j`` of hidden layer
+    Plasticity methods (``streamcl.learning.plasticity``) address hidden unit ``j`` of hidden layer
     ``i`` as row ``j`` of ``hidden_layers[i].weight`` (its incoming weights) and column ``j``
     of the next layer's weight (``hidden_layers[i + 1]`` or ``head``; its outgoing weights).
     """

@@ -15,13 +15,13 @@ from concurrent.futures import Future
 from typing import Any
 
 from streamcl.connectors.base import DeadLetterSink, LogDeadLetterSink, Record, Source
-from streamcl.dedup import DedupWindow, IdLedger
 from streamcl.errors import DecodeError
 from streamcl.events import Event, EventDecoder
-from streamcl.labels import LabelJoin
-from streamcl.learner import Learner, Prediction, Snapshot
+from streamcl.learning.learner import Learner, Prediction, Snapshot
 from streamcl.metrics import Metrics
-from streamcl.scores import PrequentialScore, RegressionScore
+from streamcl.stream.dedup import DedupWindow, IdLedger
+from streamcl.stream.labels import LabelJoin
+from streamcl.stream.scores import PrequentialScore, RegressionScore
 
 __all__ = ["PrequentialScore", "QueueFullError", "RegressionScore", "StreamLoop"]
 
@@ -35,7 +35,7 @@ class QueueFullError(Exception):
 class StreamLoop:
     """Reads micro-batches from a source, predicts, scores, learns and publishes snapshots.
 
-    The loop thread is the learner's only writer (see :mod:`streamcl.learner`). Events
+    The loop thread is the learner's only writer (see :mod:`streamcl.learning.learner`). Events
     posted over HTTP reach it through a bounded queue (:meth:`submit`).
 
     Parameters
@@ -266,7 +266,7 @@ class StreamLoop:
         return handled
 
     def join_labels(self, records: Sequence[Record]) -> int:
-        """Join delayed label records with held events and learn them (see streamcl.labels)."""
+        """Join delayed label records with held events and learn them (see .labels)."""
         assert self.labels is not None
         handled = self.labels.join(records, self.reject)
         self.snapshot = self.learner.snapshot()

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from streamcl.snapshot import combine
+from streamcl.learning.snapshot import combine
 
 __all__ = ["classes_changed", "hedge_weights", "predictor_losses", "sequential_mixture"]
 

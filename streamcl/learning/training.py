@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamcl import fastpath
-from streamcl.drift import bernoulli_split
-from streamcl.features import merge_moments
-from streamcl.network import MLP
-from streamcl.plasticity import (
+from streamcl.learning import fastpath
+from streamcl.learning.drift import bernoulli_split
+from streamcl.learning.features import merge_moments
+from streamcl.learning.network import MLP
+from streamcl.learning.plasticity import (
     build_methods,
     build_optimizer,
     health,
@@ -89,7 +89,7 @@ class Trainer:
     skipped_steps : int
         Steps skipped: non-finite loss or gradient norm.
     health : dict[str, float]
-        Last :func:`streamcl.plasticity.health` figures (every ``health_every`` steps).
+        Last :func:`streamcl.learning.plasticity.health` figures (every ``health_every`` steps).
     """
 
     def __init__(self, settings: LearnerSettings, plasticity: PlasticitySettings) -> None:
@@ -280,7 +280,7 @@ class Trainer:
 
     @property
     def fast(self) -> bool:
-        """Whether steps run on the numpy path (:mod:`streamcl.fastpath`)."""
+        """Whether steps run on the numpy path (:mod:`streamcl.learning.fastpath`)."""
         return self.settings.optimizer in ("sgd", "adam") and not any(
             m.name in ("l2_init", "spectral") for m in self.methods
         )
@@ -469,7 +469,7 @@ class Recovery:
         """Events since the most likely start of an error increase among the last ``limit``.
 
         The maximum-likelihood split of the recent 0/1 correctness into two Bernoulli
-        segments with accuracy falling (:func:`~streamcl.drift.bernoulli_split`); ADWIN's
+        segments with accuracy falling (:func:`~streamcl.learning.drift.bernoulli_split`); ADWIN's
         own window after a detection still holds much of the old concept, so the learner
         trims memories at this split instead.
         """

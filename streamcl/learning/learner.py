@@ -2,29 +2,29 @@
 
 Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 
-1. featurize (label lags see only labels of earlier events, :mod:`streamcl.features`);
+1. featurize (label lags see only labels of earlier events, :mod:`streamcl.learning.features`);
 2. predict with every predictor -- the MLP, the long-term kNN memory, a short-term kNN
    memory of the latest events (Losing et al. 2016's self-adjusting memory) and the class
    prototypes, each on or off by setting -- and combine them with Hedge weights; the
    weights and the kNN votes use the labels of the batch's earlier events, known before
-   each event is predicted (:mod:`streamcl.combination`,
-   :func:`streamcl.memory.batch_neighbours`); stored rows follow the running scaler
-   (:mod:`streamcl.standardise`);
+   each event is predicted (:mod:`streamcl.learning.combination`,
+   :func:`streamcl.learning.memory.batch_neighbours`); stored rows follow the running scaler
+   (:mod:`streamcl.learning.standardise`);
 3. score each predictor's own loss on the labelled events, update the Hedge weights, and
-   feed the combined error to the drift detectors (:mod:`streamcl.drift`);
+   feed the combined error to the drift detectors (:mod:`streamcl.learning.drift`);
 4. learn: one optimiser step on the labelled rows mixed with rows replayed from a reservoir
-   (Chaudhry et al. 2019), plasticity methods (:mod:`streamcl.plasticity`), then insert the
-   rows into the kNN memory, the prototypes and the replay buffer (:mod:`streamcl.memory`);
+   (Chaudhry et al. 2019), plasticity methods (:mod:`streamcl.learning.plasticity`), then insert the
+   rows into the kNN memory, the prototypes and the replay buffer (:mod:`streamcl.learning.memory`);
 5. on a loss drift (an increase of the error): the micro-batch ends at the event that
    triggered it (the events after it are predicted anew, by the adapted learner), the
    Hedge weights start afresh and, as configured, the learning rate restarts warm, the
    network is shrunk and perturbed, and the kNN memories and replay buffer forget entries
    older than the change point, the maximum-likelihood split of the recent prequential
-   accuracy (Prabhu et al. 2023 for trimming; :func:`streamcl.drift.bernoulli_split`) --
+   accuracy (Prabhu et al. 2023 for trimming; :func:`streamcl.learning.drift.bernoulli_split`) --
    unless the classes themselves changed (new or returning classes: a class-incremental
    stream keeps them).
 
-Labels that arrive after their events (the join in :mod:`streamcl.labels`) go through
+Labels that arrive after their events (the join in :mod:`streamcl.stream.labels`) go through
 :meth:`Learner.learn_delayed`: the event-time predictions are scored for the loss drift
 detector and the recovery metrics, then the rows are learned. Events without a label still
 feed the input drift detector when they are predicted.
@@ -38,14 +38,14 @@ in :attr:`Learner.skipped_steps`; gradients are clipped to norm 10 so finite gra
 never blow the weights up.
 
 Concurrency contract: one thread (the stream loop) owns a :class:`Learner` and is the only
-writer; serving uses :meth:`Learner.snapshot` (see :mod:`streamcl.snapshot` for how it stays
+writer; serving uses :meth:`Learner.snapshot` (see :mod:`~streamcl.learning.snapshot`: how it stays
 consistent and lock-free).
 
-Checkpoint API (for :mod:`streamcl.checkpoint`): :meth:`Learner.state_dict` returns nested
+Checkpoint API (for :mod:`streamcl.stream.checkpoint`): :meth:`Learner.state_dict` returns nested
 dicts/lists of ``torch.Tensor``, ``numpy.ndarray`` (numeric dtypes; the HNSW index, if any,
 as ``faiss.serialize_index`` uint8 bytes) and JSON-able scalars (str, int, float, bool,
 None; dict keys are str) -- no pickled objects; river detectors are stored as plain data
-(:func:`streamcl.drift.detector_state`). :meth:`Learner.load_state_dict` restores it into a
+(:func:`streamcl.learning.drift.detector_state`). :meth:`Learner.load_state_dict` restores it into a
 learner built with the same settings; predictions after a round trip are identical.
 """
 
@@ -59,22 +59,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from streamcl.combination import (
+from streamcl.events import Event, Label
+from streamcl.learning.combination import (
     classes_changed,
     hedge_weights,
     predictor_losses,
     sequential_mixture,
 )
-from streamcl.drift import DriftMonitor, DriftRecord
-from streamcl.events import Event, Label
-from streamcl.features import Featurizer
-from streamcl.memory import KNNMemory, Prototypes, ReplayBuffer, batch_neighbours
-from streamcl.network import MLP
-from streamcl.plasticity import ShrinkPerturb
+from streamcl.learning.drift import DriftMonitor, DriftRecord
+from streamcl.learning.features import Featurizer
+from streamcl.learning.memory import KNNMemory, Prototypes, ReplayBuffer, batch_neighbours
+from streamcl.learning.network import MLP
+from streamcl.learning.plasticity import ShrinkPerturb
+from streamcl.learning.snapshot import Prediction, Snapshot, softmax, to_predictions
+from streamcl.learning.standardise import restandardise
+from streamcl.learning.training import Recovery, Trainer, hedge_losses
 from streamcl.settings import LearnerSettings, PlasticitySettings
-from streamcl.snapshot import Prediction, Snapshot, softmax, to_predictions
-from streamcl.standardise import restandardise
-from streamcl.training import Recovery, Trainer, hedge_losses
 
 __all__ = ["Learner", "Prediction", "Snapshot", "to_predictions"]
 
@@ -94,7 +94,7 @@ class Learner:
         :class:`~streamcl.settings.PlasticitySettings` (methods, UPGD hyper-parameters);
         defaults when None.
     max_categories, max_columns
-        Featurizer limits (see :class:`~streamcl.features.Featurizer`).
+        Featurizer limits (see :class:`~streamcl.learning.features.Featurizer`).
 
     Attributes
     ----------
@@ -189,7 +189,7 @@ class Learner:
         """Each predictor's output for ``x`` ``(batch, n_columns)``, and kNN distances.
 
         ``known`` ``(batch,)``: the events' targets, NaN where unusable; the kNN votes then
-        use the batch's earlier labelled events (:func:`~streamcl.memory.batch_neighbours`).
+        use the batch's earlier labelled events (:func:`~.memory.batch_neighbours`).
         """
         parts: dict[str, np.ndarray] = {}
         model, n = self.trainer.model, len(self.classes)
@@ -531,7 +531,7 @@ class Learner:
 
     # -- serving ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        """An immutable copy of the current state for serving (:mod:`streamcl.snapshot`)."""
+        """An immutable copy of the current state for serving (:mod:`~.snapshot`)."""
         m = self.settings.memory
         keys = targets = None
         if self.knn is not None and self.knn.size:

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streamcl.features import FeatureView
-from streamcl.memory import KNNMemory
-from streamcl.prototypes import Prototypes
-from streamcl.rehearsal import ReplayBuffer
+from streamcl.learning.features import FeatureView
+from streamcl.learning.memory import KNNMemory
+from streamcl.learning.prototypes import Prototypes
+from streamcl.learning.rehearsal import ReplayBuffer
 
 __all__ = ["Scale", "restandardise"]
 

@@ -1,0 +1,1 @@
+"""Serving: HTTP routes over the published model."""
