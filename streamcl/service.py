@@ -17,10 +17,14 @@ from streamcl.connectors.files import FileSource
 from streamcl.events import EventDecoder
 from streamcl.learning.learner import Learner
 from streamcl.metrics import Metrics
+from streamcl.models.announce import Announcer
+from streamcl.models.registry import registry_from_settings
+from streamcl.models.version import model_fingerprint
 from streamcl.settings import Settings
 from streamcl.stream.checkpoint import CheckpointManager
 from streamcl.stream.checkpoint_store import Checkpointer, settings_fingerprint
 from streamcl.stream.prequential import StreamLoop
+from streamcl.stream.publish import Publisher
 
 __all__ = ["Service", "build_source"]
 
@@ -93,6 +97,31 @@ class Service:
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
         self.checkpoints = self._checkpoints(settings)
+        self.registry = registry_from_settings(settings)
+        self.publisher = self._publisher(settings)
+
+    def _publisher(self, settings: Settings) -> Publisher | None:
+        """Publish model versions to the store when ``models.store`` is set; hook the loop."""
+        if self.registry is None:
+            return None
+        m = settings.models
+        announcer = None
+        if m.announcements_topic is not None:
+            announcer = Announcer(settings.kafka, m.announcements_topic, m.name)
+        publisher = Publisher(
+            self.registry, self.loop, m, model_fingerprint(settings), self.metrics, announcer
+        )
+        publisher.restore_champion()
+        previous = self.loop.after_step
+
+        def after_step() -> None:
+            if previous is not None:
+                previous()
+            publisher.after_step()
+
+        self.loop.after_step = after_step
+        self.loop.before_learn = publisher.observe
+        return publisher
 
     def _checkpoints(self, settings: Settings) -> CheckpointManager | None:
         """Build the checkpoint manager, restore the newest good checkpoint, hook the loop.
