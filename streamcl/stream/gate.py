@@ -20,8 +20,9 @@ Gama, J., Sebastiao, R. & Rodrigues, P. P. (2013). On evaluating stream learning
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from streamcl.events import Event
@@ -49,8 +50,25 @@ class Decision:
     scores: dict[str, Any]
 
 
+@dataclass
+class _Trial:
+    """One candidate being scored against the champion of the time it started."""
+
+    key: Any
+    candidate: Snapshot
+    champion: Snapshot
+    started: float
+    errors: list[float] = field(default_factory=lambda: [0.0, 0.0])  # champion, candidate
+    n: int = 0
+
+
 class ShadowGate:
-    """Scores a pending candidate and the champion on the same new labelled events.
+    """Scores pending candidates and the champion on the same new labelled events.
+
+    Several candidates may be scored at once (one started every publication interval, each
+    for ``window`` events), so every candidate made during a spell of wrong labels is
+    judged on the events after it, most of them correct when the spell is shorter than
+    ``window / 2`` events.
 
     Parameters
     ----------
@@ -67,63 +85,76 @@ class ShadowGate:
         self.margin = margin
         self.regression = regression
         self.champion: Snapshot | None = None
-        self.candidate: Snapshot | None = None
-        self._errors = [0.0, 0.0]  # champion, candidate
-        self._n = 0
+        self.trials: list[_Trial] = []
 
     @property
-    def pending(self) -> bool:
-        """A candidate is being scored."""
-        return self.candidate is not None
+    def pending(self) -> int:
+        """Candidates being scored."""
+        return len(self.trials)
 
-    def start(self, candidate: Snapshot) -> Decision | None:
+    def start(self, key: Any, candidate: Snapshot) -> Decision | None:
         """Begin scoring ``candidate``; an immediate decision without a champion or window."""
         if self.champion is None or self.window == 0:
             return Decision(True, "no champion" if self.champion is None else "ungated", {})
-        self.candidate = candidate
-        self._errors = [0.0, 0.0]
-        self._n = 0
+        self.trials.append(_Trial(key, candidate, self.champion, time.monotonic()))
         return None
 
     def observe(self, events: Sequence[Event]) -> None:
-        """Score both on the labelled ``events`` (call before the learner learns them)."""
-        if self.candidate is None or self.champion is None:
+        """Score every trial on the labelled ``events`` (call before the learner learns them)."""
+        if not self.trials:
             return
         labelled = [e for e in events if e.label is not None]
         if not labelled:
             return
-        for slot, model in enumerate((self.champion, self.candidate)):
-            for event, p in zip(labelled, model.predict(labelled), strict=True):
-                self._errors[slot] += self._error(p.label, event.label)
-        self._n += len(labelled)
+        by_champion: dict[int, list[float]] = {}
+        for trial in self.trials:
+            champ = by_champion.get(id(trial.champion))
+            if champ is None:
+                champ = by_champion[id(trial.champion)] = self._errors(trial.champion, labelled)
+            trial.errors[0] += sum(champ)
+            trial.errors[1] += sum(self._errors(trial.candidate, labelled))
+            trial.n += len(labelled)
 
-    def _error(self, predicted: Any, label: Any) -> float:
-        if self.regression:
-            return abs(float(predicted) - float(label)) if predicted is not None else 0.0
-        return 0.0 if predicted == label else 1.0
+    def _errors(self, model: Snapshot, events: Sequence[Event]) -> list[float]:
+        out = []
+        for event, p in zip(events, model.predict(events), strict=True):
+            if self.regression:
+                out.append(abs(float(p.label) - float(event.label)) if p.label is not None else 0.0)  # type: ignore[arg-type]
+            else:
+                out.append(0.0 if p.label == event.label else 1.0)
+        return out
 
-    def decide(self, force: bool = False) -> Decision | None:
-        """The verdict once ``window`` events are scored (or now with ``force``), else None.
+    def decide(self, timeout_s: float | None = None) -> list[tuple[Any, Decision]]:
+        """Verdicts of the trials that scored ``window`` events (or started ``timeout_s`` ago).
 
-        A forced decision with no scored event promotes (nothing says the candidate is worse).
+        Returned oldest first and removed from :attr:`trials`. A trial decided by the
+        timeout with no scored event is promoted (nothing says it is worse).
         """
-        if self.candidate is None or (self._n < self.window and not force):
-            return None
-        n = max(self._n, 1)
-        champ, cand = self._errors[0] / n, self._errors[1] / n
-        self.candidate = None
-        if self._n == 0:
+        now = time.monotonic()
+        done = []
+        while self.trials:
+            t = self.trials[0]
+            late = timeout_s is not None and now - t.started > timeout_s
+            if t.n < self.window and not late:
+                break
+            self.trials.pop(0)
+            done.append((t.key, self._verdict(t)))
+        return done
+
+    def _verdict(self, t: _Trial) -> Decision:
+        if t.n == 0:
             return Decision(True, "no labelled events to score", {"events": 0})
+        champ, cand = t.errors[0] / t.n, t.errors[1] / t.n
         scores: dict[str, Any]
         if self.regression:
-            metric, worse = "mae", cand > champ * (1 + self.margin) + 1e-12
-            scores = {"champion": champ, "candidate": cand}
+            worse = cand > champ * (1 + self.margin) + 1e-12
+            scores = {"metric": "mae", "champion": champ, "candidate": cand}
             detail = f"MAE {cand:.4g} vs served {champ:.4g}"
         else:
-            metric, worse = "accuracy", (1 - cand) < (1 - champ) - self.margin
-            scores = {"champion": 1 - champ, "candidate": 1 - cand}
+            worse = (1 - cand) < (1 - champ) - self.margin
+            scores = {"metric": "accuracy", "champion": 1 - champ, "candidate": 1 - cand}
             detail = f"accuracy {1 - cand:.4f} vs served {1 - champ:.4f}"
-        scores = {"events": self._n, "metric": metric, **scores}
+        scores["events"] = t.n
         if worse:
             return Decision(False, f"worse than the served version: {detail}", scores)
         return Decision(True, f"scored: {detail}", scores)

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 #: A candidate still unscored after this many publication intervals is decided on what
 #: was scored (e.g. labels that arrive only on a delayed-labels topic).
 GATE_TIMEOUT_INTERVALS = 10
+#: Most candidates scored at once; no new candidate is made beyond it.
+MAX_TRIALS = 8
 
 
 class Publisher:
@@ -70,14 +72,12 @@ class Publisher:
         self.fingerprint, self.metrics, self.announcer = fingerprint, metrics, announcer
         self.gate = ShadowGate(settings.gate_window, settings.gate_margin, loop.learner.regression)
         self._next: int | None = None
-        self._pending: dict[str, Any] | None = None
-        self._pending_since = 0.0
+        self._pending: dict[int, tuple[dict[str, Any], Any]] = {}
         self._last_at = time.monotonic()
         self._last_events = loop.events_handled
         self._last_steps = -1
         self._last_write = 0.0
         self.last_promoted: dict[str, Any] | None = None
-        self._candidate_snapshot: Any = None
 
     def restore_champion(self) -> None:
         """Load the served version from the store as the gate's champion (at start)."""
@@ -94,18 +94,15 @@ class Publisher:
 
     def observe(self, events: Sequence[Event]) -> None:
         """Feed the gate events about to be learned (call before learning them)."""
-        if self.gate.pending:
-            self.gate.observe(events)
+        self.gate.observe(events)
 
     def after_step(self) -> None:
         """Decide a pending candidate, or publish a new one when due, or send a heartbeat."""
         now = time.monotonic()
         interval = self.settings.publish_every_seconds
-        if self._pending is not None:
-            timeout = now - self._pending_since > GATE_TIMEOUT_INTERVALS * interval
-            decision = self.gate.decide(force=timeout)
-            if decision is not None:
-                self._finish(decision)
+        for version, decision in self.gate.decide(GATE_TIMEOUT_INTERVALS * interval):
+            self._finish(version, decision)
+        if self.gate.pending >= MAX_TRIALS:
             return
         events = self.loop.events_handled - self._last_events
         due = now - self._last_at >= interval or events >= self.settings.publish_every_events
@@ -140,7 +137,7 @@ class Publisher:
         self.registry.put_version(version, data)
         self._next = version + 1
         self._last_steps = snapshot.version
-        self._pending = {
+        entry = {
             "version": version,
             "sha256": sha,
             "created": created,
@@ -149,19 +146,17 @@ class Publisher:
             "metrics": self.loop.score.summary(),
             "steps": snapshot.version,
         }
-        self._pending_since = time.monotonic()
-        self._candidate_snapshot = snapshot
-        decision = self.gate.start(snapshot)
+        self._pending[version] = (entry, snapshot)
+        decision = self.gate.start(version, snapshot)
         if decision is not None:
-            self._finish(decision)
+            self._finish(version, decision)
 
-    def _finish(self, decision: Decision) -> None:
-        entry, self._pending = self._pending, None
-        assert entry is not None
+    def _finish(self, version: int, decision: Decision) -> None:
+        entry, snapshot = self._pending.pop(version)
         try:
             if decision.promote:
                 ptr = self.registry.promote({**entry, "gate": decision.scores})
-                self.gate.champion = self._candidate_snapshot
+                self.gate.champion = snapshot
                 self.last_promoted = ptr
                 self.metrics.versions_published.labels("promoted").inc()
                 self.metrics.published_version.set(entry["version"])
