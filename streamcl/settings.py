@@ -336,7 +336,9 @@ class ModelSettings(_Section):
     )
     publish_every_events: int = Field(10_000, ge=1, description="Events between versions.")
     publish_every_seconds: float = Field(1.0, gt=0, description="Seconds between versions.")
-    keep: int = Field(5, ge=2, description="Promoted versions kept in the store (rollback).")
+    keep: int = Field(
+        10, ge=2, description="Promoted versions kept in the store (the reach of a rollback)."
+    )
     announcements_topic: str | None = Field(
         None,
         description="Compacted Kafka topic announcing promoted versions (kafka.* connection); "
