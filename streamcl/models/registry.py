@@ -352,7 +352,7 @@ def registry_from_settings(settings: Any) -> ModelRegistry | None:
     Raises
     ------
     StoreError
-        The store URL is invalid or its folder cannot be created.
+        The store URL is invalid.
     """
     m = settings.models
     if m.store is None:
