@@ -22,8 +22,8 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from streamcl.errors import DecodeError
 from streamcl.events import Event, Label
+from streamcl.learning.schema import FeatureSchema, kind_of, mismatch
 
 __all__ = ["FeatureView", "Featurizer"]
 
@@ -54,7 +54,7 @@ class Featurizer:
     columns : dict[str, int]
         Column index of each numeric feature name, one-hot ``name_value`` key and lag key.
     kinds : dict[str, str]
-        ``"number"`` or ``"category"`` for each feature name, fixed when first seen.
+        ``"number"``, ``"category"`` or ``"boolean"`` per feature name, fixed when first seen.
     recent_labels : list
         The last ``label_lags`` labels received, most recent first.
     """
@@ -106,10 +106,8 @@ class Featurizer:
         """
         for name, value in event.features.items():
             kind = self.kinds.get(name)
-            if kind is not None and kind != _kind(value):
-                raise DecodeError(
-                    "type_mismatch", f"features.{name}", f"expected a {kind}, got {value!r}"
-                )
+            if kind is not None and kind != kind_of(value):
+                raise mismatch(name, kind, value)
 
     def transform(self, events: Sequence[Event], learn: bool = False) -> np.ndarray:
         """Encode events with the current statistics.
@@ -158,6 +156,7 @@ class Featurizer:
                 tuple(self.recent_labels),
                 tmean,
                 tstd,
+                FeatureSchema.from_kinds(self.kinds),
             )
         return self._view
 
@@ -274,7 +273,7 @@ class Featurizer:
         if self.n_columns >= self.max_columns:
             self.dropped_features += 1
             return None
-        self.kinds.setdefault(name, _kind(value))
+        self.kinds.setdefault(name, kind_of(value))
         # Copy on write: views handed out earlier keep the mapping they were built with.
         self.columns = {**self.columns, key: self.n_columns}
         if isinstance(value, str):
@@ -317,10 +316,6 @@ class Featurizer:
         self.dropped_features = int(state["dropped_features"])
         self.recent_labels = list(state.get("recent_labels", []))
         self._target = np.array(state.get("target", [0.0, 0.0, 0.0]), dtype=float)
-
-
-def _kind(value: Any) -> str:
-    return "category" if isinstance(value, str) else "number"
 
 
 def _label_of(text: str) -> Label:
@@ -381,6 +376,8 @@ class FeatureView:
         Labels received before the first event to transform, most recent first.
     target_mean, target_std
         Running statistics of a regression target, for its lags.
+    schema
+        The learned feature kinds, which serving checks inputs against.
     """
 
     def __init__(
@@ -395,6 +392,7 @@ class FeatureView:
         recent_labels: tuple[Label, ...] = (),
         target_mean: float = 0.0,
         target_std: float = 1.0,
+        schema: FeatureSchema | None = None,
     ) -> None:
         self.columns = columns
         self.numeric = numeric
@@ -406,6 +404,7 @@ class FeatureView:
         self.recent_labels = recent_labels
         self.target_mean = target_mean
         self.target_std = target_std
+        self.schema = schema if schema is not None else FeatureSchema()
 
     @property
     def n_columns(self) -> int:

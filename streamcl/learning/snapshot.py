@@ -26,6 +26,7 @@ from streamcl.events import Event, Label
 from streamcl.learning.fastpath import forward
 from streamcl.learning.features import FeatureView
 from streamcl.learning.memory import knn_search, ncm_proba, vote
+from streamcl.learning.schema import FeatureSchema
 
 __all__ = ["Prediction", "Snapshot", "combine", "softmax", "to_predictions"]
 
@@ -151,6 +152,11 @@ class Snapshot:
     target_scale: tuple[float, float] = (0.0, 1.0)
     space: str = "input"
     recent: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def schema(self) -> FeatureSchema:
+        """The feature kinds this snapshot learned, which inputs are checked against."""
+        return self.features.schema
 
     def predict(self, events: Sequence[Event]) -> list[Prediction]:
         """Predict ``events`` (unknown features ignored); thread-safe, no side effects."""

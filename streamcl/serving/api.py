@@ -2,36 +2,39 @@
 
 Routes never touch the learner directly: predictions come from the snapshot the loop
 published last, and ingested events are messages to the loop (see :mod:`streamcl.learning.learner`).
-Domain errors map to HTTP status in one table (:data:`STATUS`), with one error body shape:
-``{"error": {"reason": str, "field": str, "detail": str}}``.
+Domain errors map to HTTP status in one table (:data:`streamcl.serving.errors.STATUS`), with
+one error body shape: ``{"error": {"reason": str, "field": str, "detail": str}}``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from streamcl.errors import DecodeError, NotReadyError, StreamclError
-from streamcl.events import Event, Label, loads_strict
+from streamcl.errors import DecodeError
+from streamcl.events import Event, Label
 from streamcl.learning.learner import Prediction
 from streamcl.metrics import CONTENT_TYPE_LATEST
+from streamcl.serving.auth import token_guard
+from streamcl.serving.body import read_json
+from streamcl.serving.errors import HTTPError, install_error_handlers
+from streamcl.serving.instrument import HTTPMetricsMiddleware
+from streamcl.serving.openapi import install_openapi
+from streamcl.serving.v2 import v2_router
 from streamcl.stream.prequential import QueueFullError
 
 if TYPE_CHECKING:
     from streamcl.service import Service
 
 __all__ = ["create_app"]
-
-M = TypeVar("M", bound=BaseModel)
 
 
 #: Features are checked by the event decoder (reasons like ``non_finite``); documented here.
@@ -62,11 +65,18 @@ class PredictRequest(BaseModel):
     instances: list[Instance] = Field(min_length=1)
 
 
+#: Events are checked by the event decoder (reasons like ``duplicate_id``); documented here.
+EventsSchema = Annotated[
+    list[dict[str, Any]],
+    WithJsonSchema({"type": "array", "items": Event.model_json_schema()}),
+]
+
+
 class EventsRequest(BaseModel):
     """Body of ``POST /v1/events``: events to predict and learn (schema of ``Event``)."""
 
     model_config = ConfigDict(extra="forbid")
-    events: list[dict[str, Any]] = Field(min_length=1)
+    events: EventsSchema = Field(min_length=1)
 
 
 class PredictionOut(BaseModel):
@@ -84,27 +94,9 @@ class PredictResponse(BaseModel):
 
     predictions: list[PredictionOut]
     model_version: int
-
-
-class HTTPError(StreamclError):
-    """An error answered with ``status`` and the common error body."""
-
-    def __init__(self, status: int, reason: str, field: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.reason, self.field, self.detail = status, reason, field, detail
-
-
-#: Domain error -> HTTP status.
-STATUS: dict[type[Exception], int] = {
-    DecodeError: 422,
-    QueueFullError: 503,
-    NotReadyError: 503,
-}
-
-
-def _error(status: int, reason: str, field: str, detail: str) -> JSONResponse:
-    body = {"error": {"reason": reason, "field": field, "detail": detail}}
-    return JSONResponse(body, status_code=status)
+    imputed: list[str] = Field(
+        default_factory=list, description="Fields imputed (server.impute_missing)."
+    )
 
 
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -125,40 +117,13 @@ def create_app(service: Service) -> FastAPI:
 
     app = FastAPI(title="streamcl", version="1", lifespan=lifespan)
     settings = service.settings.server
-
-    @app.exception_handler(HTTPError)
-    async def _http_error(_: Request, exc: HTTPError) -> JSONResponse:
-        return _error(exc.status, exc.reason, exc.field, exc.detail)
-
-    async def read_json(request: Request, model: type[M]) -> M:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            raise HTTPError(413, "too_large", "", f"body above {settings.max_body_bytes} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > settings.max_body_bytes:
-                raise HTTPError(413, "too_large", "", f"body above {settings.max_body_bytes} bytes")
-        try:
-            obj = loads_strict(bytes(body), settings.max_body_bytes)
-            return model.model_validate(obj)
-        except DecodeError as exc:
-            raise HTTPError(
-                400 if exc.reason != "non_finite" else 422, exc.reason, exc.field, exc.detail
-            ) from None
-        except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            field = ".".join(str(p) for p in err["loc"])
-            raise HTTPError(422, "invalid", field, str(err["msg"])) from None
-
-    def check_token(request: Request) -> None:
-        token = settings.api_token
-        if token is None:
-            return
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {token.get_secret_value()}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise HTTPError(401, "unauthorized", "authorization", "missing or wrong bearer token")
+    install_error_handlers(app)
+    install_openapi(app)
+    app.add_middleware(HTTPMetricsMiddleware, metrics=service.metrics)
+    snapshot = lambda: service.loop.snapshot  # noqa: E731
+    ready = lambda: service.ready()[0]  # noqa: E731
+    app.include_router(v2_router(snapshot, settings.model_name, settings, ready))
+    check_token = token_guard(settings)
 
     def limit(n: int, field: str) -> None:
         if n > settings.max_instances:
@@ -169,19 +134,21 @@ def create_app(service: Service) -> FastAPI:
     )
     async def predict(request: Request) -> PredictResponse:
         """Predict instances with the last published model; never learns."""
-        body = await read_json(request, PredictRequest)
+        body = await read_json(request, PredictRequest, settings)
         limit(len(body.instances), "instances")
-        events = []
+        snapshot = service.loop.snapshot
+        events, imputed = [], []
         for i, inst in enumerate(body.instances):
             try:
                 events.append(service.decoder.validate({"id": str(i), "features": inst.features}))
+                missing = snapshot.schema.check(inst.features, "features.", settings.impute_missing)
             except DecodeError as exc:
                 raise HTTPError(422, exc.reason, f"instances.{i}.{exc.field}", exc.detail) from None
+            imputed += [f"instances.{i}.features.{name}" for name in missing]
         started = time.perf_counter()
-        snapshot = service.loop.snapshot
         predictions = await asyncio.to_thread(snapshot.predict, events)
         service.metrics.predict_latency.observe(time.perf_counter() - started)
-        return _response(predictions, snapshot.version)
+        return _response(predictions, snapshot.version, imputed)
 
     @app.post(
         "/v1/events", response_model=PredictResponse, openapi_extra=_body_schema(EventsRequest)
@@ -192,7 +159,7 @@ def create_app(service: Service) -> FastAPI:
         shed = service.over_budget()
         if shed:
             raise HTTPError(503, "over_memory_budget", "", shed)
-        body = await read_json(request, EventsRequest)
+        body = await read_json(request, EventsRequest, settings)
         limit(len(body.events), "events")
         kinds: dict[str, str] = {}
         events = [_decode_event(service, i, raw, kinds) for i, raw in enumerate(body.events)]
@@ -275,10 +242,13 @@ def _decode_event(service: Service, i: int, raw: dict[str, Any], kinds: dict[str
         raise HTTPError(422, exc.reason, field, exc.detail) from None
 
 
-def _response(predictions: list[Prediction], version: int) -> PredictResponse:
+def _response(
+    predictions: list[Prediction], version: int, imputed: list[str] | None = None
+) -> PredictResponse:
     return PredictResponse(
         predictions=[
             PredictionOut(label=p.label, probabilities=p.probabilities) for p in predictions
         ],
         model_version=version,
+        imputed=imputed or [],
     )
