@@ -28,6 +28,7 @@ __all__ = [
     "STATUS",
     "ErrorBody",
     "HTTPError",
+    "V2ErrorBody",
     "error_body",
     "error_response",
     "install_error_handlers",
@@ -72,20 +73,37 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class V2ErrorBody(ErrorDetail):
+    """The error body under ``/v2``: the Open Inference Protocol's ``{"error": message}``
+    (a string, which its clients require), with the common fields beside it."""
+
+    error: str
+
+
 #: Reason of a Starlette HTTPException by status.
 _REASONS = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 
-def error_body(reason: str, field: str, detail: str) -> dict[str, Any]:
-    """The common error body as a dict."""
+def error_body(reason: str, field: str, detail: str, path: str = "") -> dict[str, Any]:
+    """The common error body as a dict (:class:`V2ErrorBody` for a ``path`` under ``/v2``)."""
+    if path.startswith("/v2"):
+        where = f" at {field}" if field else ""
+        message = f"{reason}{where}: {detail}"
+        return {"error": message, "reason": reason, "field": field, "detail": detail}
     return {"error": {"reason": reason, "field": field, "detail": detail}}
 
 
 def error_response(
-    status: int, reason: str, field: str, detail: str, headers: dict[str, str] | None = None
+    status: int,
+    reason: str,
+    field: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    path: str = "",
 ) -> JSONResponse:
-    """A JSON response with the common error body."""
-    return JSONResponse(error_body(reason, field, detail), status_code=status, headers=headers)
+    """A JSON response with the common error body (``path``: see :func:`error_body`)."""
+    body = error_body(reason, field, detail, path)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _logged(request: Request, status: int, reason: str, field: str, detail: str) -> None:
@@ -101,7 +119,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPError)
         _logged(request, exc.status, exc.reason, exc.field, exc.detail)
-        return error_response(exc.status, exc.reason, exc.field, exc.detail, exc.headers)
+        return error_response(
+            exc.status, exc.reason, exc.field, exc.detail, exc.headers, request.url.path
+        )
 
     async def on_starlette(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -110,7 +130,8 @@ def install_error_handlers(app: FastAPI) -> None:
         field = {404: "path", 405: "method"}.get(status, "")
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         _logged(request, status, reason, field, detail)
-        return error_response(status, reason, field, detail, dict(exc.headers or {}) or None)
+        headers = dict(exc.headers or {}) or None
+        return error_response(status, reason, field, detail, headers, request.url.path)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -118,18 +139,19 @@ def install_error_handlers(app: FastAPI) -> None:
         loc = [str(p) for p in err.get("loc", ())]
         field = ".".join(loc[1:] if loc and loc[0] in ("body", "path", "query") else loc)
         _logged(request, 422, "invalid", field, str(err.get("msg")))
-        return error_response(422, "invalid", field, str(err.get("msg")))
+        return error_response(422, "invalid", field, str(err.get("msg")), None, request.url.path)
 
     async def on_domain(request: Request, exc: Exception) -> JSONResponse:
         status = next(s for t, s in STATUS.items() if isinstance(exc, t))
         reason = getattr(exc, "reason", type(exc).__name__)
         field, detail = getattr(exc, "field", ""), getattr(exc, "detail", str(exc))
         _logged(request, status, reason, field, detail)
-        return error_response(status, reason, field, detail)
+        return error_response(status, reason, field, detail, None, request.url.path)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Starlette re-raises after this answer, so the server logs the traceback once.
-        return error_response(500, "internal", "", "internal server error; see the service log")
+        detail = "internal server error; see the service log"
+        return error_response(500, "internal", "", detail, None, request.url.path)
 
     app.add_exception_handler(HTTPError, on_http_error)
     app.add_exception_handler(StarletteHTTPException, on_starlette)
@@ -146,9 +168,10 @@ def _is_json(content_type: str) -> bool:
 
 
 class JSONContentTypeMiddleware:
-    """Answer 415 to a request body that is not declared as JSON (every body here is JSON).
+    """Answer 415 to a request body declared as anything but JSON (every body here is JSON).
 
-    A request without a body (no ``Content-Length`` above 0, no chunked transfer) passes.
+    A body without a ``Content-Type`` is taken as JSON (HTTP clients such as tritonclient
+    send none); a body of the KServe binary tensor extension is refused.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -160,10 +183,14 @@ class JSONContentTypeMiddleware:
             length = headers.get(b"content-length", b"0").strip()
             has_body = (length.isdigit() and int(length) > 0) or b"transfer-encoding" in headers
             content_type = headers.get(b"content-type", b"").decode("latin-1")
-            if has_body and not _is_json(content_type):
-                detail = f"expected application/json, got {content_type or 'no content type'!r}"
+            if b"inference-header-content-length" in headers:
+                content_type = "binary tensors (Inference-Header-Content-Length)"
+            if has_body and content_type and not _is_json(content_type):
+                detail = f"expected application/json, got {content_type!r}"
                 log.info("%s %s -> 415 unsupported_media_type: %s", scope["method"], scope["path"], detail)
-                response = error_response(415, "unsupported_media_type", "content-type", detail)
+                response = error_response(
+                    415, "unsupported_media_type", "content-type", detail, None, scope["path"]
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

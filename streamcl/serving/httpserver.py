@@ -23,7 +23,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from streamcl.serving.errors import error_body
 from streamcl.settings import ServerSettings
 
-__all__ = ["StreamclH11Protocol", "serve"]
+__all__ = ["StreamclH11Protocol", "serve", "server_config"]
 
 log = logging.getLogger("streamcl.http")
 
@@ -109,8 +109,10 @@ def _peer(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "client"
 
 
-def serve(app: Any, settings: ServerSettings, host: str | None = None, port: int | None = None) -> None:
-    """Serve ``app`` with uvicorn until SIGTERM/SIGINT, with the timeouts of ``settings``.
+def server_config(
+    app: Any, settings: ServerSettings, host: str | None = None, port: int | None = None
+) -> uvicorn.Config:
+    """uvicorn's config for ``app`` with the protocol and timeouts of ``settings``.
 
     Parameters
     ----------
@@ -124,12 +126,17 @@ def serve(app: Any, settings: ServerSettings, host: str | None = None, port: int
     protocol = type(
         "Protocol", (StreamclH11Protocol,), {"header_timeout_s": settings.header_timeout_s}
     )
-    uvicorn.run(
+    return uvicorn.Config(
         app,
         host=host or settings.host,
-        port=port or settings.port,
+        port=settings.port if port is None else port,
         http=protocol,
         timeout_keep_alive=max(1, round(settings.keep_alive_s)),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         log_level="warning",
     )
+
+
+def serve(app: Any, settings: ServerSettings, host: str | None = None, port: int | None = None) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT (then re-raised, so the exit status reports it)."""
+    uvicorn.Server(server_config(app, settings, host, port)).run()

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from streamcl.serving.errors import ErrorBody
+from streamcl.serving.errors import ErrorBody, V2ErrorBody
 
 __all__ = ["READ_ONLY_POSTS", "install_openapi", "json_body"]
 
@@ -57,8 +57,9 @@ def _hoist_defs(node: Any, components: dict[str, Any]) -> None:
             _hoist_defs(value, components)
 
 
-def _error(description: str) -> dict[str, Any]:
-    content = {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}
+def _error(description: str, path: str) -> dict[str, Any]:
+    model = "V2ErrorBody" if path.startswith("/v2") else "ErrorBody"
+    content = {"application/json": {"schema": {"$ref": _REF.format(model=model)}}}
     return {"description": description, "content": content}
 
 
@@ -97,6 +98,7 @@ def complete(spec: dict[str, Any]) -> dict[str, Any]:
     schemas["ErrorBody"] = {
         k: v for k, v in ErrorBody.model_json_schema(ref_template=_REF).items() if k != "$defs"
     }
+    schemas["V2ErrorBody"] = V2ErrorBody.model_json_schema(ref_template=_REF)
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
@@ -104,7 +106,7 @@ def complete(spec: dict[str, Any]) -> dict[str, Any]:
         for method, op in item.items():
             responses = op.setdefault("responses", {})
             for code in _codes(path, method, op):
-                responses[str(code)] = _error(_ERRORS[code])
+                responses[str(code)] = _error(_ERRORS[code], path)
             late = _status_503(path)
             if late is not None:
                 responses["503"] = late
