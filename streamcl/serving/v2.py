@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from streamcl.errors import DecodeError
 from streamcl.events import MAX_ABS_NUMBER, Event
@@ -36,6 +36,10 @@ from streamcl.settings import ServerSettings
 
 __all__ = ["InferRequest", "Model", "v2_router"]
 
+Datatype = Literal[
+    "BOOL", "BYTES", "FP16", "FP32", "FP64",
+    "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
+]  # fmt: skip
 _NUMERIC = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 _NUMERIC |= {"FP16", "FP32", "FP64"}
 #: Tensor datatype of each feature kind (in the model metadata).
@@ -58,9 +62,9 @@ class Tensor(BaseModel):
     """An input tensor: one feature's values for every instance."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=256)
-    shape: list[int] = Field(min_length=1, max_length=2)
-    datatype: str
+    name: StrictStr = Field(min_length=1, max_length=256)
+    shape: list[Annotated[StrictInt, Field(ge=0)]] = Field(min_length=1, max_length=2)
+    datatype: Datatype
     data: list[Any]
     parameters: dict[str, Any] | None = None
 
@@ -68,7 +72,7 @@ class Tensor(BaseModel):
 class RequestedOutput(BaseModel):
     """An output to return (``label`` or ``probabilities``)."""
 
-    name: str
+    name: StrictStr
     parameters: dict[str, Any] | None = None
 
 
@@ -76,7 +80,7 @@ class InferRequest(BaseModel):
     """Body of ``POST /v2/models/{name}/infer``."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str | None = None
+    id: StrictStr | None = None
     inputs: list[Tensor] = Field(min_length=1)
     outputs: list[RequestedOutput] | None = None
     parameters: dict[str, Any] | None = None
@@ -134,7 +138,7 @@ def to_events(
             raise HTTPError(422, "duplicate_input", where, f"input {tensor.name!r} given twice")
         columns[tensor.name] = data = _flat(tensor, where)
         for value in data:
-            _check_value(value, tensor.datatype.upper(), where)
+            _check_value(value, tensor.datatype, where)
     n = {len(v) for v in columns.values()}
     if len(n) != 1:
         raise HTTPError(422, "bad_shape", "inputs", f"inputs differ in rows: {sorted(n)}")
