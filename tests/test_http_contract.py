@@ -191,3 +191,27 @@ def test_expected_4xx_and_disconnects_log_one_info_line(
     assert not [r for r in records if r.levelno >= logging.ERROR or r.exc_info], caplog.text
     assert any("409 duplicate_id" in r.getMessage() for r in records), caplog.text
     assert any("client_disconnected" in r.getMessage() for r in records), caplog.text
+
+
+def test_metrics_an_sre_expects(server: tuple[str, Service]) -> None:
+    url, service = server
+    httpx.post(url + "/v2/models/streamcl/infer", json={"inputs": []})
+    httpx.get(url + "/no/such/path")
+    text = httpx.get(url + "/metrics").text
+    assert "process_resident_memory_bytes " in text and "python_info{" in text
+    assert 'streamcl_build_info{' in text and 'version="' in text
+    assert (
+        'streamcl_http_requests_total{method="POST",route="/v2/models/{model_name}/infer",status="422"}'
+        in text
+    )
+    assert 'route="unmatched",status="404"' in text and "/no/such/path" not in text
+    assert 'streamcl_http_request_duration_seconds_bucket{le="0.001",method="GET"' in text or (
+        "streamcl_http_request_duration_seconds_count" in text
+    )
+    assert "streamcl_ready 1.0" in text
+    # outcomes are exclusive: predicted + rejected = events received; learned is its own counter
+    registry = service.metrics.registry
+    predicted = registry.get_sample_value("streamcl_events_total", {"outcome": "predicted"}) or 0
+    learned = registry.get_sample_value("streamcl_events_learned_total") or 0
+    assert predicted >= 200 and learned >= 200
+    assert 'outcome="learned"' not in text

@@ -220,6 +220,7 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/metrics")
     async def metrics() -> Response:
         """Prometheus text exposition."""
+        service.metrics.ready.set(1 if service.ready()[0] else 0)  # so never-ready alerts
         return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/model")
