@@ -436,11 +436,31 @@ class KafkaSource:
             return False, "kafka source closed"
         if self._consumer is None:
             return False, "kafka not connected yet"
+        if self._halted:
+            return False, "stopped reading: a topic was recreated (see checkpoint policy)"
+        if self.group and not self._consumer.assignment():
+            return False, self._group_reason(self._consumer)
         silent = time.monotonic() - self._last_success()
         if silent > self.watchdog_s:
             detail = f" ({self._error})" if self._error else ""
             return False, f"no kafka fetch or metadata for {silent:.0f} s{detail}"
         return True, ""
+
+    def _group_reason(self, consumer: KafkaConsumer) -> str:
+        """Why no partition is assigned yet: the coordinator, or the member's join state."""
+        coordinator = getattr(consumer, "_coordinator", None)
+        waited = time.monotonic() - (self._connected_at or time.monotonic())
+        if coordinator is not None and getattr(coordinator, "coordinator_id", 0) is None:
+            cause = "group coordinator not found"
+        else:
+            state = getattr(coordinator, "state", "unknown")
+            cause = f"group join in progress, member {getattr(state, 'name', state)}".lower()
+        detail = f"; last error: {self._error}" if self._error else ""
+        return (
+            f"no partitions assigned after {waited:.0f} s in group "
+            f"{self.config.get('group_id')!r} ({cause}{detail}; a join can take up to "
+            f"session_timeout_ms={self.config.get('session_timeout_ms', 45000)})"
+        )
 
     @property
     def exhausted(self) -> bool:
