@@ -131,6 +131,14 @@ class KafkaSource:
         #: Called with the ``"topic:partition"`` keys about to be revoked, before their commit
         #: (on kafka-python's IO thread: it must not call blocking consumer methods).
         self.on_revoked: Callable[[list[str]], None] | None = None
+        #: Topic ids (name -> uuid string) this source's positions refer to: set from a
+        #: checkpoint, else those first seen. A topic whose id changes was deleted and
+        #: recreated; ``on_recreated`` gets its assigned ``"topic:partition"`` keys before
+        #: any pending seek applies, and returns False to stop reading (policy ``fail``).
+        self.log_ids: dict[str, str] = {}
+        self.on_recreated: Callable[[list[str]], bool] | None = None
+        self._halted = False
+        self._ids_checked = 0.0
         self._consumer: KafkaConsumer | None = None
         self._next: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
@@ -186,6 +194,7 @@ class KafkaSource:
                 consumer.assign(parts)
             self._consumer = consumer
             if not self.group:
+                self._check_recreated()
                 self._on_assigned(list(consumer.assignment()))
         return self._consumer
 
@@ -205,6 +214,10 @@ class KafkaSource:
         """
         try:
             consumer = self._connect()
+            if time.monotonic() - self._ids_checked >= 1.0:
+                self._check_recreated()
+            if self._halted:
+                return []
             if self.commit_interval_s and (
                 time.monotonic() - self._last_commit >= self.commit_interval_s
             ):
@@ -304,6 +317,7 @@ class KafkaSource:
             if consumer is not None and tp in assigned:
                 consumer.seek(tp, off)
                 self._next[tp] = off
+                self._targets.pop(tp, None)
             else:
                 self._targets[tp] = off
 
@@ -371,9 +385,30 @@ class KafkaSource:
             self._next.pop(tp, None)
         return offsets
 
+    def current_log_ids(self) -> dict[str, str]:
+        """Topic ids (uuid strings) of the topics, as the last metadata gave them."""
+        cluster = getattr(getattr(self._consumer, "_client", None), "cluster", None)
+        ids = {t: getattr(cluster, "topic_id", lambda _: None)(t) for t in self.topics}
+        return {t: str(i) for t, i in ids.items() if i is not None and int(i) != 0}
+
+    def _check_recreated(self) -> None:
+        """Notice topics deleted and recreated (new topic id) and tell ``on_recreated``."""
+        self._ids_checked = time.monotonic()
+        current = self.current_log_ids()
+        recreated = [t for t, i in current.items() if self.log_ids.get(t, i) != i]
+        self.log_ids.update(current)
+        if not recreated or self._consumer is None:
+            return
+        keys = sorted(_key(tp) for tp in self._consumer.assignment() if tp.topic in recreated)
+        log.error("topic recreated (new topic id): %s", recreated)
+        if self.on_recreated is not None and not self.on_recreated(keys):
+            self._halted = True
+
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Apply pending :meth:`seek` targets; others resume from the committed offset."""
         log.info("partitions assigned: %s", sorted(_key(tp) for tp in assigned))
+        if self.group:
+            self._check_recreated()
         consumer = self._consumer
         for tp in assigned:
             off = self._targets.pop(tp, None)
@@ -401,11 +436,31 @@ class KafkaSource:
             return False, "kafka source closed"
         if self._consumer is None:
             return False, "kafka not connected yet"
+        if self._halted:
+            return False, "stopped reading: a topic was recreated (see checkpoint policy)"
+        if self.group and not self._consumer.assignment():
+            return False, self._group_reason(self._consumer)
         silent = time.monotonic() - self._last_success()
         if silent > self.watchdog_s:
             detail = f" ({self._error})" if self._error else ""
             return False, f"no kafka fetch or metadata for {silent:.0f} s{detail}"
         return True, ""
+
+    def _group_reason(self, consumer: KafkaConsumer) -> str:
+        """Why no partition is assigned yet: the coordinator, or the member's join state."""
+        coordinator = getattr(consumer, "_coordinator", None)
+        waited = time.monotonic() - (self._connected_at or time.monotonic())
+        if coordinator is not None and getattr(coordinator, "coordinator_id", 0) is None:
+            cause = "group coordinator not found"
+        else:
+            state = getattr(coordinator, "state", "unknown")
+            cause = f"group join in progress, member {getattr(state, 'name', state)}".lower()
+        detail = f"; last error: {self._error}" if self._error else ""
+        return (
+            f"no partitions assigned after {waited:.0f} s in group "
+            f"{self.config.get('group_id')!r} ({cause}{detail}; a join can take up to "
+            f"session_timeout_ms={self.config.get('session_timeout_ms', 45000)})"
+        )
 
     @property
     def exhausted(self) -> bool:

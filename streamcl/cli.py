@@ -1,7 +1,9 @@
 """Command line: ``streamcl run | serve | models | replay`` (and ``produce`` for Kafka demos).
 
-Arguments are parsed in :func:`main`, never at import. Invalid settings exit with code 2
-and a message naming the field.
+Arguments are parsed in :func:`main`, never at import. Invalid settings, an unknown
+``--target`` or ``--id-column`` exit with code 2 and a message naming it; an unreachable
+Kafka exits with code 1 and one line naming the address. Third-party INFO logs (faiss's
+loader, kafka-python's client) are off unless ``--verbose``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from streamcl.errors import CheckpointError, ModelVersionError, SettingsError, StoreError
+from streamcl.metrics import package_version
 from streamcl.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -20,6 +23,8 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamcl", description="Online continual learner service.")
+    p.add_argument("--version", action="version", version=f"streamcl {package_version()}")
+    p.add_argument("-v", "--verbose", action="store_true", help="also third-party INFO logs")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the service: stream loop + HTTP API")
     run.add_argument("--config", help="YAML settings file (default: built-in defaults)")
@@ -58,15 +63,33 @@ def _parser() -> argparse.ArgumentParser:
     pro.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
     pro.add_argument("--limit", type=int, help="stop after this many events")
     pro.add_argument("--config", help="YAML settings file: kafka security settings are used")
+    top = sub.add_parser("topics", help="create Kafka topics (kafka-python's admin client)")
+    top.add_argument("action", choices=["create"])
+    top.add_argument("names", nargs="+", help="topic names")
+    top.add_argument("--bootstrap-servers", required=True, help="host:port[,host:port]")
+    top.add_argument("--partitions", type=int, default=1, help="partitions per topic")
+    top.add_argument("--replication-factor", type=int, default=1)
     return p
+
+
+#: Third-party loggers whose INFO lines are noise for a user (shown with --verbose).
+NOISY = ("faiss", "faiss.loader", "kafka", "urllib3", "botocore", "matplotlib")
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not verbose:
+        for name in NOISY:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)  # we report failures ourselves
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streamcl`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _logging(args.verbose)
     try:
         if args.command == "run":
             settings = load_settings(args.config, **_server_overrides(args))
@@ -81,9 +104,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.target:
                 source["target"] = args.target
             settings = load_settings(args.config, source=source)
+            check_columns(args.data, settings.source.target, settings.source.id_column)
             return _replay(settings, args.report, args.limit)
         if args.command == "produce":
+            check_columns(args.data, args.target or None, args.id_column)
             return _produce(args)
+        if args.command == "topics":
+            return _topics(args)
+    except KafkaUnreachable as exc:
+        print(f"streamcl: {exc}", file=sys.stderr)
+        return 1
     except SettingsError as exc:
         print(f"streamcl: {exc}", file=sys.stderr)
         return 2
@@ -99,6 +129,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
+class KafkaUnreachable(Exception):
+    """No Kafka broker answered at the given address."""
+
+
+def check_columns(path: str, target: str | None, id_column: str | None) -> None:
+    """Check that a CSV file has the ``target`` and ``id_column`` columns.
+
+    Raises
+    ------
+    SettingsError
+        Naming the missing column and the columns that exist.
+    FileNotFoundError
+        The file does not exist.
+    """
+    from streamcl.connectors.files import FileSource
+
+    source = FileSource(path)
+    try:
+        records = source.read(1)
+    finally:
+        source.close()
+    if not records or not isinstance(records[0].value, dict):
+        return  # JSONL: events carry their own label and id
+    columns = [c for c in records[0].value if c is not None]
+    for flag, name in (("--target", target), ("--id-column", id_column)):
+        if name is not None and name not in columns:
+            raise SettingsError(f"{flag} {name!r} is not a column of {path}; columns: {', '.join(columns)}")
+
+
+def _topics(args: argparse.Namespace) -> int:
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    servers = [s.strip() for s in args.bootstrap_servers.split(",") if s.strip()]
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=10_000)
+    except KafkaError as exc:
+        raise KafkaUnreachable(f"no Kafka broker at {args.bootstrap_servers} ({exc})") from None
+    try:
+        for name in args.names:
+            try:
+                admin.create_topics([NewTopic(name, args.partitions, args.replication_factor)])
+                print(f"created {name} ({args.partitions} partitions)")
+            except TopicAlreadyExistsError:
+                print(f"exists  {name}")
+    finally:
+        admin.close()
+    return 0
+
+
 def _server_overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     server: dict[str, object] = {}
     if args.host:
@@ -109,10 +189,9 @@ def _server_overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
 
 
 def _run(settings: Settings, role: str = "all") -> int:
-    import uvicorn
-
     from streamcl.service import Service
     from streamcl.serving.api import create_app
+    from streamcl.serving.httpserver import serve
 
     if role == "learner" and settings.models.store is None:
         raise SettingsError("models.store: the learner role publishes to a model store; set it")
@@ -123,18 +202,17 @@ def _run(settings: Settings, role: str = "all") -> int:
     print(f"streamcl: {role} on http://{host}:{port} (try GET /v1/model, {hint})", flush=True)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT (the lifespan stops the loop), then
     # re-raises the signal, so the exit status reports it (-15 for SIGTERM).
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    serve(app, settings.server)
     return 0
 
 
 def _serve(settings: Settings) -> int:
-    import uvicorn
-
     from streamcl.metrics import Metrics
     from streamcl.models.announce import AnnouncementFollower
     from streamcl.models.registry import registry_from_settings
     from streamcl.models.version import model_fingerprint
     from streamcl.serving.replica import Replica
+    from streamcl.serving.httpserver import serve
     from streamcl.serving.replica_app import create_replica_app
 
     registry = registry_from_settings(settings)
@@ -148,7 +226,7 @@ def _serve(settings: Settings) -> int:
     app = create_replica_app(replica, settings, follower)
     host, port = settings.server.host, settings.server.port
     print(f"streamcl: serving replica on http://{host}:{port} ({registry.store.url})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    serve(app, settings.server)
     return 0
 
 
@@ -175,6 +253,8 @@ def _models(settings: Settings, action: str, version: int | None) -> int:
 def _replay(settings: Settings, report: str | None, limit: int | None) -> int:
     from streamcl.replay import replay
 
+    if limit is not None and limit < 1:
+        raise SettingsError("--limit must be >= 1")
     result = replay(settings, report=report, limit=limit, progress=sys.stderr.isatty())
     print(json.dumps(result))
     return 0
@@ -197,15 +277,21 @@ def _produce(args: argparse.Namespace) -> int:
         id_prefix=args.id_prefix,
         limit=args.limit,
     )
-    sent = produce_events(
-        events,
-        args.topic,
-        args.bootstrap_servers,
-        labels_topic=args.labels_topic,
-        label_delay=args.label_delay,
-        rate=args.rate,
-        producer_config=extra,
-    )
+    from kafka.errors import KafkaError
+
+    try:
+        sent = produce_events(
+            events,
+            args.topic,
+            args.bootstrap_servers,
+            labels_topic=args.labels_topic,
+            label_delay=args.label_delay,
+            rate=args.rate,
+            producer_config=extra,
+            progress=sys.stderr.isatty(),
+        )
+    except KafkaError as exc:
+        raise KafkaUnreachable(f"cannot produce to Kafka at {args.bootstrap_servers}: {exc}") from None
     print(json.dumps({"topic": args.topic, "labels_topic": args.labels_topic, **sent}))
     return 0
 

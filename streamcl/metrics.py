@@ -1,15 +1,49 @@
 """Every Prometheus metric streamcl exports, declared once, units in the names.
 
 Each :class:`Metrics` owns its own registry, so tests can build several services in one
-process. Label sets are small and bounded (outcome, reason, layer, topic/partition).
+process. Label sets are small and bounded (outcome, reason, layer, topic/partition, route).
+Each registry also carries the process, platform and GC collectors (``process_*``,
+``python_info``, ``python_gc_*``) and ``streamcl_build_info``.
+
+Event counters add up: every event read or posted is counted once in
+``streamcl_events_total`` by its exclusive outcome (``predicted``: decoded and predicted;
+``rejected``: refused or dead-lettered), and separately, once learned, in
+``streamcl_events_learned_total``.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+import platform
+from importlib.metadata import PackageNotFoundError, version
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "package_version"]
+
+# The default registry's collectors are not used: each Metrics declares its own.
+del GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR
+
+
+def package_version(name: str = "streamcl") -> str:
+    """The installed version of package ``name`` (``"unknown"`` when not installed)."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -25,12 +59,27 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        Info("streamcl_build", "Version of streamcl and its main libraries.", registry=r).info(
+            {
+                "version": package_version(),
+                "python": platform.python_version(),
+                "torch": package_version("torch"),
+                "river": package_version("river"),
+                "faiss": package_version("faiss-cpu"),
+            }
+        )
         # stream loop
         self.events = Counter(
             "streamcl_events",
-            "Events by outcome: predicted, learned, rejected.",
+            "Events received, by exclusive outcome: predicted or rejected (they sum).",
             ["outcome"],
             registry=r,
+        )
+        self.learned = Counter(
+            "streamcl_events_learned", "Events learned (with their label).", registry=r
         )
         self.rejected = Counter(
             "streamcl_rejected_events", "Rejected events by reason.", ["reason"], registry=r
@@ -174,6 +223,20 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("streamcl_ready", "1 when /readyz answers 200.", registry=r)
+        # HTTP
+        self.http_requests = Counter(
+            "streamcl_http_requests",
+            "HTTP requests by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "streamcl_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route template, seconds.",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self._model_versions(r)
 
     def _model_versions(self, r: CollectorRegistry) -> None:

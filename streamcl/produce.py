@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from kafka import KafkaProducer
+from tqdm import tqdm
 
 from streamcl.connectors.files import FileSource
 from streamcl.errors import DecodeError
@@ -25,7 +26,15 @@ __all__ = ["load_events", "produce_events"]
 log = logging.getLogger(__name__)
 
 #: Producer options tuned for bulk loading (see KAFKA.md: about 20k msg/s on tansu).
-BULK = {"acks": "all", "linger_ms": 20, "batch_size": 262_144, "max_block_ms": 10_000}
+#: bootstrap_timeout_ms: an unreachable broker fails the load after this, ms (one line in the CLI).
+BULK = {
+    "acks": "all",
+    "linger_ms": 20,
+    "batch_size": 262_144,
+    "max_block_ms": 10_000,
+    "request_timeout_ms": 10_000,
+    "bootstrap_timeout_ms": 10_000,
+}
 
 
 def load_events(
@@ -95,6 +104,7 @@ def produce_events(
     label_delay: int = 0,
     rate: float | None = None,
     producer_config: Mapping[str, Any] | None = None,
+    progress: bool = False,
 ) -> dict[str, int]:
     """Send ``events`` to ``topic`` as JSON, keyed by id; optionally labels separately.
 
@@ -115,15 +125,24 @@ def produce_events(
         Most events per second (None: as fast as possible).
     producer_config
         Extra kafka-python producer options (security); copied.
+    progress
+        Show a progress bar (events sent) on stderr.
 
     Returns
     -------
     dict[str, int]
         ``events`` and ``labels`` sent.
+
+    Raises
+    ------
+    kafka.errors.KafkaError
+        No broker reachable within ``max_block_ms`` (the producer's bootstrap), or a send
+        that failed.
     """
     config = {**BULK, **dict(producer_config or {})}
     config["bootstrap_servers"] = [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
     producer = KafkaProducer(**config)
+    bar = tqdm(unit="ev", disable=not progress, mininterval=0.5)
     waiting: deque[tuple[str, Any]] = deque()
     sent = labels = 0
     started = time.monotonic()
@@ -138,6 +157,7 @@ def produce_events(
                     waiting.append((event_id, label))
             producer.send(topic, value=dumps(value).encode(), key=event_id.encode())
             sent += 1
+            bar.update()
             while len(waiting) > label_delay:
                 labels += _send_label(producer, labels_topic, *waiting.popleft())
             if rate is not None:
@@ -148,7 +168,8 @@ def produce_events(
             labels += _send_label(producer, labels_topic, *waiting.popleft())
         producer.flush()
     finally:
-        producer.close()
+        bar.close()
+        producer.close(timeout=5)
     return {"events": sent, "labels": labels}
 
 

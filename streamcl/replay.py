@@ -31,7 +31,10 @@ def replay(
     bar = tqdm(unit="ev", disable=not progress, mininterval=0.5)
     started = time.perf_counter()
     try:
+        read_size = loop.read_size
         while not (service.source is None or service.source.exhausted):
+            if limit is not None:  # read no further than the limit: exactly `limit` events
+                loop.read_size = min(read_size, limit - loop.events_handled)
             n = loop.step(timeout_s=0.0)
             bar.update(n)
             if limit is not None and loop.events_handled >= limit:

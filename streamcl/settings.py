@@ -224,6 +224,31 @@ class ServerSettings(_Section):
     memory_budget_bytes: int | None = Field(
         None, gt=0, description="RSS above which /readyz and POST /v1/events answer 503; bytes."
     )
+    allow_unauthenticated: bool = Field(
+        False,
+        description="Serve the mutating endpoints without api_token on a non-loopback bind "
+        "(otherwise they answer 403 there, as said at start).",
+    )
+    impute_missing: bool = Field(
+        False,
+        description="Predict instances lacking learned features (imputed by their running "
+        "mean, named in the response's `imputed`) instead of answering 422.",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Most time to receive a request's headers, seconds."
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Most time to receive a request's body, seconds."
+    )
+    keep_alive_s: float = Field(5.0, ge=1, description="Idle keep-alive timeout, seconds.")
+    max_header_bytes: int = Field(
+        16_384, ge=1_024, description="Largest request line plus headers, bytes."
+    )
+    model_name: str = Field(
+        "streamcl",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Model name in the Open Inference Protocol (/v2/models/{name}).",
+    )
 
 
 class CheckpointSettings(_Section):

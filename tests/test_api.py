@@ -65,7 +65,11 @@ def _wait_learned(client: TestClient, n: int) -> dict[str, Any]:
 def test_predict_before_any_learning_has_no_label(client: TestClient) -> None:
     r = client.post("/v1/predict", json={"instances": [{"features": FEATURES}]})
     assert r.status_code == 200
-    assert r.json() == {"predictions": [{"label": None, "probabilities": {}}], "model_version": 0}
+    assert r.json() == {
+        "predictions": [{"label": None, "probabilities": {}}],
+        "model_version": 0,
+        "imputed": [],
+    }
 
 
 def test_events_are_predicted_then_learned(client: TestClient) -> None:
@@ -212,7 +216,7 @@ def test_metrics_expose_the_stream(tmp_path: Path) -> None:
         client.post("/v1/predict", json={"instances": [{"features": FEATURES}]})
         text = client.get("/metrics").text
     for needle in (
-        'streamcl_events_total{outcome="learned"} 300.0',
+        "streamcl_events_learned_total 300.0",
         'streamcl_events_total{outcome="predicted"} 300.0',
         "streamcl_prequential_accuracy ",
         "streamcl_predict_latency_seconds_count 1.0",

@@ -39,6 +39,8 @@ DATA_DIR = "/var/lib/streamcl"
 # The metric contract (streamcl/metrics.py) the rules and the dashboard rely on.
 METRICS = {
     "streamcl_events_total",
+    "streamcl_events_learned_total",
+    "streamcl_ready",
     "streamcl_prequential_accuracy",
     "streamcl_predict_latency_seconds",
     "streamcl_learn_batch_duration_seconds",
@@ -429,6 +431,7 @@ def test_alert_rules_cover_the_required_conditions():
         "StreamclDriftStorm",
         "StreamclDeadLetterRate",
         "StreamclCheckpointFailures",
+        "StreamclNeverReady",
     } <= set(alerts)
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in {"warning", "critical"}, name

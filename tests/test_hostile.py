@@ -86,6 +86,8 @@ def test_arbitrary_bytes_decode_or_are_rejected_with_a_reason(raw: bytes) -> Non
         assert isinstance(event, Event)
 
 
+JSON_TYPE = {"content-type": "application/json"}
+
 JSON = st.recursive(
     st.none()
     | st.booleans()
@@ -193,7 +195,7 @@ def _assert_4xx_with_reason(r: Any) -> None:
 )
 @given(body=st.binary(max_size=600), path=st.sampled_from(["/v1/events", "/v1/predict"]))
 def test_http_arbitrary_bytes_never_5xx(client: TestClient, body: bytes, path: str) -> None:
-    _assert_4xx_with_reason(client.post(path, content=body))
+    _assert_4xx_with_reason(client.post(path, content=body, headers=JSON_TYPE))
 
 
 @settings(
@@ -211,7 +213,7 @@ def test_http_arbitrary_bytes_never_5xx(client: TestClient, body: bytes, path: s
     path=st.sampled_from(["/v1/events", "/v1/predict"]),
 )
 def test_http_arbitrary_json_never_5xx(client: TestClient, value: Any, path: str) -> None:
-    r = client.post(path, content=json.dumps(value, allow_nan=True).encode())
+    r = client.post(path, content=json.dumps(value, allow_nan=True).encode(), headers=JSON_TYPE)
     _assert_4xx_with_reason(r)
 
 
@@ -245,7 +247,7 @@ def test_http_arbitrary_json_never_5xx(client: TestClient, value: Any, path: str
 def test_http_rejections_name_the_field(
     client: TestClient, body: bytes, status: int, reason: str, field: str
 ) -> None:
-    r = client.post("/v1/events", content=body)
+    r = client.post("/v1/events", content=body, headers=JSON_TYPE)
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert err["reason"] == reason or (reason == "invalid" and r.status_code == 422)

@@ -91,7 +91,7 @@ def test_elec2_consumed_predicted_and_learned_once(kafka_broker, new_topic):
         service.stop()
     assert service.loop.events_handled == 3000
     assert sample(service, "streamcl_events_total", outcome="predicted") == 3000
-    assert sample(service, "streamcl_events_total", outcome="learned") == 3000
+    assert sample(service, "streamcl_events_learned_total") == 3000
     assert sample(service, "streamcl_records_consumed_total", topic=topic) == 3000
     assert service.loop.score.n == 3000 and service.loop.score.accuracy > 0.6
     out = read_topic(kafka_broker, preds, 3000)
@@ -137,7 +137,7 @@ def test_garbage_goes_to_dead_letter_topic_with_reasons(kafka_broker, new_topic)
         wait_for(lambda: service.loop.rejected >= 5, 10, "garbage rejected")
     finally:
         service.stop()
-    assert sample(service, "streamcl_events_total", outcome="learned") == 100
+    assert sample(service, "streamcl_events_learned_total") == 100
     for reason in GARBAGE:
         assert sample(service, "streamcl_dead_letter_total", reason=reason) == 1, reason
     letters = read_topic(kafka_broker, dlq, 5)
@@ -177,7 +177,7 @@ def test_delayed_labels_join_and_are_learned(kafka_broker, new_topic):
     assert len(store) == 0 and store.joined == 1000
     assert list(store.early) == ["nobody"]
     assert service.loop.events_handled == 1000
-    assert sample(service, "streamcl_events_total", outcome="learned") == 1000
+    assert sample(service, "streamcl_events_learned_total") == 1000
     assert sample(service, "streamcl_labels_total", outcome="joined") == 1000
     assert sample(service, "streamcl_pending_labels") == 0
     assert sample(service, "streamcl_label_join_delay_seconds_count") == 1000

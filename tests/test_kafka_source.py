@@ -109,3 +109,22 @@ def test_watchdog_marks_unhealthy_when_broker_goes():
         source.close()
     finally:
         broker.stop()
+
+
+def test_readiness_names_a_group_join_that_has_not_assigned_partitions(kafka_broker, new_topic):
+    topic = new_topic("join")
+    # Kafka's default session timeout: tansu holds the join for half of it (about 5 s here)
+    source = KafkaSource([topic], config(kafka_broker, f"g-{topic}", session_timeout_ms=10000))
+    try:
+        source.read(10, 0.2)
+        healthy, reason = source.health()
+        assert not healthy
+        assert "no partitions assigned" in reason and f"g-{topic}" in reason, reason
+        assert "session_timeout_ms=10000" in reason
+        deadline = time.monotonic() + 15
+        while not source.assignment() and time.monotonic() < deadline:  # joins in the end
+            source.read(10, 0.2)
+        assert source.assignment() == [f"{topic}:0"]
+        assert source.health() == (True, "")
+    finally:
+        source.close()

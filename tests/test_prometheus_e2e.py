@@ -37,6 +37,8 @@ READY_TIMEOUT_S = 60.0
 # name -> type in the "# TYPE" lines (a counter may be typed with or without _total).
 METRIC_TYPES = {
     "streamcl_events_total": "counter",
+    "streamcl_events_learned_total": "counter",
+    "streamcl_ready": "gauge",
     "streamcl_prequential_accuracy": "gauge",
     "streamcl_predict_latency_seconds": "histogram",
     "streamcl_learn_batch_duration_seconds": "histogram",
@@ -227,14 +229,14 @@ def test_prometheus_scrapes_streamcl_accuracy(prometheus_url, streamcl_url):
 
 def test_streamcl_learns_while_prometheus_watches(prometheus_url):
     first = float(
-        query_until(prometheus_url, 'sum(streamcl_events_total{outcome="learned"})')[0]["value"][1]
+        query_until(prometheus_url, 'sum(streamcl_events_learned_total)')[0]["value"][1]
     )
     deadline = time.monotonic() + 30.0
     later = first
     while time.monotonic() < deadline and later <= first:
         time.sleep(1.0)
         later = float(
-            query_until(prometheus_url, 'sum(streamcl_events_total{outcome="learned"})')[0][
+            query_until(prometheus_url, 'sum(streamcl_events_learned_total)')[0][
                 "value"
             ][1]
         )

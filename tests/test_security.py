@@ -80,10 +80,10 @@ def test_request_body_size_is_limited(tmp_path: Path) -> None:
     settings = load_settings(source={"kind": "none"}, server={"max_body_bytes": 1_000})
     with TestClient(create_app(Service(settings))) as client:
         big = b'{"instances": [' + b'{"features": {"x": 1}},' * 100 + b"]}"
-        r = client.post("/v1/predict", content=big)
+        r = client.post("/v1/predict", content=big, headers={"content-type": "application/json"})
         assert r.status_code == 413 and r.json()["error"]["reason"] == "too_large"
         chunks = (b"x" * 600 for _ in range(3))  # no content-length: streamed and cut
-        r = client.post("/v1/predict", content=chunks)
+        r = client.post("/v1/predict", content=chunks, headers={"content-type": "application/json"})
         assert r.status_code == 413
 
 

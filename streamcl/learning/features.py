@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from streamcl.errors import DecodeError
 from streamcl.events import Event, Label
+from streamcl.models.schema import FeatureSchema, kind_of, mismatch
 from streamcl.models.view import OTHER, FeatureView
 
 __all__ = ["FeatureView", "Featurizer", "merge_moments"]
@@ -50,7 +50,7 @@ class Featurizer:
     columns : dict[str, int]
         Column index of each numeric feature name, one-hot ``name_value`` key and lag key.
     kinds : dict[str, str]
-        ``"number"`` or ``"category"`` for each feature name, fixed when first seen.
+        ``"number"``, ``"category"`` or ``"boolean"`` per feature name, fixed when first seen.
     recent_labels : list
         The last ``label_lags`` labels received, most recent first.
     """
@@ -102,10 +102,8 @@ class Featurizer:
         """
         for name, value in event.features.items():
             kind = self.kinds.get(name)
-            if kind is not None and kind != _kind(value):
-                raise DecodeError(
-                    "type_mismatch", f"features.{name}", f"expected a {kind}, got {value!r}"
-                )
+            if kind is not None and kind != kind_of(value):
+                raise mismatch(name, kind, value)
 
     def transform(self, events: Sequence[Event], learn: bool = False) -> np.ndarray:
         """Encode events with the current statistics.
@@ -154,6 +152,7 @@ class Featurizer:
                 tuple(self.recent_labels),
                 tmean,
                 tstd,
+                FeatureSchema.from_kinds(self.kinds),
             )
         return self._view
 
@@ -270,7 +269,7 @@ class Featurizer:
         if self.n_columns >= self.max_columns:
             self.dropped_features += 1
             return None
-        self.kinds.setdefault(name, _kind(value))
+        self.kinds.setdefault(name, kind_of(value))
         # Copy on write: views handed out earlier keep the mapping they were built with.
         self.columns = {**self.columns, key: self.n_columns}
         if isinstance(value, str):
@@ -313,10 +312,6 @@ class Featurizer:
         self.dropped_features = int(state["dropped_features"])
         self.recent_labels = list(state.get("recent_labels", []))
         self._target = np.array(state.get("target", [0.0, 0.0, 0.0]), dtype=float)
-
-
-def _kind(value: Any) -> str:
-    return "category" if isinstance(value, str) else "number"
 
 
 def _label_of(text: str) -> Label:

@@ -24,6 +24,7 @@ import torch
 
 from streamcl.events import Event, Label
 from streamcl.models.kernels import forward, knn_search, ncm_proba, vote
+from streamcl.models.schema import FeatureSchema
 from streamcl.models.view import FeatureView
 
 __all__ = ["Prediction", "Snapshot", "combine", "softmax", "to_predictions"]
@@ -150,6 +151,11 @@ class Snapshot:
     target_scale: tuple[float, float] = (0.0, 1.0)
     space: str = "input"
     recent: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def schema(self) -> FeatureSchema:
+        """The feature kinds this snapshot learned, which inputs are checked against."""
+        return self.features.schema
 
     def predict(self, events: Sequence[Event]) -> list[Prediction]:
         """Predict ``events`` (unknown features ignored); thread-safe, no side effects."""

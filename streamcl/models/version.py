@@ -25,6 +25,7 @@ from streamcl.errors import CheckpointError, ModelVersionError
 from streamcl.events import Event
 from streamcl.models.format import TUNABLE_LEARNER, drop_keys, fingerprint_diff, pack, unpack
 from streamcl.models.predictor import Prediction, Snapshot
+from streamcl.models.schema import FeatureSchema
 from streamcl.models.view import FeatureView
 
 __all__ = ["MODEL_FORMAT", "ModelVersion", "decode_version", "encode_version", "model_fingerprint"]
@@ -80,6 +81,11 @@ class ModelVersion:
     metrics: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""
 
+    @property
+    def schema(self) -> FeatureSchema:
+        """The feature kinds the version learned, which inputs are checked against."""
+        return self.snapshot.schema
+
     def predict(self, events: Sequence[Event]) -> list[Prediction]:
         """Predict ``events`` with the snapshot; thread-safe, no side effects."""
         return self.snapshot.predict(events)
@@ -97,6 +103,7 @@ def _view_state(view: FeatureView) -> dict[str, Any]:
         "recent_labels": tuple(view.recent_labels),
         "target_mean": view.target_mean,
         "target_std": view.target_std,
+        "schema": dict(view.schema.kinds),
     }
 
 
@@ -161,6 +168,7 @@ def _snapshot(state: Mapping[str, Any]) -> Snapshot:
         tuple(f["recent_labels"]),
         float(f["target_mean"]),
         float(f["target_std"]),
+        FeatureSchema.from_kinds(f.get("schema", {})),
     )
     return Snapshot(
         features=view,

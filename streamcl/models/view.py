@@ -14,6 +14,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from streamcl.events import Event, Label
+from streamcl.models.schema import FeatureSchema
 
 __all__ = ["OTHER", "FeatureView"]
 
@@ -47,6 +48,8 @@ class FeatureView:
         Labels received before the first event to transform, most recent first.
     target_mean, target_std
         Running statistics of a regression target, for its lags.
+    schema
+        The learned feature kinds, which serving checks inputs against.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class FeatureView:
         recent_labels: tuple[Label, ...] = (),
         target_mean: float = 0.0,
         target_std: float = 1.0,
+        schema: FeatureSchema | None = None,
     ) -> None:
         self.columns = columns
         self.numeric = numeric
@@ -72,6 +76,7 @@ class FeatureView:
         self.recent_labels = recent_labels
         self.target_mean = target_mean
         self.target_std = target_std
+        self.schema = schema if schema is not None else FeatureSchema()
 
     @property
     def n_columns(self) -> int:

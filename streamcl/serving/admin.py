@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from streamcl.errors import ModelVersionError, StoreError
 from streamcl.models.registry import ModelRegistry
-from streamcl.serving.api import HTTPError, check_token, read_json
+from streamcl.serving.auth import token_guard
+from streamcl.serving.body import read_json
+from streamcl.serving.errors import HTTPError
 from streamcl.settings import ServerSettings
 
 __all__ = ["PinRequest", "add_model_admin_routes"]
@@ -42,6 +44,7 @@ async def _call(fn: Any, *args: Any) -> Any:
 
 def add_model_admin_routes(app: FastAPI, registry: ModelRegistry, settings: ServerSettings) -> None:
     """Add the ``/v1/models`` routes over ``registry``."""
+    check_token = token_guard(settings)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
@@ -52,19 +55,19 @@ def add_model_admin_routes(app: FastAPI, registry: ModelRegistry, settings: Serv
     @app.post("/v1/models/pin")
     async def pin(request: Request) -> dict[str, Any]:
         """Pin a version on every replica until unpinned; needs the token if set."""
-        check_token(request, settings)
+        check_token(request)
         body = await read_json(request, PinRequest, settings)
         return {"status": "ok", "pinned": await _call(registry.pin, body.version)}
 
     @app.post("/v1/models/unpin")
     async def unpin(request: Request) -> dict[str, Any]:
         """Lift the pin: replicas go back to the newest promoted version."""
-        check_token(request, settings)
+        check_token(request)
         await _call(registry.unpin)
         return {"status": "ok", "pinned": None}
 
     @app.post("/v1/models/rollback")
     async def rollback(request: Request) -> dict[str, Any]:
         """Pin the promoted version before the one served now."""
-        check_token(request, settings)
+        check_token(request)
         return {"status": "ok", "pinned": await _call(registry.rollback)}

@@ -9,7 +9,7 @@ snapshot, or a loaded :class:`~streamcl.models.version.ModelVersion`).
 Routes never touch the learner directly: predictions come from the snapshot the loop
 published last, and ingested events are messages to the loop (see
 :mod:`streamcl.learning.learner`). Domain errors map to HTTP status in one table
-(:data:`STATUS`), with one error body shape:
+(:data:`streamcl.serving.errors.STATUS`), with one error body shape:
 ``{"error": {"reason": str, "field": str, "detail": str}}``. This module imports no training
 code: a serving replica loads it without the learner.
 """
@@ -17,29 +17,33 @@ code: a serving replica loads it without the learner.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from streamcl.errors import DecodeError, NotReadyError, QueueFullError, StreamclError
-from streamcl.events import Event, EventDecoder, Label, loads_strict
+from streamcl.errors import DecodeError, QueueFullError
+from streamcl.events import Event, EventDecoder, Label
 from streamcl.metrics import CONTENT_TYPE_LATEST, Metrics
 from streamcl.models.predictor import Prediction
+from streamcl.models.schema import FeatureSchema
+from streamcl.serving.auth import token_guard
+from streamcl.serving.body import read_json
+from streamcl.serving.errors import HTTPError, install_error_handlers
+from streamcl.serving.instrument import HTTPMetricsMiddleware
+from streamcl.serving.openapi import install_openapi
+from streamcl.serving.v2 import v2_router
 from streamcl.settings import ServerSettings
 
 if TYPE_CHECKING:
     from streamcl.service import Service
 
-__all__ = ["CurrentModel", "create_app", "predict_instances", "read_json"]
-
-M = TypeVar("M", bound=BaseModel)
+__all__ = ["CurrentModel", "add_common", "add_predict_route", "create_app", "predict_instances"]
 
 
 #: Features are checked by the event decoder (reasons like ``non_finite``); documented here.
@@ -70,11 +74,18 @@ class PredictRequest(BaseModel):
     instances: list[Instance] = Field(min_length=1)
 
 
+#: Events are checked by the event decoder (reasons like ``duplicate_id``); documented here.
+EventsSchema = Annotated[
+    list[dict[str, Any]],
+    WithJsonSchema({"type": "array", "items": Event.model_json_schema()}),
+]
+
+
 class EventsRequest(BaseModel):
     """Body of ``POST /v1/events``: events to predict and learn (schema of ``Event``)."""
 
     model_config = ConfigDict(extra="forbid")
-    events: list[dict[str, Any]] = Field(min_length=1)
+    events: EventsSchema = Field(min_length=1)
 
 
 class PredictionOut(BaseModel):
@@ -92,27 +103,9 @@ class PredictResponse(BaseModel):
 
     predictions: list[PredictionOut]
     model_version: int
-
-
-class HTTPError(StreamclError):
-    """An error answered with ``status`` and the common error body."""
-
-    def __init__(self, status: int, reason: str, field: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.reason, self.field, self.detail = status, reason, field, detail
-
-
-#: Domain error -> HTTP status.
-STATUS: dict[type[Exception], int] = {
-    DecodeError: 422,
-    QueueFullError: 503,
-    NotReadyError: 503,
-}
-
-
-def _error(status: int, reason: str, field: str, detail: str) -> JSONResponse:
-    body = {"error": {"reason": reason, "field": field, "detail": detail}}
-    return JSONResponse(body, status_code=status)
+    imputed: list[str] = Field(
+        default_factory=list, description="Fields imputed (server.impute_missing)."
+    )
 
 
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -128,64 +121,14 @@ class CurrentModel(Protocol):
         """Version reported with each prediction (``model_version``)."""
         ...
 
+    @property
+    def schema(self) -> FeatureSchema:
+        """The feature kinds the model learned, which inputs are checked against."""
+        ...
+
     def predict(self, events: Sequence[Event]) -> list[Prediction]:
         """Predictions for ``events``, in order; thread-safe."""
         ...
-
-
-def install_error_handler(app: FastAPI) -> None:
-    """Answer :class:`HTTPError` with its status and the common error body."""
-
-    @app.exception_handler(HTTPError)
-    async def _http_error(_: Request, exc: HTTPError) -> JSONResponse:
-        return _error(exc.status, exc.reason, exc.field, exc.detail)
-
-
-async def read_json(request: Request, model: type[M], settings: ServerSettings) -> M:
-    """Read, size-check and validate a JSON body as ``model``.
-
-    Raises
-    ------
-    HTTPError
-        413 ``too_large``, 400 for bad JSON, 422 naming the invalid field.
-    """
-    limit_bytes = settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
-        raise HTTPError(413, "too_large", "", f"body above {limit_bytes} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit_bytes:
-            raise HTTPError(413, "too_large", "", f"body above {limit_bytes} bytes")
-    try:
-        obj = loads_strict(bytes(body), limit_bytes)
-        return model.model_validate(obj)
-    except DecodeError as exc:
-        raise HTTPError(
-            400 if exc.reason != "non_finite" else 422, exc.reason, exc.field, exc.detail
-        ) from None
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise HTTPError(422, "invalid", field, str(err["msg"])) from None
-
-
-def check_token(request: Request, settings: ServerSettings) -> None:
-    """Require ``Authorization: Bearer <server.api_token>`` when a token is configured.
-
-    Raises
-    ------
-    HTTPError
-        401 ``unauthorized``.
-    """
-    token = settings.api_token
-    if token is None:
-        return
-    given = request.headers.get("authorization", "")
-    expected = f"Bearer {token.get_secret_value()}"
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise HTTPError(401, "unauthorized", "authorization", "missing or wrong bearer token")
 
 
 def limit(n: int, field: str, settings: ServerSettings) -> None:
@@ -194,39 +137,43 @@ def limit(n: int, field: str, settings: ServerSettings) -> None:
         raise HTTPError(413, "too_many", field, f"{n} > limit {settings.max_instances}")
 
 
-def decode_instances(body: PredictRequest, decoder: EventDecoder) -> list[Event]:
+def decode_instances(
+    body: PredictRequest, decoder: EventDecoder, schema: FeatureSchema, impute: bool
+) -> tuple[list[Event], list[str]]:
     """The instances of a predict request as events (ids ``"0"``, ``"1"``...).
+
+    Each instance is checked against ``schema``, the features the model learned, by the same
+    rules as the stream's decoding (unknown, missing and mistyped features are refused).
+
+    Returns
+    -------
+    tuple[list[Event], list[str]]
+        The events, and the fields imputed (``impute`` allows missing features).
 
     Raises
     ------
     HTTPError
         422 naming ``instances.<i>.<field>``.
     """
-    events = []
+    events, imputed = [], []
     for i, inst in enumerate(body.instances):
         try:
             events.append(decoder.validate({"id": str(i), "features": inst.features}))
+            missing = schema.check(inst.features, "features.", impute)
         except DecodeError as exc:
             raise HTTPError(422, exc.reason, f"instances.{i}.{exc.field}", exc.detail) from None
-    return events
+        imputed += [f"instances.{i}.features.{name}" for name in missing]
+    return events, imputed
 
 
 async def predict_instances(
-    model: CurrentModel | None, events: Sequence[Event], metrics: Metrics
+    model: CurrentModel, events: Sequence[Event], metrics: Metrics, imputed: list[str]
 ) -> PredictResponse:
-    """Predict ``events`` with ``model`` off the event loop; observe the latency.
-
-    Raises
-    ------
-    HTTPError
-        503 ``not_ready`` when no model is loaded yet.
-    """
-    if model is None:
-        raise HTTPError(503, "not_ready", "", "no model version loaded yet")
+    """Predict ``events`` with ``model`` off the event loop; observe the latency."""
     started = time.perf_counter()
     predictions = await asyncio.to_thread(model.predict, events)
     metrics.predict_latency.observe(time.perf_counter() - started)
-    return _response(predictions, model.version)
+    return _response(predictions, model.version, imputed)
 
 
 def add_predict_route(
@@ -245,7 +192,29 @@ def add_predict_route(
         """Predict instances with the served model; never learns."""
         body = await read_json(request, PredictRequest, settings)
         limit(len(body.instances), "instances", settings)
-        return await predict_instances(current(), decode_instances(body, decoder), metrics)
+        model = current()
+        if model is None:
+            raise HTTPError(503, "not_ready", "", "no model version loaded yet")
+        events, imputed = decode_instances(body, decoder, model.schema, settings.impute_missing)
+        return await predict_instances(model, events, metrics, imputed)
+
+
+def add_common(
+    app: FastAPI,
+    settings: ServerSettings,
+    metrics: Metrics,
+    current: Callable[[], CurrentModel | None],
+    ready: Callable[[], bool],
+) -> None:
+    """Add what every predicting role's app has, over the model ``current()`` returns.
+
+    The one error shape, the completed OpenAPI spec, HTTP request metrics and the Open
+    Inference Protocol routes (``/v2``).
+    """
+    install_error_handlers(app)
+    install_openapi(app)
+    app.add_middleware(HTTPMetricsMiddleware, metrics=metrics)
+    app.include_router(v2_router(current, settings.model_name, settings, ready))
 
 
 def create_app(service: Service, predict: bool = True) -> FastAPI:
@@ -270,11 +239,15 @@ def create_app(service: Service, predict: bool = True) -> FastAPI:
 
     app = FastAPI(title="streamcl", version="1", lifespan=lifespan)
     settings = service.settings.server
-    install_error_handler(app)
+    snapshot = lambda: service.loop.snapshot  # noqa: E731
     if predict:
-        add_predict_route(
-            app, settings, service.decoder, service.metrics, lambda: service.loop.snapshot
-        )
+        add_common(app, settings, service.metrics, snapshot, lambda: service.ready()[0])
+        add_predict_route(app, settings, service.decoder, service.metrics, snapshot)
+    else:
+        install_error_handlers(app)
+        install_openapi(app)
+        app.add_middleware(HTTPMetricsMiddleware, metrics=service.metrics)
+    check_token = token_guard(settings)
     if service.registry is not None:
         from streamcl.serving.admin import add_model_admin_routes
 
@@ -285,7 +258,7 @@ def create_app(service: Service, predict: bool = True) -> FastAPI:
     )
     async def ingest(request: Request) -> PredictResponse:
         """Predict, then learn, a batch of events (those with a label are learned)."""
-        check_token(request, settings)
+        check_token(request)
         shed = service.over_budget()
         if shed:
             raise HTTPError(503, "over_memory_budget", "", shed)
@@ -306,7 +279,7 @@ def create_app(service: Service, predict: bool = True) -> FastAPI:
         return _response(predictions, service.loop.learner.version)
 
     async def to_loop(request: Request, call: Callable[[], Future[Any]]) -> dict[str, Any]:
-        check_token(request, settings)
+        check_token(request)
         try:
             future = call()
         except QueueFullError as exc:
@@ -321,7 +294,7 @@ def create_app(service: Service, predict: bool = True) -> FastAPI:
     async def checkpoint(request: Request) -> dict[str, Any]:
         """Write a checkpoint now (a message to the loop); needs the bearer token if set."""
         if service.checkpoints is None:
-            check_token(request, settings)
+            check_token(request)
             raise HTTPError(409, "disabled", "checkpoint.dir", "checkpoints are not configured")
         return await to_loop(request, service.checkpoint_now)
 
@@ -350,6 +323,7 @@ def create_app(service: Service, predict: bool = True) -> FastAPI:
     @app.get("/metrics")
     async def metrics() -> Response:
         """Prometheus text exposition."""
+        service.metrics.ready.set(1 if service.ready()[0] else 0)  # so never-ready alerts
         return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/model")
@@ -372,10 +346,13 @@ def _decode_event(service: Service, i: int, raw: dict[str, Any], kinds: dict[str
         raise HTTPError(422, exc.reason, field, exc.detail) from None
 
 
-def _response(predictions: list[Prediction], version: int) -> PredictResponse:
+def _response(
+    predictions: list[Prediction], version: int, imputed: list[str] | None = None
+) -> PredictResponse:
     return PredictResponse(
         predictions=[
             PredictionOut(label=p.label, probabilities=p.probabilities) for p in predictions
         ],
         model_version=version,
+        imputed=imputed or [],
     )

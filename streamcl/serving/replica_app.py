@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from streamcl.events import EventDecoder
 from streamcl.metrics import CONTENT_TYPE_LATEST, Metrics
-from streamcl.serving.api import add_predict_route, install_error_handler
+from streamcl.serving.api import add_common, add_predict_route
 from streamcl.serving.replica import Replica
 from streamcl.settings import Settings
 
@@ -64,10 +64,9 @@ def create_replica_app(replica: Replica, settings: Settings, follower: Any = Non
             replica.stop()
 
     app = FastAPI(title="streamcl serving", version="1", lifespan=lifespan)
-    install_error_handler(app)
-    add_predict_route(
-        app, settings.server, decoder_from_settings(settings), metrics, lambda: replica.model
-    )
+    current = lambda: replica.model  # noqa: E731
+    add_common(app, settings.server, metrics, current, lambda: replica.ready()[0])
+    add_predict_route(app, settings.server, decoder_from_settings(settings), metrics, current)
 
     @app.get("/v1/model")
     async def model() -> dict[str, Any]:

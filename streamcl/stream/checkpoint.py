@@ -89,6 +89,8 @@ class CheckpointManager:
         self._pending_check: dict[str, int] | None = None
         self._last_check = 0.0
         self._mark()
+        if hasattr(loop.source, "on_recreated"):
+            loop.source.on_recreated = self.recreated
 
     def _handled(self) -> int:
         return int(self.loop.events_handled + self.loop.rejected)
@@ -144,6 +146,7 @@ class CheckpointManager:
                 "created": time.time(),
                 "reason": reason,
                 "position": position,
+                "log_ids": dict(getattr(source, "log_ids", {})),
                 "state": {name: c.state_dict() for name, c in self.components().items()},
             }
             info = self.checkpointer.save(state)
@@ -199,6 +202,9 @@ class CheckpointManager:
         self.loop.snapshot = self.loop.learner.snapshot()
         position = {str(k): int(v) for k, v in state.get("position", {}).items()}
         source = self.loop.source
+        if source is not None and isinstance(state.get("log_ids"), dict):
+            if hasattr(source, "log_ids"):
+                source.log_ids = {str(k): str(v) for k, v in state["log_ids"].items()}
         if source is not None and position:
             source.seek(position)
             self._pending_check = position
@@ -263,6 +269,24 @@ class CheckpointManager:
         self.loop.hold = message
         log.error(message)
         raise LogRegressedError(message)
+
+    def recreated(self, keys: list[str]) -> bool:
+        """Apply the regressed-log policy to partitions of recreated topics (new topic id).
+
+        The offsets saved for them refer to a log that no longer exists, even when the new
+        one is longer. Returns whether the source may go on reading.
+        """
+        self.loop.metrics.log_regressions.inc()
+        if self.on_regressed_log == "reset_to_earliest":
+            log.error("topic recreated (%s); policy reset_to_earliest: re-reading from 0", keys)
+            self.loop.source.seek(dict.fromkeys(keys, 0))
+            return True
+        self.loop.hold = (
+            f"log regressed: topic recreated (new topic id) under {keys}; refusing to consume "
+            "(checkpoint.on_regressed_log=fail). Set it to reset_to_earliest to re-read it."
+        )
+        log.error(self.loop.hold)
+        return False
 
     def before_step(self) -> None:
         """Check the log's end (the loop calls this before each step; cheap).

@@ -313,7 +313,7 @@ class LabelJoin:
                 m.label_join_delay.observe(delay)
             if self.on_learned is not None:
                 self.on_learned([c[0] for c in chunk])
-        m.events.labels("learned").inc(len(matched))
+        m.learned.inc(len(matched))
         self.score.export(m)
         m.model_version.set(self.learner.version)
 

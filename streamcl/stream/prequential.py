@@ -18,6 +18,7 @@ from streamcl.connectors.base import DeadLetterSink, LogDeadLetterSink, Record, 
 from streamcl.errors import DecodeError, QueueFullError
 from streamcl.events import Event, EventDecoder
 from streamcl.learning.learner import Learner, Prediction, Snapshot
+from streamcl.models.schema import kind_of, mismatch
 from streamcl.metrics import Metrics
 from streamcl.stream.dedup import DedupWindow, IdLedger
 from streamcl.stream.labels import LabelJoin
@@ -217,13 +218,9 @@ class StreamLoop:
         featurizer.check(event)
         for name, value in event.features.items():
             if name not in featurizer.kinds:
-                kind = "category" if isinstance(value, str) else "number"
+                kind = kind_of(value)
                 if pending.setdefault(name, kind) != kind:
-                    raise DecodeError(
-                        "type_mismatch",
-                        f"features.{name}",
-                        f"expected a {pending[name]}, got {value!r}",
-                    )
+                    raise mismatch(name, pending[name], value)
 
     def reject(self, record: Record, exc: DecodeError) -> None:
         """Count a rejected record and send it to the dead-letter sink."""
@@ -283,6 +280,9 @@ class StreamLoop:
                 try:
                     self._check_duplicates(events)
                     future.set_result(self._process_in_batches(events))
+                except DecodeError as exc:  # an expected client error (duplicate id)
+                    log.info("posted events rejected: %s", exc)
+                    future.set_exception(exc)
                 except Exception as exc:  # the request fails, never the loop
                     log.exception("processing posted events failed")
                     future.set_exception(exc)
@@ -324,7 +324,7 @@ class StreamLoop:
         self.events_handled += len(events)
         m = self.metrics
         m.events.labels("predicted").inc(len(events))
-        m.events.labels("learned").inc(learned)
+        m.learned.inc(learned)
         m.learn_duration.observe(time.perf_counter() - started)
         self.score.export(m)
         m.model_version.set(self.learner.version)
