@@ -27,10 +27,29 @@ def test_schemathesis_checks_all_finds_no_failure(tmp_path: Path) -> None:
     cli = shutil.which("schemathesis") or str(Path(__file__).parents[1] / ".venv/bin/schemathesis")
     with live_server(learn=200, api_token="tok") as (url, _):
         run = subprocess.run(
-            [cli, "--config-file", str(tmp_path / "schemathesis.toml"), "run",
-             f"{url}/openapi.json", "--checks", "all", "--seed", "7", "--max-examples", "10",
-             "-H", "Authorization: Bearer tok", "--workers", "1", "--no-color"],
-            capture_output=True, text=True, timeout=300, check=False,
+            [
+                cli,
+                "--config-file",
+                str(tmp_path / "schemathesis.toml"),
+                "run",
+                f"{url}/openapi.json",
+                "--checks",
+                "all",
+                "--seed",
+                "7",
+                "--max-examples",
+                "10",
+                "-H",
+                "Authorization: Bearer tok",
+                "--workers",
+                "1",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            cwd=tmp_path,
         )
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-6000:]
