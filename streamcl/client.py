@@ -88,7 +88,7 @@ class Client:
         return [Prediction(p["label"], p["probabilities"]) for p in out["predictions"]]
 
     def ingest(self, events: Sequence[Mapping[str, Any]]) -> list[Prediction]:
-        """Predict, then learn, events ``{"id", "features", "label"?, "ts"?}`` (``POST /v1/events``).
+        """Predict, then learn, events ``{"id", "features", "label"?, "ts"?}`` (POST /v1/events).
 
         Raises
         ------

@@ -45,6 +45,7 @@ def package_version(name: str = "streamcl") -> str:
     except PackageNotFoundError:
         return "unknown"
 
+
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 

@@ -52,8 +52,15 @@ def live_server(learn: int = 0, **server: Any) -> Iterator[tuple[str, Service]]:
     try:
         if learn:
             token = settings.server.api_token
-            headers = {} if token is None else {"authorization": f"Bearer {token.get_secret_value()}"}
-            r = httpx.post(f"{url}/v1/events", json={"events": elec2_events(learn)}, headers=headers, timeout=60)
+            headers = (
+                {} if token is None else {"authorization": f"Bearer {token.get_secret_value()}"}
+            )
+            r = httpx.post(
+                f"{url}/v1/events",
+                json={"events": elec2_events(learn)},
+                headers=headers,
+                timeout=60,
+            )
             assert r.status_code == 200, r.text
         yield url, service
     finally:

@@ -71,7 +71,15 @@ def test_topics_create_then_produce(kafka_broker) -> None:  # type: ignore[no-un
     from kafka_broker import unique_topic
 
     topic = unique_topic("cli")
-    r = _cli("topics", "create", topic, "--partitions", "2", "--bootstrap-servers", kafka_broker.bootstrap)
+    r = _cli(
+        "topics",
+        "create",
+        topic,
+        "--partitions",
+        "2",
+        "--bootstrap-servers",
+        kafka_broker.bootstrap,
+    )
     assert r.returncode == 0 and f"created {topic}" in r.stdout, r.stderr
     r = _cli("topics", "create", topic, "--bootstrap-servers", kafka_broker.bootstrap)
     assert r.returncode == 0 and f"exists  {topic}" in r.stdout, r.stderr

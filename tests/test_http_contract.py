@@ -60,7 +60,9 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("path", ["/v1/predict", "/v1/events"])
-@pytest.mark.parametrize(("name", "change", "reason", "field"), HOSTILE, ids=[h[0] for h in HOSTILE])
+@pytest.mark.parametrize(
+    ("name", "change", "reason", "field"), HOSTILE, ids=[h[0] for h in HOSTILE]
+)
 def test_hostile_inputs_are_422_naming_the_field(
     server: tuple[str, Service],
     ingest_server: tuple[str, Service],
@@ -72,7 +74,9 @@ def test_hostile_inputs_are_422_naming_the_field(
 ) -> None:
     url = server[0] if path == "/v1/predict" else ingest_server[0]  # ingest changes the schema
     if path == "/v1/predict":
-        body: dict[str, Any] = {"instances": [{"features": FEATURES}, {"features": _instance(**change)}]}
+        body: dict[str, Any] = {
+            "instances": [{"features": FEATURES}, {"features": _instance(**change)}]
+        }
         prefix = "instances.1."
     else:
         body = {"events": [_event(0), _event(1, **change)]}
@@ -142,7 +146,9 @@ def test_slow_headers_and_slow_bodies_are_timed_out(server: tuple[str, Service])
 
 def test_missing_features_may_be_imputed_and_are_named() -> None:
     with live_server(learn=100, impute_missing=True) as (url, _):
-        r = httpx.post(url + "/v1/predict", json={"instances": [{"features": _instance(nswprice=...)}]})
+        r = httpx.post(
+            url + "/v1/predict", json={"instances": [{"features": _instance(nswprice=...)}]}
+        )
     assert r.status_code == 200
     assert r.json()["imputed"] == ["instances.0.features.nswprice"]
 
@@ -150,7 +156,12 @@ def test_missing_features_may_be_imputed_and_are_named() -> None:
 def test_bearer_scheme_is_case_insensitive() -> None:
     with live_server(api_token="s3cret") as (url, _):
         body = {"events": elec2_events(2)}
-        assert httpx.post(url + "/v1/events", json=body, headers={"authorization": "bearer s3cret"}).status_code == 200
+        assert (
+            httpx.post(
+                url + "/v1/events", json=body, headers={"authorization": "bearer s3cret"}
+            ).status_code
+            == 200
+        )
         r = httpx.post(url + "/v1/reset", headers={"authorization": "Basic s3cret"})
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
 
@@ -199,7 +210,7 @@ def test_metrics_an_sre_expects(server: tuple[str, Service]) -> None:
     httpx.get(url + "/no/such/path")
     text = httpx.get(url + "/metrics").text
     assert "process_resident_memory_bytes " in text and "python_info{" in text
-    assert 'streamcl_build_info{' in text and 'version="' in text
+    assert "streamcl_build_info{" in text and 'version="' in text
     assert (
         'streamcl_http_requests_total{method="POST",route="/v2/models/{model_name}/infer",status="422"}'
         in text

@@ -53,7 +53,9 @@ def _recreate(broker: Any, topic: str, n: int) -> None:
     time.sleep(0.3)
     admin.create_topics([NewTopic(topic, 1, 1)])
     admin.close()
-    produce_events(load_events("builtin://elec2", limit=n, id_prefix="new-"), topic, broker.bootstrap)
+    produce_events(
+        load_events("builtin://elec2", limit=n, id_prefix="new-"), topic, broker.bootstrap
+    )
 
 
 @pytest.mark.parametrize("policy", ["reset_to_earliest", "fail"])

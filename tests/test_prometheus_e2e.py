@@ -228,17 +228,13 @@ def test_prometheus_scrapes_streamcl_accuracy(prometheus_url, streamcl_url):
 
 
 def test_streamcl_learns_while_prometheus_watches(prometheus_url):
-    first = float(
-        query_until(prometheus_url, 'sum(streamcl_events_learned_total)')[0]["value"][1]
-    )
+    first = float(query_until(prometheus_url, "sum(streamcl_events_learned_total)")[0]["value"][1])
     deadline = time.monotonic() + 30.0
     later = first
     while time.monotonic() < deadline and later <= first:
         time.sleep(1.0)
         later = float(
-            query_until(prometheus_url, 'sum(streamcl_events_learned_total)')[0][
-                "value"
-            ][1]
+            query_until(prometheus_url, "sum(streamcl_events_learned_total)")[0]["value"][1]
         )
     assert later > first, "learned events did not increase between scrapes"
 

@@ -41,7 +41,7 @@ def _outputs() -> list[triton.InferRequestedOutput]:
 
 
 def test_tritonclient_gets_a_prediction(server: tuple[str, Service]) -> None:
-    url, service = server
+    url = server[0]
     client = triton.InferenceServerClient(url.removeprefix("http://"))
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("streamcl")

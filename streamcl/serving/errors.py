@@ -44,7 +44,12 @@ class HTTPError(StreamclError):
     """An error answered with ``status`` and the common error body."""
 
     def __init__(
-        self, status: int, reason: str, field: str, detail: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        reason: str,
+        field: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status, self.reason, self.field, self.detail = status, reason, field, detail
@@ -74,8 +79,10 @@ class ErrorBody(BaseModel):
 
 
 class V2ErrorBody(ErrorDetail):
-    """The error body under ``/v2``: the Open Inference Protocol's ``{"error": message}``
-    (a string, which its clients require), with the common fields beside it."""
+    """The error body under ``/v2``: the protocol's ``{"error": message}``, plus our fields.
+
+    The Open Inference Protocol's clients require ``error`` to be a string.
+    """
 
     error: str
 
@@ -164,7 +171,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 class JSONContentTypeMiddleware:
@@ -187,7 +196,12 @@ class JSONContentTypeMiddleware:
                 content_type = "binary tensors (Inference-Header-Content-Length)"
             if has_body and content_type and not _is_json(content_type):
                 detail = f"expected application/json, got {content_type!r}"
-                log.info("%s %s -> 415 unsupported_media_type: %s", scope["method"], scope["path"], detail)
+                log.info(
+                    "%s %s -> 415 unsupported_media_type: %s",
+                    scope["method"],
+                    scope["path"],
+                    detail,
+                )
                 response = error_response(
                     415, "unsupported_media_type", "content-type", detail, None, scope["path"]
                 )

@@ -50,11 +50,13 @@ class StreamclH11Protocol(H11Protocol):  # type: ignore[misc]
     header_timeout_s: float = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the header deadline of the connection's first request."""
         super().connection_made(transport)
         self._header_timer: asyncio.TimerHandle | None = None
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        """Parse ``data``; keep the deadline while a request's headers are incomplete."""
         super().data_received(data)
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self._arm()
@@ -62,6 +64,7 @@ class StreamclH11Protocol(H11Protocol):  # type: ignore[misc]
             self._disarm()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Cancel the deadline."""
         self._disarm()
         super().connection_lost(exc)
 
@@ -84,7 +87,9 @@ class StreamclH11Protocol(H11Protocol):  # type: ignore[misc]
             return
         detail = f"request headers not complete within {self.header_timeout_s:g} s"
         log.info("%s -> 408 timeout: %s", _peer(self.client), detail)
-        self.transport.write(_raw_response(408, "Request Timeout", error_body("timeout", "", detail)))
+        self.transport.write(
+            _raw_response(408, "Request Timeout", error_body("timeout", "", detail))
+        )
         self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
@@ -105,6 +110,7 @@ class StreamclH11Protocol(H11Protocol):  # type: ignore[misc]
             self.transport.write(_raw_response(400, "Bad Request", json.loads(data)))
         self.transport.close()
 
+
 def _peer(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "client"
 
@@ -112,7 +118,7 @@ def _peer(client: tuple[str, int] | None) -> str:
 def server_config(
     app: Any, settings: ServerSettings, host: str | None = None, port: int | None = None
 ) -> uvicorn.Config:
-    """uvicorn's config for ``app`` with the protocol and timeouts of ``settings``.
+    """Uvicorn's config for ``app`` with the protocol and timeouts of ``settings``.
 
     Parameters
     ----------
@@ -137,6 +143,8 @@ def server_config(
     )
 
 
-def serve(app: Any, settings: ServerSettings, host: str | None = None, port: int | None = None) -> None:
+def serve(
+    app: Any, settings: ServerSettings, host: str | None = None, port: int | None = None
+) -> None:
     """Serve ``app`` until SIGTERM/SIGINT (then re-raised, so the exit status reports it)."""
     uvicorn.Server(server_config(app, settings, host, port)).run()

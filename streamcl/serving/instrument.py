@@ -32,6 +32,7 @@ class HTTPMetricsMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        """Handle one ASGI call, counting HTTP requests by route template and status."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

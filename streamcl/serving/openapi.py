@@ -74,7 +74,10 @@ def _status_503(path: str) -> dict[str, Any] | None:
         schema = {"type": "object", "properties": {"ready": {"type": "boolean"}}}
     else:
         return None
-    return {"description": "Not alive or not ready (the reason)", "content": {"application/json": {"schema": schema}}}
+    return {
+        "description": "Not alive or not ready (the reason)",
+        "content": {"application/json": {"schema": schema}},
+    }
 
 
 def _codes(path: str, method: str, op: dict[str, Any]) -> list[int]:

@@ -50,12 +50,18 @@ class Model(Protocol):
     """What the router serves: an immutable model with a version."""
 
     @property
-    def version(self) -> int: ...
+    def version(self) -> int:
+        """Version of the model (learning steps taken)."""
+        ...
 
     @property
-    def schema(self) -> FeatureSchema: ...
+    def schema(self) -> FeatureSchema:
+        """The feature schema it learned."""
+        ...
 
-    def predict(self, events: Sequence[Event]) -> list[Prediction]: ...
+    def predict(self, events: Sequence[Event]) -> list[Prediction]:
+        """Predictions of ``events``, in order."""
+        ...
 
 
 class Tensor(BaseModel):
@@ -92,7 +98,9 @@ def _flat(tensor: Tensor, where: str) -> list[Any]:
         data = [x for row in data for x in (row if isinstance(row, list) else [row])]
     rows = tensor.shape[0]
     if any(d < 0 for d in tensor.shape) or math.prod(tensor.shape) != len(data):
-        raise HTTPError(422, "bad_shape", where, f"shape {tensor.shape} holds not {len(data)} values")
+        raise HTTPError(
+            422, "bad_shape", where, f"shape {tensor.shape} holds not {len(data)} values"
+        )
     if len(tensor.shape) == 2 and tensor.shape[1] != 1:
         raise HTTPError(422, "bad_shape", where, "one feature per tensor: shape [n] or [n, 1]")
     if rows != len(data):
@@ -146,11 +154,15 @@ def to_events(
     if rows > max_instances:
         raise HTTPError(413, "too_many", "inputs", f"{rows} > limit {max_instances}")
     try:
-        imputed = schema.check({k: v[0] for k, v in columns.items()} if rows else {}, "inputs.", impute)
+        imputed = schema.check(
+            {k: v[0] for k, v in columns.items()} if rows else {}, "inputs.", impute
+        )
     except DecodeError as exc:
         raise HTTPError(422, exc.reason, exc.field, exc.detail) from None
     events = [
-        Event.model_construct(id=str(r), ts=None, features={k: v[r] for k, v in columns.items()}, label=None)
+        Event.model_construct(
+            id=str(r), ts=None, features={k: v[r] for k, v in columns.items()}, label=None
+        )
         for r in range(rows)
     ]
     return events, imputed
@@ -248,7 +260,9 @@ def v2_router(
             "name": name,
             "versions": [str(model.version)],
             "platform": "streamcl",
-            "inputs": [{"name": f, "datatype": _DATATYPE[k], "shape": [-1]} for f, k in kinds.items()],
+            "inputs": [
+                {"name": f, "datatype": _DATATYPE[k], "shape": [-1]} for f, k in kinds.items()
+            ],
             "outputs": [
                 {"name": "label", "datatype": "BYTES", "shape": [-1]},
                 {"name": "probabilities", "datatype": "FP32", "shape": [-1, -1]},

@@ -202,9 +202,8 @@ class CheckpointManager:
         self.loop.snapshot = self.loop.learner.snapshot()
         position = {str(k): int(v) for k, v in state.get("position", {}).items()}
         source = self.loop.source
-        if source is not None and isinstance(state.get("log_ids"), dict):
-            if hasattr(source, "log_ids"):
-                source.log_ids = {str(k): str(v) for k, v in state["log_ids"].items()}
+        if hasattr(source, "log_ids") and isinstance(state.get("log_ids"), dict):
+            source.log_ids = {str(k): str(v) for k, v in state["log_ids"].items()}
         if source is not None and position:
             source.seek(position)
             self._pending_check = position
