@@ -78,6 +78,8 @@ class Publisher:
         self._last_steps = -1
         self._last_write = 0.0
         self.last_promoted: dict[str, Any] | None = None
+        for outcome in ("promoted", "held", "failed"):  # the series exist from the start
+            metrics.versions_published.labels(outcome)
 
     def restore_champion(self) -> None:
         """Load the served version from the store as the gate's champion (at start)."""
