@@ -94,6 +94,17 @@ class Publisher:
         except (StoreError, ModelVersionError) as exc:
             log.warning("served model version not loaded as the gate's champion: %s", exc)
 
+    def describe(self) -> dict[str, Any]:
+        """Store, last promoted version and candidates being scored, for ``GET /v1/model``."""
+        last = self.last_promoted or {}
+        return {
+            "store": self.registry.store.url,
+            "name": self.registry.name,
+            "promoted_version": last.get("version"),
+            "promoted_created": last.get("created"),
+            "candidates_scored": sorted(self._pending),
+        }
+
     def observe(self, events: Sequence[Event]) -> None:
         """Feed the gate events about to be learned (call before learning them)."""
         self.gate.observe(events)
