@@ -223,6 +223,8 @@ class Service:
             self.source.close()  # commits handled offsets after flushing the sinks
         for sink in self.sinks:
             sink.close()
+        if self.publisher is not None and self.publisher.announcer is not None:
+            self.publisher.announcer.close()
         log.info("stopped after %d events", self.loop.events_handled)
 
     def alive(self) -> tuple[bool, str]:
@@ -266,6 +268,7 @@ class Service:
                 "last": None if cp.last is None else str(cp.last.path),
                 "last_size_bytes": None if cp.last is None else cp.last.size_bytes,
             },
+            "models": None if self.publisher is None else self.publisher.describe(),
             "uptime_s": time.time() - self.started_at,
             "settings": self.settings.model_dump(mode="json"),
         }

@@ -401,7 +401,7 @@ class ServeSettings(_Section):
         "pointer heartbeat, or a pin) longer ago than this, seconds.",
     )
     poll_interval_s: float = Field(
-        1.0, gt=0, description="Seconds between reads of the store's pointer and pin."
+        0.5, gt=0, description="Seconds between reads of the store's pointer and pin."
     )
 
 

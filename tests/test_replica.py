@@ -85,6 +85,12 @@ def test_not_ready_before_a_version_and_follows_new_ones_forward(tmp_path: Path)
     settings = _settings(str(tmp_path / "models"))
     replica = _replica(settings)
     assert replica.ready() == (False, "no model version loaded")
+    with TestClient(create_replica_app(replica, settings)) as client:
+        r = client.post("/v1/predict", json={"instances": [{"features": {"x": 1.0}}]})
+        assert r.status_code == 503 and r.json()["error"]["reason"] == "not_ready"
+        assert client.get("/readyz").status_code == 503
+        bad = client.post("/v1/predict", json={"instances": [{"features": {"x": "a" * 999}}]})
+        assert bad.status_code == 422 and bad.json()["error"]["field"].startswith("instances.0")
     service = Service(settings)
     _learn(service, 800)
     assert replica.poll() and replica.model is not None

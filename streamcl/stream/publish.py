@@ -78,6 +78,8 @@ class Publisher:
         self._last_steps = -1
         self._last_write = 0.0
         self.last_promoted: dict[str, Any] | None = None
+        for outcome in ("promoted", "held", "failed"):  # the series exist from the start
+            metrics.versions_published.labels(outcome)
 
     def restore_champion(self) -> None:
         """Load the served version from the store as the gate's champion (at start)."""
@@ -91,6 +93,17 @@ class Publisher:
             self.metrics.published_version.set(served.version)
         except (StoreError, ModelVersionError) as exc:
             log.warning("served model version not loaded as the gate's champion: %s", exc)
+
+    def describe(self) -> dict[str, Any]:
+        """Store, last promoted version and candidates being scored, for ``GET /v1/model``."""
+        last = self.last_promoted or {}
+        return {
+            "store": self.registry.store.url,
+            "name": self.registry.name,
+            "promoted_version": last.get("version"),
+            "promoted_created": last.get("created"),
+            "candidates_scored": sorted(self._pending),
+        }
 
     def observe(self, events: Sequence[Event]) -> None:
         """Feed the gate events about to be learned (call before learning them)."""
