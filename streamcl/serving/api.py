@@ -193,9 +193,10 @@ def add_predict_route(
         body = await read_json(request, PredictRequest, settings)
         limit(len(body.instances), "instances", settings)
         model = current()
-        if model is None:
+        schema = FeatureSchema() if model is None else model.schema
+        events, imputed = decode_instances(body, decoder, schema, settings.impute_missing)
+        if model is None:  # checked after the body, so a bad request is a 422 either way
             raise HTTPError(503, "not_ready", "", "no model version loaded yet")
-        events, imputed = decode_instances(body, decoder, model.schema, settings.impute_missing)
         return await predict_instances(model, events, metrics, imputed)
 
 
