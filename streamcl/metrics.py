@@ -172,6 +172,39 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("streamcl_ready", "1 when /readyz answers 200.", registry=r)
+        # scaling: per instance, never per key (cardinality)
+        self.keyed_live_models = Gauge(
+            "streamcl_keyed_live_models", "Per-key models in memory on this instance.", registry=r
+        )
+        self.keyed_partitions = Gauge(
+            "streamcl_keyed_partitions", "Partitions (with their models) owned.", registry=r
+        )
+        self.keyed_evictions = Counter(
+            "streamcl_keyed_evictions", "Per-key models saved and evicted (LRU).", registry=r
+        )
+        self.keyed_loads = Counter(
+            "streamcl_keyed_loads", "Per-key models loaded from the store.", registry=r
+        )
+        self.keyed_load_duration = Histogram(
+            "streamcl_keyed_load_duration_seconds",
+            "Time to read and restore one per-key model, seconds.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.keyed_restore_duration = Histogram(
+            "streamcl_keyed_restore_duration_seconds",
+            "Time to read a partition's checkpoint manifest on assignment, seconds.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.standby_active = Gauge(
+            "streamcl_standby_active",
+            "1 while this instance holds the learner lock (learner.standby), else 0.",
+            registry=r,
+        )
+        self.takeovers = Counter(
+            "streamcl_standby_takeovers", "Times this instance took the learner lock.", registry=r
+        )
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

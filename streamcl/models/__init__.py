@@ -1,0 +1,1 @@
+"""Model versions and the stores they are written to."""
