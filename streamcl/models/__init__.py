@@ -1,1 +1,0 @@
-"""Model versions and the stores they are written to."""
