@@ -40,3 +40,33 @@ class NotReadyError(StreamclError):
 
 class CheckpointError(StreamclError):
     """A checkpoint is missing, corrupt, tampered or from incompatible settings."""
+
+
+class StoreError(StreamclError):
+    """An object store (model versions, checkpoints) cannot be reached or refused a call."""
+
+
+class StoreNotFoundError(StoreError):
+    """The named object is not in the store."""
+
+
+class ModelVersionError(StreamclError):
+    """A model version is corrupt, truncated, tampered or from incompatible settings.
+
+    Parameters
+    ----------
+    reason
+        Short machine-readable reason, used as a metric label: ``"checksum"``,
+        ``"incompatible"``, ``"undecodable"`` or ``"missing"``.
+    detail
+        Human-readable explanation.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+class QueueFullError(StreamclError):
+    """A bounded queue to the loop is full; the caller should retry later (HTTP 503)."""

@@ -22,30 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamcl.models.kernels import forward
+
 __all__ = ["forward", "numpy_params", "step"]
 
 
 def numpy_params(model: torch.nn.Module) -> list[np.ndarray]:
     """Views ``[W0, b0, W1, b1, ..., W_head, b_head]`` float32 sharing the tensors' memory."""
     return [p.detach().numpy() for p in model.parameters()]
-
-
-def forward(params: list[np.ndarray], x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Logits ``(batch, n_outputs)`` float32 and post-ReLU activations of each hidden layer.
-
-    ``x`` ``(batch, n_inputs)`` float32 must have the first layer's width.
-    """
-    acts: list[np.ndarray] = []
-    h = x
-    last = len(params) // 2 - 1
-    for i in range(0, len(params), 2):
-        z = h @ params[i].T
-        z += params[i + 1]
-        if i // 2 < last:
-            np.maximum(z, 0.0, out=z)
-            acts.append(z)
-        h = z
-    return h, acts
 
 
 def _loss_grad(out: np.ndarray, y: np.ndarray, kind: str) -> tuple[float, np.ndarray]:

@@ -26,14 +26,14 @@ Vitter, J. S. (1985). Random sampling with a reservoir. ACM TOMS 11(1).
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import faiss
 import numpy as np
 
-from streamcl.learning.prototypes import Prototypes, ncm_proba, pad_columns
+from streamcl.learning.prototypes import Prototypes
 from streamcl.learning.rehearsal import ReplayBuffer
+from streamcl.models.kernels import knn_search, ncm_proba, pad_columns, vote
 
 __all__ = [
     "KNNMemory",
@@ -44,73 +44,6 @@ __all__ = [
     "ncm_proba",
     "vote",
 ]
-
-
-def knn_search(keys: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest keys (squared L2) with FAISS's brute-force kernel.
-
-    Parameters
-    ----------
-    keys
-        ``(n, d)`` float32, C-contiguous; ``n >= 1``.
-    queries
-        ``(batch, d)`` float32.
-    k
-        Neighbours wanted; clipped to ``n``.
-
-    Returns
-    -------
-    distances, indices : numpy.ndarray
-        ``(batch, min(k, n))`` float32 squared distances and int64 row indices, nearest first.
-    """
-    k = min(k, len(keys))
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-    if q.shape[1] < keys.shape[1]:
-        q = pad_columns(q, keys.shape[1])
-    d, i = faiss.knn(q[:, : keys.shape[1]], keys, k)
-    return d, i
-
-
-def vote(
-    distances: np.ndarray, targets: np.ndarray, n_classes: int, regression: bool
-) -> np.ndarray:
-    """Distance-weighted vote of neighbours: weights ``1 / (d^2 + 1e-3)`` (``d``: L2 distance).
-
-    Inverse squared distance lets a few close neighbours outvote many distant ones, so a
-    class seen only a few times is still predicted near its examples.
-
-    Parameters
-    ----------
-    distances
-        ``(batch, k)`` squared distances (float32 or float64); ``inf`` marks an unusable
-        slot, whose weight is 0 (at least one slot per row must be finite).
-    targets
-        ``(batch, k)`` class indices (int64) or values (float32).
-    n_classes
-        Output width for classification.
-    regression
-        Return the weighted mean value ``(batch,)`` instead of probabilities.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(batch, n_classes)`` float32 probabilities (add-0.01 smoothed) or ``(batch,)``.
-    """
-    w = 1.0 / (np.maximum(distances, 0.0) + 1e-3)
-    if regression:
-        return np.asarray((w * targets).sum(1) / w.sum(1))
-    # np.add.reduce is what ndarray.sum calls, without its Python wrapper
-    batch, k = w.shape
-    # One weighted bincount over (row, class) cells, the 0.01 smoothing first: it adds in
-    # the same order as the sequential ``probs[row, class] += w`` (and is 3x faster than
-    # ``np.add.at``).
-    cells, row_base, smoothing = _vote_layout(batch, k, n_classes)
-    index = np.concatenate([cells, row_base + targets.ravel().astype(np.int64)])
-    weights = np.concatenate([smoothing, (w / np.add.reduce(w, 1, keepdims=True)).ravel()])
-    probs = np.asarray(np.bincount(index, weights, minlength=len(cells)), dtype=np.float64)
-    probs = probs.reshape(batch, n_classes)
-    probs /= np.add.reduce(probs, 1, keepdims=True)
-    return probs.astype(np.float32)
 
 
 #: Strictly lower-triangular masks by batch size (event ``i`` may use events ``j < i``).
@@ -173,23 +106,6 @@ def _merge(
     idx = np.argpartition(all_d, k - 1, axis=1)[:, :k]
     rows = np.arange(len(all_d))[:, None]
     return all_d[rows, idx], all_t[rows, idx]
-
-
-@functools.lru_cache(maxsize=32)
-def _vote_layout(batch: int, k: int, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`vote`'s constant arrays, cached read-only (the same shapes every batch).
-
-    ``(batch * n_classes,)`` cell indices, ``(batch * k,)`` first cell of each neighbour's
-    row and ``(batch * n_classes,)`` smoothing weights 0.01.
-    """
-    out = (
-        np.arange(batch * n_classes),
-        (np.arange(batch) * n_classes).repeat(k),
-        np.full(batch * n_classes, 0.01),
-    )
-    for a in out:
-        a.flags.writeable = False
-    return out
 
 
 def _per_row(time: int | np.ndarray, n: int) -> np.ndarray:

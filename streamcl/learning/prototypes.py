@@ -12,16 +12,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Prototypes", "ncm_proba"]
+from streamcl.models.kernels import ncm_proba, pad_columns
 
-
-def pad_columns(a: np.ndarray, width: int) -> np.ndarray:
-    """``a`` ``(rows, w)`` with zero columns appended up to ``width``."""
-    if a.shape[1] >= width:
-        return a
-    out = np.zeros((a.shape[0], width), dtype=a.dtype)
-    out[:, : a.shape[1]] = a
-    return out
+__all__ = ["Prototypes", "ncm_proba", "pad_columns"]
 
 
 class Prototypes:
@@ -101,32 +94,3 @@ class Prototypes:
         self.means = np.array(state["means"], dtype=np.float32)
         self.counts = np.array(state["counts"], dtype=np.int64)
         self.temperature = float(state["temperature"])
-
-
-def ncm_proba(
-    x: np.ndarray, means: np.ndarray, counts: np.ndarray, temperature: float, n_classes: int
-) -> np.ndarray:
-    """Nearest-class-mean probabilities; see :class:`Prototypes`. ``(batch, n_classes)``."""
-    seen = np.zeros(n_classes, dtype=bool)
-    k = min(n_classes, len(counts))
-    seen[:k] = counts[:k] > 0
-    if not seen.any():
-        return np.full((len(x), n_classes), 1.0 / max(n_classes, 1), dtype=np.float32)
-    width = max(x.shape[1], means.shape[1])
-    if means.shape == (n_classes, width) and means.dtype == np.float32:
-        mm = means  # already the padded matrix below
-    else:
-        mm = np.zeros((n_classes, width), dtype=np.float32)
-        mm[:k, : means.shape[1]] = means[:k]
-    xm = pad_columns(x, width)
-    # ufunc reductions: the ndarray methods' Python wrappers cost more than the work here
-    d2 = np.add.reduce(xm * xm, 1, keepdims=True) - 2 * xm @ mm.T + np.add.reduce(mm * mm, 1)
-    every = seen.all()  # then the masks below change nothing
-    logits = -np.maximum(d2, 0.0) / max(temperature, 1e-6)
-    if not every:
-        logits = np.where(seen, logits, -np.inf)
-    logits -= np.maximum.reduce(logits, 1, keepdims=True)
-    p = np.exp(logits)
-    p /= np.add.reduce(p, 1, keepdims=True)
-    p = 0.98 * p + 0.02 / seen.sum()
-    return (p if every else np.where(seen, p, 0.0)).astype(np.float32)

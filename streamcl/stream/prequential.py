@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from streamcl.connectors.base import DeadLetterSink, LogDeadLetterSink, Record, Source
-from streamcl.errors import DecodeError
+from streamcl.errors import DecodeError, QueueFullError
 from streamcl.events import Event, EventDecoder
 from streamcl.learning.learner import Learner, Prediction, Snapshot
 from streamcl.metrics import Metrics
@@ -26,10 +26,6 @@ from streamcl.stream.scores import PrequentialScore, RegressionScore
 __all__ = ["PrequentialScore", "QueueFullError", "RegressionScore", "StreamLoop"]
 
 log = logging.getLogger(__name__)
-
-
-class QueueFullError(Exception):
-    """The loop's ingestion queue is full (back-pressure); retry later."""
 
 
 class StreamLoop:

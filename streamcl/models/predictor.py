@@ -1,0 +1,182 @@
+"""Immutable model snapshots and the prediction combination: what serving needs to predict.
+
+Prediction is a mixture of up to three predictors: the parametric head (``"mlp"``), the kNN
+memory (``"knn"``) and the class prototypes (``"prototypes"``), weighted by Hedge weights
+learned online from each predictor's own prequential loss (Freund, Y. & Schapire, R. E.
+1997, A decision-theoretic generalization of on-line learning, JCSS 55(1)). No task labels.
+
+How serving stays consistent and never waits: the loop thread builds a :class:`Snapshot`
+between learning steps from copies (weight tensors cloned, or the EMA weights; the memory
+arrays copied at most every ``memory.snapshot_every`` steps and then shared read-only;
+prototype means copied; the feature view is copy-on-write), and publishes it by a single
+reference assignment. A snapshot is never mutated after construction, so a request reading
+it cannot see half-updated state and takes no lock; the kNN search of a snapshot is exact
+brute force over its own array copy (``faiss.knn``), never the live (possibly HNSW) index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from streamcl.events import Event, Label
+from streamcl.models.kernels import forward, knn_search, ncm_proba, vote
+from streamcl.models.view import FeatureView
+
+__all__ = ["Prediction", "Snapshot", "combine", "softmax", "to_predictions"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One prediction.
+
+    Attributes
+    ----------
+    label : int, str, float or None
+        The predicted class (None before any class is known), or the predicted value
+        (float) for regression.
+    probabilities : dict[str, float]
+        Class probabilities keyed by ``str(class)``; empty for regression.
+    """
+
+    label: Label | float | None
+    probabilities: dict[str, float]
+
+
+def to_predictions(probs: np.ndarray, classes: Sequence[Label]) -> list[Prediction]:
+    """Rows of ``probs`` ``(batch, n_classes)`` as :class:`Prediction` objects."""
+    names = [str(c) for c in classes]
+    best = probs.argmax(axis=1).tolist()
+    return [
+        Prediction(classes[b], dict(zip(names, row, strict=True)))  # tolist() gives floats
+        for b, row in zip(best, probs.tolist(), strict=True)
+    ]
+
+
+def combine(parts: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """Weighted mixture of the available predictors' outputs.
+
+    Parameters
+    ----------
+    parts
+        ``{name: (batch, n_classes) probabilities or (batch,) values}``; predictors with
+        nothing to say (empty memory) are simply absent.
+    weights
+        Hedge weights by name; renormalised over ``parts``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape as each part, float32.
+    """
+    total = sum(weights.get(n, 0.0) for n in parts) or 1.0
+    out = None
+    for name, p in parts.items():
+        w = weights.get(name, 0.0) / total
+        out = p * w if out is None else out + p * w
+    assert out is not None
+    return out.astype(np.float32, copy=False)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``z`` ``(batch, n)`` float32."""
+    # ufunc reductions: what the ndarray methods call, without their Python wrappers
+    e = np.exp(z - np.maximum.reduce(z, 1, keepdims=True))
+    return e / np.add.reduce(e, 1, keepdims=True)  # type: ignore[no-any-return]
+
+
+def _forward(
+    params: Sequence[tuple[torch.Tensor, torch.Tensor]], x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """MLP outputs and last hidden features from ``(weight, bias)`` pairs.
+
+    Inputs are zero-padded or cut to the first layer's width.
+    """
+    flat = [t.numpy() for pair in params for t in pair]
+    width = flat[0].shape[1]
+    if x.shape[1] < width:
+        x = np.pad(x, ((0, 0), (0, width - x.shape[1])))
+    x = np.ascontiguousarray(x[:, :width])
+    out, acts = forward(flat, x)
+    return out, acts[-1] if acts else x
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An immutable copy of what serving needs to predict (see the module docstring).
+
+    Attributes
+    ----------
+    features : FeatureView
+        Frozen column map, scaler statistics and recent labels.
+    params : tuple[tuple[torch.Tensor, torch.Tensor], ...]
+        ``(weight, bias)`` of each layer, hidden layers then head; detached copies (the EMA
+        weights when ``learner.ema_decay > 0``).
+    classes : tuple
+        Class labels, in output-unit order.
+    version : int
+        Number of learning steps taken when the snapshot was made.
+    task : str
+        ``"classification"`` or ``"regression"``.
+    weights : dict[str, float]
+        Hedge weights of the predictors.
+    memory_keys, memory_targets : numpy.ndarray or None
+        Read-only copies of the kNN memory ``(size, width)`` float32 and ``(size,)``.
+    k : int
+        Neighbours in the kNN vote.
+    prototypes : tuple or None
+        ``(means (n_classes, width) float32, counts (n_classes,) int64, temperature)``.
+    target_scale : tuple[float, float]
+        ``(mean, std)`` of a regression target: network outputs are standardised values.
+    space : str
+        Key space of the kNN memory, ``"input"`` or ``"embedding"`` (last hidden layer).
+    recent : tuple or None
+        ``(keys, targets)`` read-only copies of the short-term kNN memory (same key space).
+    """
+
+    features: FeatureView
+    params: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    classes: tuple[Label, ...]
+    version: int
+    task: str = "classification"
+    weights: dict[str, float] = field(default_factory=lambda: {"mlp": 1.0})
+    memory_keys: np.ndarray | None = None
+    memory_targets: np.ndarray | None = None
+    k: int = 10
+    prototypes: tuple[np.ndarray, np.ndarray, float] | None = None
+    target_scale: tuple[float, float] = (0.0, 1.0)
+    space: str = "input"
+    recent: tuple[np.ndarray, np.ndarray] | None = None
+
+    def predict(self, events: Sequence[Event]) -> list[Prediction]:
+        """Predict ``events`` (unknown features ignored); thread-safe, no side effects."""
+        regression = self.task == "regression"
+        if not self.params or (not regression and not self.classes):
+            return [Prediction(None, {}) for _ in events]
+        x = self.features.transform(events)
+        n = len(self.classes)
+        logits, embedding = _forward(self.params, x)
+        parts: dict[str, np.ndarray] = {}
+        if regression:
+            mean, std = self.target_scale
+            parts["mlp"] = logits[:, 0].astype(np.float64) * std + mean
+        else:
+            parts["mlp"] = softmax(logits[:, :n])
+        keys = x if self.space == "input" else embedding
+        if self.memory_keys is not None and len(self.memory_keys) and "knn" in self.weights:
+            d, i = knn_search(self.memory_keys, keys, self.k)
+            assert self.memory_targets is not None
+            parts["knn"] = vote(d, self.memory_targets[i], n, regression)
+        if self.recent is not None and len(self.recent[0]) and "recent" in self.weights:
+            d, i = knn_search(self.recent[0], keys, self.k)
+            parts["recent"] = vote(d, self.recent[1][i], n, regression)
+        if self.prototypes is not None and not regression and "prototypes" in self.weights:
+            means, counts, temperature = self.prototypes
+            parts["prototypes"] = ncm_proba(x, means, counts, temperature, n)
+        out = combine(parts, self.weights)
+        if regression:
+            return [Prediction(float(v), {}) for v in out.tolist()]
+        return to_predictions(out, self.classes)
