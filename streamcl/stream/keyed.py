@@ -194,8 +194,10 @@ class KeyedLearner:
         return [m for (p, _), m in self.models.items() if p == partition]
 
     # -- partitions ------------------------------------------------------------------------
-    def checkpoint(self, offsets: Mapping[str, int]) -> None:
+    def checkpoint(self, offsets: Mapping[str, int], fenced: bool = True) -> None:
         """Save the dirty models of each partition, then its manifest with its next offset.
+
+        ``fenced``: write a manifest only while the group lease holds (not on revocation).
 
         Raises
         ------
@@ -208,9 +210,9 @@ class KeyedLearner:
             dirty = [m for m in self.of_partition(partition) if m.dirty]
             for m in dirty:
                 self.store.save_model(partition, m.key, m.state_dict())
-            self.store.save_manifest(partition, offset)
-            for m in dirty:
-                m.dirty = False
+            if self.store.save_manifest(partition, offset, fenced):
+                for m in dirty:
+                    m.dirty = False
 
     def release(self, partitions: list[str]) -> None:
         """Forget the models of ``partitions`` (after they were checkpointed, or lost)."""

@@ -226,11 +226,11 @@ class KeyedCheckpoints:
         ):
             self.checkpoint("periodic")
 
-    def _save(self, offsets: Mapping[str, int]) -> bool:
+    def _save(self, offsets: Mapping[str, int], fenced: bool = True) -> bool:
         started = time.perf_counter()
         try:
             self.loop.dead_letters.flush()
-            self.keyed.checkpoint(offsets)
+            self.keyed.checkpoint(offsets, fenced)
         except Exception:
             log.exception("per-partition checkpoint failed; the previous ones stay")
             self.loop.metrics.checkpoint_failures.inc()
@@ -273,7 +273,7 @@ class KeyedCheckpoints:
         """Checkpoint the revoked partitions, then release their models (the source commits)."""
         mine = [p for p in partitions if p in self.keyed.store.owned]
         offsets = {p: o for p, o in self.source.next_offsets().items() if p in mine}
-        self._save(offsets)
+        self._save(offsets, fenced=False)
         self.keyed.release(mine)
 
     def on_lost(self, partitions: list[str]) -> None:

@@ -14,7 +14,7 @@ owner restores a consistent cut and re-reads from its offset (Flink's and Kafka 
 exactly-once state: the state and the offset saved together). Only keys that changed since
 the last checkpoint are written, so a checkpoint costs what changed, not what exists.
 
-Blobs use the checkpoint file format (:func:`~streamcl.stream.checkpoint_store.pack`:
+Blobs use the checkpoint file format (:func:`~streamcl.models.format.pack`:
 checksummed, optionally HMAC-signed, no pickle).
 """
 
@@ -32,12 +32,8 @@ from typing import Any
 from streamcl.errors import CheckpointError
 from streamcl.metrics import Metrics
 from streamcl.models.store import ObjectStore, StoreNotFoundError
-from streamcl.stream.checkpoint_store import (
-    IncompatibleCheckpointError,
-    fingerprint_diff,
-    pack,
-    unpack,
-)
+from streamcl.models.format import fingerprint_diff, pack, unpack
+from streamcl.stream.checkpoint_store import IncompatibleCheckpointError
 
 __all__ = ["PartitionState", "PartitionStore", "partition_prefix"]
 
@@ -198,8 +194,11 @@ class PartitionStore:
         part.blobs[key] = name
         return name
 
-    def save_manifest(self, partition: str, offset: int) -> bool:
+    def save_manifest(self, partition: str, offset: int, fenced: bool = True) -> bool:
         """Make the partition's saved models and ``offset`` its checkpoint (atomic put).
+
+        ``fenced``: ask :attr:`may_write` first. A revocation is not fenced: kafka-python
+        calls it only while this member is still in the group (an eviction is a *loss*).
 
         Returns
         -------
@@ -211,7 +210,7 @@ class PartitionStore:
         StoreError
             The write failed; the previous manifest stays the checkpoint.
         """
-        if self.may_write is not None and not self.may_write():
+        if fenced and self.may_write is not None and not self.may_write():
             log.error("not writing %s's checkpoint: this instance may have lost it", partition)
             return False
         part = self.owned[partition]
