@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 from streamcl.connectors.base import Position, Record
+
 from streamcl.stream.dedup import ids_digest
 
 

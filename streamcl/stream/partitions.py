@@ -31,8 +31,8 @@ from typing import Any
 
 from streamcl.errors import CheckpointError
 from streamcl.metrics import Metrics
-from streamcl.models.store import ObjectStore, StoreNotFoundError
 from streamcl.models.format import fingerprint_diff, pack, unpack
+from streamcl.models.store import ObjectStore, StoreNotFoundError
 from streamcl.stream.checkpoint_store import IncompatibleCheckpointError
 
 __all__ = ["PartitionState", "PartitionStore", "partition_prefix"]
