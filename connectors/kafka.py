@@ -466,6 +466,22 @@ class KafkaSource:
         """Never: a topic has no end."""
         return False
 
+    def disconnect(self) -> None:
+        """Close the consumer without committing; the next :meth:`read` connects afresh.
+
+        A hot standby that lost the lock drops what it knew (positions, high-water marks):
+        the next takeover restores a checkpoint and must not compare it with stale marks.
+        """
+        consumer, self._consumer = self._consumer, None
+        self._next.clear()
+        self._committed.clear()
+        self._targets.clear()
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False)
+            except Exception:  # a dead connection must not stop the stand-down
+                log.exception("closing the kafka consumer failed")
+
     def close(self) -> None:
         """Commit handled offsets, leave the group and close the consumer; idempotent."""
         with self._lock:

@@ -1,5 +1,8 @@
 """Hot standby (partitioning: none): SIGKILL the active learner 5 times; a standby takes over.
 
+A first round pauses the active one (SIGSTOP) past its session instead: once resumed it
+must find its lease expired and never act as a second active.
+
 Two ``streamcl run`` learners with ``learner.standby`` share a checkpoint folder; the owner
 of the lock topic's one partition learns, the other waits. Each time the active one is
 killed, the standby must take over from the last checkpoint, and at the end every event is
@@ -24,18 +27,39 @@ from streamcl.stream.dedup import ids_digest
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-N = 8_000
+N = 6_000
 
 
 def active(learners: list[Learner]) -> list[Learner]:
     out = []
     for learner in learners:
         try:
-            if learner.model()["role"]["active"]:
+            if learner.client.get("/v1/model", timeout=0.5).json()["role"]["active"]:
                 out.append(learner)
         except Exception:  # starting or dying
             continue
     return out
+
+
+def zombie_round(live: list[Learner]) -> None:
+    """Pause the active one past its session (SIGSTOP): it must stop learning when resumed."""
+    deadline = time.monotonic() + 60
+    while len(found := active(live)) != 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(found) == 1
+    zombie = found[0]
+    zombie.popen.send_signal(signal.SIGSTOP)
+    paused = time.monotonic()
+    while not active(live) and time.monotonic() - paused < 30:
+        time.sleep(0.05)
+    assert active(live), "the standby did not take over from a paused active"
+    zombie.popen.send_signal(signal.SIGCONT)
+    # Resumed, it must find its lease expired and stay a standby. Its rejoin rebalances the
+    # lock group, so the lock may be revoked and granted again meanwhile: never two actives.
+    for _ in range(30):
+        found = active(live)
+        assert len(found) <= 1 and zombie not in found, "two actives after a pause"
+        time.sleep(0.1)
 
 
 def test_the_standby_takes_over_each_time_the_active_is_killed(
@@ -61,6 +85,7 @@ def test_the_standby_takes_over_each_time_the_active_is_killed(
     producer.start()
     takeovers: list[float] = []
     try:
+        zombie_round(live)
         for _ in range(5):
             deadline = time.monotonic() + 30
             while len(found := active(live)) != 1 and time.monotonic() < deadline:
