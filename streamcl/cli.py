@@ -1,4 +1,4 @@
-"""Command line: ``streamcl run | replay`` (and ``produce`` for Kafka demos).
+"""Command line: ``streamcl run | serve | models | replay`` (and ``produce`` for Kafka demos).
 
 Arguments are parsed in :func:`main`, never at import. Invalid settings exit with code 2
 and a message naming the field.
@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from streamcl.errors import CheckpointError, SettingsError
+from streamcl.errors import CheckpointError, ModelVersionError, SettingsError, StoreError
 from streamcl.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -25,6 +25,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="YAML settings file (default: built-in defaults)")
     run.add_argument("--host", help="bind address (default from settings: 127.0.0.1)")
     run.add_argument("--port", type=int, help="HTTP port (default from settings: 8080)")
+    run.add_argument(
+        "--role",
+        choices=("all", "learner"),
+        default="all",
+        help="all: learn and serve predictions (default); learner: learn and publish model "
+        "versions, no /v1/predict (serving replicas answer)",
+    )
+    srv = sub.add_parser("serve", help="a stateless serving replica of published model versions")
+    srv.add_argument("--config", help="YAML settings file (models.store is required)")
+    srv.add_argument("--host", help="bind address (default from settings: 127.0.0.1)")
+    srv.add_argument("--port", type=int, help="HTTP port (default from settings: 8080)")
+    mod = sub.add_parser("models", help="list, pin, unpin or roll back published model versions")
+    mod.add_argument("action", choices=("list", "pin", "unpin", "rollback"))
+    mod.add_argument("version", nargs="?", type=int, help="version to pin")
+    mod.add_argument("--config", help="YAML settings file (models.store is required)")
     rep = sub.add_parser("replay", help="prequential evaluation of a file, no HTTP server")
     rep.add_argument("--data", required=True, help="CSV, CSV.gz or JSONL file, or builtin://elec2")
     rep.add_argument("--target", help="label column (default from settings)")
@@ -55,7 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             settings = load_settings(args.config, **_server_overrides(args))
-            return _run(settings)
+            return _run(settings, args.role)
+        if args.command == "serve":
+            settings = load_settings(args.config, **_server_overrides(args))
+            return _serve(settings)
+        if args.command == "models":
+            return _models(load_settings(args.config), args.action, args.version)
         if args.command == "replay":
             source = {"kind": "file", "path": args.data}
             if args.target:
@@ -73,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckpointError as exc:
         print(f"streamcl: checkpoint: {exc}", file=sys.stderr)
         return 2
+    except (StoreError, ModelVersionError) as exc:
+        print(f"streamcl: models: {exc}", file=sys.stderr)
+        return 1
     return 1
 
 
@@ -85,22 +108,67 @@ def _server_overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     return {"server": server} if server else {}
 
 
-def _run(settings: Settings) -> int:
+def _run(settings: Settings, role: str = "all") -> int:
     import uvicorn
 
     from streamcl.service import Service
     from streamcl.serving.api import create_app
 
+    if role == "learner" and settings.models.store is None:
+        raise SettingsError("models.store: the learner role publishes to a model store; set it")
     service = Service(settings)
-    app = create_app(service)
+    app = create_app(service, predict=role == "all")
     host, port = settings.server.host, settings.server.port
-    print(
-        f"streamcl: serving on http://{host}:{port} (try GET /v1/model, POST /v1/predict)",
-        flush=True,
-    )
+    hint = "POST /v1/predict" if role == "all" else "GET /v1/models"
+    print(f"streamcl: {role} on http://{host}:{port} (try GET /v1/model, {hint})", flush=True)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT (the lifespan stops the loop), then
     # re-raises the signal, so the exit status reports it (-15 for SIGTERM).
     uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from streamcl.metrics import Metrics
+    from streamcl.models.announce import AnnouncementFollower
+    from streamcl.models.registry import registry_from_settings
+    from streamcl.models.version import model_fingerprint
+    from streamcl.serving.replica import Replica
+    from streamcl.serving.replica_app import create_replica_app
+
+    registry = registry_from_settings(settings)
+    if registry is None:
+        raise SettingsError("models.store: a serving replica loads versions from a store; set it")
+    replica = Replica(registry, model_fingerprint(settings), settings.serve, Metrics())
+    follower = None
+    topic = settings.models.announcements_topic
+    if topic is not None:
+        follower = AnnouncementFollower(settings.kafka, topic, registry.name, replica.announced)
+    app = create_replica_app(replica, settings, follower)
+    host, port = settings.server.host, settings.server.port
+    print(f"streamcl: serving replica on http://{host}:{port} ({registry.store.url})", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0
+
+
+def _models(settings: Settings, action: str, version: int | None) -> int:
+    from streamcl.models.registry import registry_from_settings
+
+    registry = registry_from_settings(settings)
+    if registry is None:
+        raise SettingsError("models.store: not set; nothing is published")
+    if action == "list":
+        print(json.dumps(registry.listing(), indent=2, default=str))
+    elif action == "pin":
+        if version is None:
+            raise SettingsError("models pin: give the VERSION to pin")
+        print(json.dumps(registry.pin(version)))
+    elif action == "unpin":
+        registry.unpin()
+        print(json.dumps({"pinned": None}))
+    else:
+        print(json.dumps(registry.rollback()))
     return 0
 
 

@@ -74,7 +74,9 @@ class Metrics:
             registry=r,
         )
         self.model_version = Gauge(
-            "streamcl_model_version", "Learning steps taken by the served model.", registry=r
+            "streamcl_model_version",
+            "Version of the served model: learning steps (learner), version number (replica).",
+            registry=r,
         )
         self.last_event = Gauge(
             "streamcl_last_event_timestamp_seconds",
@@ -172,7 +174,50 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("streamcl_ready", "1 when /readyz answers 200.", registry=r)
-        # scaling: per instance, never per key (cardinality)
+        self._model_versions(r)
+        self._scaling(r)
+
+    def _model_versions(self, r: CollectorRegistry) -> None:
+        """Published model versions (learner) and their loading (serving replicas)."""
+        self.versions_published = Counter(
+            "streamcl_model_versions_published",
+            "Model versions the learner wrote, by outcome: promoted, held, failed.",
+            ["outcome"],
+            registry=r,
+        )
+        self.versions_held = Counter(
+            "streamcl_model_versions_held",
+            "Candidate versions held back by the quality gate.",
+            registry=r,
+        )
+        self.published_version = Gauge(
+            "streamcl_model_published_version", "Newest promoted version number.", registry=r
+        )
+        self.model_loads = Counter(
+            "streamcl_model_loads",
+            "Version loads by a replica, by outcome: loaded, checksum, incompatible, "
+            "undecodable, missing, store_error.",
+            ["outcome"],
+            registry=r,
+        )
+        self.model_age = Gauge(
+            "streamcl_model_age_seconds",
+            "Age of the served version (now - its creation), seconds.",
+            registry=r,
+        )
+        self.model_staleness = Gauge(
+            "streamcl_model_staleness_seconds",
+            "Time since the served version was last confirmed current, seconds.",
+            registry=r,
+        )
+        self.model_pinned = Gauge(
+            "streamcl_model_pinned",
+            "1 while a pinned (or rolled back) version is served.",
+            registry=r,
+        )
+
+    def _scaling(self, r: CollectorRegistry) -> None:
+        """Per-key models and hot standby: per instance, never per key (cardinality)."""
         self.keyed_live_models = Gauge(
             "streamcl_keyed_live_models", "Per-key models in memory on this instance.", registry=r
         )

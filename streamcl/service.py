@@ -18,10 +18,14 @@ from streamcl.connectors.files import FileSource
 from streamcl.events import EventDecoder
 from streamcl.learning.learner import Learner
 from streamcl.metrics import Metrics
+from streamcl.models.announce import Announcer
+from streamcl.models.registry import registry_from_settings
+from streamcl.models.version import model_fingerprint
 from streamcl.settings import Settings
 from streamcl.stream.checkpoint import CheckpointManager
 from streamcl.stream.checkpoint_store import Checkpointer, settings_fingerprint, unpack
 from streamcl.stream.prequential import StreamLoop
+from streamcl.stream.publish import Publisher
 
 __all__ = ["Service", "build_source"]
 
@@ -103,8 +107,11 @@ class Service:
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
         self.checkpoints = self._checkpoints(settings) if self.keyed is None else None
+        # per-key models are not published through the global model's registry
+        self.registry = registry_from_settings(settings) if self.keyed is None else None
+        self.publisher = self._publisher(settings)
         if settings.learner.standby:
-            self.standby = self._standby(settings)
+            self.standby = self._standby(settings)  # learns, checkpoints, publishes when active
 
     def _keyed_loop(self, settings: Settings, options: dict[str, Any]) -> StreamLoop:
         """Per-key models whose checkpoints move with their partitions (docs/scaling.md)."""
@@ -114,7 +121,13 @@ class Service:
         from streamcl.stream.partitions import PartitionStore
 
         c, lr = settings.checkpoint, settings.learner
-        store = open_store(c.store) if c.store else DirectoryStore(Path(str(c.dir)) / "partitions")
+        m = settings.models  # the S3 endpoint and credentials are the model store's
+        secret = m.s3_secret_access_key.get_secret_value() if m.s3_secret_access_key else None
+        store = (
+            open_store(c.store, m.s3_endpoint_url, m.s3_region, m.s3_access_key_id, secret)
+            if c.store
+            else DirectoryStore(Path(str(c.dir)) / "partitions")
+        )
         key = c.signing_key.get_secret_value().encode() if c.signing_key is not None else None
         lease = getattr(self.source, "lease_valid", None)
         partitions = PartitionStore(store, settings_fingerprint(settings), self.metrics, key, lease)
@@ -145,6 +158,29 @@ class Service:
         config.pop("partition_assignment_strategy", None)
         self.lock = KafkaLock(k.lock_topic or f"{k.group_id}.lock", config)
         return StandbyRunner(self.loop, self.lock, self.checkpoints)
+
+    def _publisher(self, settings: Settings) -> Publisher | None:
+        """Publish model versions to the store when ``models.store`` is set; hook the loop."""
+        if self.registry is None:
+            return None
+        m = settings.models
+        announcer = None
+        if m.announcements_topic is not None:
+            announcer = Announcer(settings.kafka, m.announcements_topic, m.name)
+        publisher = Publisher(
+            self.registry, self.loop, m, model_fingerprint(settings), self.metrics, announcer
+        )
+        publisher.restore_champion()
+        previous = self.loop.after_step
+
+        def after_step() -> None:
+            if previous is not None:
+                previous()
+            publisher.after_step()
+
+        self.loop.after_step = after_step
+        self.loop.before_learn = publisher.observe
+        return publisher
 
     def _checkpoints(self, settings: Settings) -> CheckpointManager | None:
         """Build the checkpoint manager, restore the newest good checkpoint, hook the loop.
@@ -256,6 +292,8 @@ class Service:
             self.source.close()  # commits handled offsets after flushing the sinks
         for sink in self.sinks:
             sink.close()
+        if self.publisher is not None and self.publisher.announcer is not None:
+            self.publisher.announcer.close()
         log.info("stopped after %d events", self.loop.events_handled)
 
     def alive(self) -> tuple[bool, str]:
@@ -307,6 +345,7 @@ class Service:
                 "last": None if cp.last is None else str(cp.last.path),
                 "last_size_bytes": None if cp.last is None else cp.last.size_bytes,
             },
+            "models": None if self.publisher is None else self.publisher.describe(),
             "uptime_s": time.time() - self.started_at,
             "settings": self.settings.model_dump(mode="json"),
         }

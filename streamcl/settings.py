@@ -255,7 +255,8 @@ class CheckpointSettings(_Section):
     store: str | None = Field(
         None,
         description="Object store of per-partition checkpoints (learner.partitioning key): "
-        "file:///path or s3://bucket/prefix; None: <dir>/partitions.",
+        "file:///path or s3://bucket/prefix (endpoint and credentials: models.s3_*); "
+        "None: <dir>/partitions.",
     )
     every_events: int = Field(10_000, gt=0)
     every_seconds: float = Field(60.0, gt=0)
@@ -359,6 +360,69 @@ class LabelSettings(_Section):
     )
 
 
+class ModelSettings(_Section):
+    """Published model versions: the store, how often, how many, announcements, the gate.
+
+    With ``store`` unset (the embedded default) nothing is published: ``streamcl run``
+    serves its own in-process snapshot. With a store, the learner writes a version every
+    ``publish_every_events`` events or ``publish_every_seconds`` seconds (whichever first,
+    between learning steps), and ``streamcl serve`` replicas load them.
+    """
+
+    store: str | None = Field(
+        None,
+        description="Model store: a folder path or file:///path (a shared volume), or "
+        "s3://bucket/prefix; None: no publication (in-process serving only).",
+    )
+    name: str = Field(
+        "streamcl", pattern=r"^[A-Za-z0-9._-]+$", description="Model name (store key)."
+    )
+    publish_every_events: int = Field(10_000, ge=1, description="Events between versions.")
+    publish_every_seconds: float = Field(1.0, gt=0, description="Seconds between versions.")
+    keep: int = Field(
+        10, ge=2, description="Promoted versions kept in the store (the reach of a rollback)."
+    )
+    announcements_topic: str | None = Field(
+        None,
+        description="Compacted Kafka topic announcing promoted versions (kafka.* connection); "
+        "None: replicas poll the store's pointer only.",
+    )
+    gate_window: int = Field(
+        500,
+        ge=0,
+        description="Quality gate: labelled events on which the candidate and the served "
+        "version are both scored before promotion; 0 = promote every version.",
+    )
+    gate_margin: float = Field(
+        0.05,
+        ge=0,
+        description="A candidate whose accuracy is lower by more than this (classification), "
+        "or whose MAE is higher by more than this fraction (regression), is held.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, Ceph); None for AWS."
+    )
+    s3_region: str | None = Field(None, description="S3 region; None for boto3's default.")
+    s3_access_key_id: str | None = Field(
+        None, description="S3 access key; None: boto3's chain (AWS_ACCESS_KEY_ID, role)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
+
+
+class ServeSettings(_Section):
+    """A serving replica (``streamcl serve``)."""
+
+    max_staleness_s: float = Field(
+        30.0,
+        gt=0,
+        description="Not ready once the served version was last confirmed (by the learner's "
+        "pointer heartbeat, or a pin) longer ago than this, seconds.",
+    )
+    poll_interval_s: float = Field(
+        0.5, gt=0, description="Seconds between reads of the store's pointer and pin."
+    )
+
+
 class Settings(BaseSettings):
     """All of streamcl's settings. Frozen; build one with :func:`load_settings`."""
 
@@ -375,6 +439,8 @@ class Settings(BaseSettings):
     checkpoint: CheckpointSettings = CheckpointSettings()
     kafka: KafkaSettings = KafkaSettings()
     labels: LabelSettings = LabelSettings()
+    models: ModelSettings = ModelSettings()
+    serve: ServeSettings = ServeSettings()
 
     @model_validator(mode="after")
     def _scaling_needs_kafka(self) -> Settings:

@@ -54,6 +54,11 @@ METRICS = {
     "streamcl_dormant_fraction",
     "streamcl_effective_rank",
     "streamcl_pending_labels",
+    "streamcl_model_age_seconds",
+    "streamcl_model_staleness_seconds",
+    "streamcl_model_versions_published_total",
+    "streamcl_model_versions_held_total",
+    "streamcl_model_loads_total",
 }
 METRIC_RE = re.compile(r"\bstreamcl_[a-z_]+\b")
 

@@ -212,6 +212,26 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "existingConfigmap": "my-streamcl-config",
         "fullnameOverride": "learner",
     },
+    "serving-s3-hpa": {
+        "serving": {
+            "enabled": True,
+            "replicaCount": 3,
+            "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 6},
+        },
+        "modelStore": {
+            "type": "s3",
+            "s3": {
+                "bucket": "ml-models",
+                "endpoint": "http://minio.storage:9000",
+                "existingSecret": "s3-creds",
+            },
+        },
+        "metrics": {"serviceMonitor": {"enabled": True}},
+    },
+    "serving-rwx-volume": {
+        "serving": {"enabled": True, "replicaCount": 3},
+        "modelStore": {"type": "volume", "volume": {"storageClass": "nfs"}},
+    },
 }
 
 
@@ -620,3 +640,66 @@ def test_every_value_is_documented_and_in_the_schema(chart):
     assert set(chart.values) <= set(schema["properties"])
     assert "maximum" not in schema["properties"]["replicaCount"]
     assert "one process owns a model's state" in text.lower()
+
+
+def _serving(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(docs, "Deployment")
+
+
+def test_serving_renders_learner_statefulset_and_replica_deployment(chart, tmp_path):
+    docs = render(chart, SCENARIOS["serving-s3-hpa"])
+    sts, dep, hpa = one(docs, "StatefulSet"), _serving(docs), one(docs, "HorizontalPodAutoscaler")
+    assert sts["spec"]["replicas"] == 1
+    assert container(docs)["args"][0] == "run"
+    assert container(docs)["args"][-2:] == ["--role", "learner"]
+    assert "replicas" not in dep["spec"]  # the HPA owns the count
+    assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 6)
+    serving = dep["spec"]["template"]["spec"]["containers"][0]
+    assert serving["args"][0] == "serve"
+    assert serving["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for c in (container(docs), serving):
+        env = env_of(c)
+        assert env["STREAMCL_MODELS__S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": "s3-creds",
+            "key": "secret-access-key",
+        }
+    learner_sel = sts["spec"]["selector"]["matchLabels"]
+    serving_sel = dep["spec"]["selector"]["matchLabels"]
+    assert learner_sel != serving_sel
+    services = {s["metadata"]["name"]: s["spec"]["selector"] for s in by_kind(docs, "Service")}
+    assert services["demo-streamcl"] == serving_sel  # predictions -> replicas
+    assert services["demo-streamcl-admin"] == learner_sel  # admin and ingest -> learner
+    pdbs = {p["metadata"]["name"]: p["spec"] for p in by_kind(docs, "PodDisruptionBudget")}
+    assert pdbs["demo-streamcl-serving"]["selector"]["matchLabels"] == serving_sel
+    assert pdbs["demo-streamcl-serving"]["minAvailable"] == 1
+    config = yaml.safe_load(one(docs, "ConfigMap")["data"]["config.yaml"])
+    assert config["models"]["store"] == "s3://ml-models/models"
+    assert config["models"]["s3_endpoint_url"] == "http://minio.storage:9000"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    from streamcl.settings import load_settings
+
+    settings = load_settings(path)
+    assert settings.models.store == "s3://ml-models/models" and settings.serve.max_staleness_s == 30
+
+
+def test_serving_on_a_read_write_many_claim(chart):
+    docs = render(chart, SCENARIOS["serving-rwx-volume"])
+    pvc = one(docs, "PersistentVolumeClaim")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    dep = _serving(docs)
+    assert dep["spec"]["replicas"] == 3
+    claim = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}["models"]
+    assert claim["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    sts_volumes = {
+        v["name"]: v for v in one(docs, "StatefulSet")["spec"]["template"]["spec"]["volumes"]
+    }
+    assert sts_volumes["models"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    config = yaml.safe_load(one(docs, "ConfigMap")["data"]["config.yaml"])
+    assert config["models"]["store"] == "/var/lib/streamcl-models"
+
+
+def test_serving_with_s3_needs_a_bucket(chart):
+    with pytest.raises(Exception, match=r"modelStore\.s3\.bucket"):
+        render(chart, {"serving": {"enabled": True}})

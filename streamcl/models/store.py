@@ -12,6 +12,7 @@ fsyncs the folder (the POSIX recipe); S3 gives the same guarantee for a single P
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -90,21 +91,16 @@ class DirectoryStore:
     Parameters
     ----------
     root
-        Folder of the store; a name ``a/b`` is the file ``root/a/b``.
-
-    Raises
-    ------
-    StoreError
-        The folder cannot be created.
+        Folder of the store; a name ``a/b`` is the file ``root/a/b``. Created if missing
+        and possible; a reader on a read-only mount waits for the writer to create it
+        (:meth:`list` raises :class:`StoreError` until then).
     """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.url = f"file://{self.root.resolve()}"
-        try:
+        with contextlib.suppress(OSError):
             self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the store folder {self.root}: {exc}") from None
 
     def _path(self, name: str) -> Path:
         return self.root / _check_name(name)
@@ -265,7 +261,7 @@ def open_store(
     Raises
     ------
     StoreError
-        An unknown scheme, an S3 URL without a bucket, or a folder that cannot be created.
+        An unknown scheme, or an S3 URL without a bucket.
     """
     parsed = urlparse(url)
     if parsed.scheme == "s3":

@@ -1,9 +1,17 @@
-"""HTTP API: FastAPI routes over plain service methods.
+"""HTTP API: FastAPI routes over plain service methods, shared by both roles.
+
+:func:`create_app` is the all-in-one (or learner-only) app of ``streamcl run``; the serving
+replica's app (``streamcl serve``) is :func:`streamcl.serving.replica_app.create_replica_app`.
+Both answer ``POST /v1/predict`` through :func:`predict_instances`, which takes "the current
+model": any object with ``.predict(events)`` and ``.version`` (the loop's in-process
+snapshot, or a loaded :class:`~streamcl.models.version.ModelVersion`).
 
 Routes never touch the learner directly: predictions come from the snapshot the loop
-published last, and ingested events are messages to the loop (see :mod:`streamcl.learning.learner`).
-Domain errors map to HTTP status in one table (:data:`STATUS`), with one error body shape:
-``{"error": {"reason": str, "field": str, "detail": str}}``.
+published last, and ingested events are messages to the loop (see
+:mod:`streamcl.learning.learner`). Domain errors map to HTTP status in one table
+(:data:`STATUS`), with one error body shape:
+``{"error": {"reason": str, "field": str, "detail": str}}``. This module imports no training
+code: a serving replica loads it without the learner.
 """
 
 from __future__ import annotations
@@ -11,25 +19,25 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from streamcl.errors import DecodeError, NotReadyError, StreamclError
-from streamcl.events import Event, Label, loads_strict
-from streamcl.learning.learner import Prediction
-from streamcl.metrics import CONTENT_TYPE_LATEST
-from streamcl.stream.prequential import QueueFullError
+from streamcl.errors import DecodeError, NotReadyError, QueueFullError, StreamclError
+from streamcl.events import Event, EventDecoder, Label, loads_strict
+from streamcl.metrics import CONTENT_TYPE_LATEST, Metrics
+from streamcl.models.predictor import Prediction
+from streamcl.settings import ServerSettings
 
 if TYPE_CHECKING:
     from streamcl.service import Service
 
-__all__ = ["create_app"]
+__all__ = ["CurrentModel", "create_app", "predict_instances", "read_json"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -112,8 +120,145 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def create_app(service: Service) -> FastAPI:
-    """The FastAPI application of ``service``; starts and stops its loop with the server."""
+class CurrentModel(Protocol):
+    """What predict routes need of a model: ``predict`` and a version number."""
+
+    @property
+    def version(self) -> int:
+        """Version reported with each prediction (``model_version``)."""
+        ...
+
+    def predict(self, events: Sequence[Event]) -> list[Prediction]:
+        """Predictions for ``events``, in order; thread-safe."""
+        ...
+
+
+def install_error_handler(app: FastAPI) -> None:
+    """Answer :class:`HTTPError` with its status and the common error body."""
+
+    @app.exception_handler(HTTPError)
+    async def _http_error(_: Request, exc: HTTPError) -> JSONResponse:
+        return _error(exc.status, exc.reason, exc.field, exc.detail)
+
+
+async def read_json(request: Request, model: type[M], settings: ServerSettings) -> M:
+    """Read, size-check and validate a JSON body as ``model``.
+
+    Raises
+    ------
+    HTTPError
+        413 ``too_large``, 400 for bad JSON, 422 naming the invalid field.
+    """
+    limit_bytes = settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
+        raise HTTPError(413, "too_large", "", f"body above {limit_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit_bytes:
+            raise HTTPError(413, "too_large", "", f"body above {limit_bytes} bytes")
+    try:
+        obj = loads_strict(bytes(body), limit_bytes)
+        return model.model_validate(obj)
+    except DecodeError as exc:
+        raise HTTPError(
+            400 if exc.reason != "non_finite" else 422, exc.reason, exc.field, exc.detail
+        ) from None
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise HTTPError(422, "invalid", field, str(err["msg"])) from None
+
+
+def check_token(request: Request, settings: ServerSettings) -> None:
+    """Require ``Authorization: Bearer <server.api_token>`` when a token is configured.
+
+    Raises
+    ------
+    HTTPError
+        401 ``unauthorized``.
+    """
+    token = settings.api_token
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    expected = f"Bearer {token.get_secret_value()}"
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPError(401, "unauthorized", "authorization", "missing or wrong bearer token")
+
+
+def limit(n: int, field: str, settings: ServerSettings) -> None:
+    """Refuse more than ``server.max_instances`` items (413 ``too_many``)."""
+    if n > settings.max_instances:
+        raise HTTPError(413, "too_many", field, f"{n} > limit {settings.max_instances}")
+
+
+def decode_instances(body: PredictRequest, decoder: EventDecoder) -> list[Event]:
+    """The instances of a predict request as events (ids ``"0"``, ``"1"``...).
+
+    Raises
+    ------
+    HTTPError
+        422 naming ``instances.<i>.<field>``.
+    """
+    events = []
+    for i, inst in enumerate(body.instances):
+        try:
+            events.append(decoder.validate({"id": str(i), "features": inst.features}))
+        except DecodeError as exc:
+            raise HTTPError(422, exc.reason, f"instances.{i}.{exc.field}", exc.detail) from None
+    return events
+
+
+async def predict_instances(
+    model: CurrentModel | None, events: Sequence[Event], metrics: Metrics
+) -> PredictResponse:
+    """Predict ``events`` with ``model`` off the event loop; observe the latency.
+
+    Raises
+    ------
+    HTTPError
+        503 ``not_ready`` when no model is loaded yet.
+    """
+    if model is None:
+        raise HTTPError(503, "not_ready", "", "no model version loaded yet")
+    started = time.perf_counter()
+    predictions = await asyncio.to_thread(model.predict, events)
+    metrics.predict_latency.observe(time.perf_counter() - started)
+    return _response(predictions, model.version)
+
+
+def add_predict_route(
+    app: FastAPI,
+    settings: ServerSettings,
+    decoder: EventDecoder,
+    metrics: Metrics,
+    current: Callable[[], CurrentModel | None],
+) -> None:
+    """``POST /v1/predict`` over whatever ``current()`` returns at request time."""
+
+    @app.post(
+        "/v1/predict", response_model=PredictResponse, openapi_extra=_body_schema(PredictRequest)
+    )
+    async def predict(request: Request) -> PredictResponse:
+        """Predict instances with the served model; never learns."""
+        body = await read_json(request, PredictRequest, settings)
+        limit(len(body.instances), "instances", settings)
+        return await predict_instances(current(), decode_instances(body, decoder), metrics)
+
+
+def create_app(service: Service, predict: bool = True) -> FastAPI:
+    """The FastAPI application of ``service``; starts and stops its loop with the server.
+
+    Parameters
+    ----------
+    service
+        The learner service.
+    predict
+        Serve ``POST /v1/predict`` from the in-process snapshot (the all-in-one role);
+        False for the learner role behind serving replicas.
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -125,75 +270,27 @@ def create_app(service: Service) -> FastAPI:
 
     app = FastAPI(title="streamcl", version="1", lifespan=lifespan)
     settings = service.settings.server
+    install_error_handler(app)
+    if predict:
+        add_predict_route(
+            app, settings, service.decoder, service.metrics, lambda: service.loop.snapshot
+        )
+    if service.registry is not None:
+        from streamcl.serving.admin import add_model_admin_routes
 
-    @app.exception_handler(HTTPError)
-    async def _http_error(_: Request, exc: HTTPError) -> JSONResponse:
-        return _error(exc.status, exc.reason, exc.field, exc.detail)
-
-    async def read_json(request: Request, model: type[M]) -> M:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            raise HTTPError(413, "too_large", "", f"body above {settings.max_body_bytes} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > settings.max_body_bytes:
-                raise HTTPError(413, "too_large", "", f"body above {settings.max_body_bytes} bytes")
-        try:
-            obj = loads_strict(bytes(body), settings.max_body_bytes)
-            return model.model_validate(obj)
-        except DecodeError as exc:
-            raise HTTPError(
-                400 if exc.reason != "non_finite" else 422, exc.reason, exc.field, exc.detail
-            ) from None
-        except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            field = ".".join(str(p) for p in err["loc"])
-            raise HTTPError(422, "invalid", field, str(err["msg"])) from None
-
-    def check_token(request: Request) -> None:
-        token = settings.api_token
-        if token is None:
-            return
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {token.get_secret_value()}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise HTTPError(401, "unauthorized", "authorization", "missing or wrong bearer token")
-
-    def limit(n: int, field: str) -> None:
-        if n > settings.max_instances:
-            raise HTTPError(413, "too_many", field, f"{n} > limit {settings.max_instances}")
-
-    @app.post(
-        "/v1/predict", response_model=PredictResponse, openapi_extra=_body_schema(PredictRequest)
-    )
-    async def predict(request: Request) -> PredictResponse:
-        """Predict instances with the last published model; never learns."""
-        body = await read_json(request, PredictRequest)
-        limit(len(body.instances), "instances")
-        events = []
-        for i, inst in enumerate(body.instances):
-            try:
-                events.append(service.decoder.validate({"id": str(i), "features": inst.features}))
-            except DecodeError as exc:
-                raise HTTPError(422, exc.reason, f"instances.{i}.{exc.field}", exc.detail) from None
-        started = time.perf_counter()
-        snapshot = service.loop.snapshot
-        predictions = await asyncio.to_thread(snapshot.predict, events)
-        service.metrics.predict_latency.observe(time.perf_counter() - started)
-        return _response(predictions, snapshot.version)
+        add_model_admin_routes(app, service.registry, settings)
 
     @app.post(
         "/v1/events", response_model=PredictResponse, openapi_extra=_body_schema(EventsRequest)
     )
     async def ingest(request: Request) -> PredictResponse:
         """Predict, then learn, a batch of events (those with a label are learned)."""
-        check_token(request)
+        check_token(request, settings)
         shed = service.over_budget()
         if shed:
             raise HTTPError(503, "over_memory_budget", "", shed)
-        body = await read_json(request, EventsRequest)
-        limit(len(body.events), "events")
+        body = await read_json(request, EventsRequest, settings)
+        limit(len(body.events), "events", settings)
         kinds: dict[str, str] = {}
         events = [_decode_event(service, i, raw, kinds) for i, raw in enumerate(body.events)]
         try:
@@ -209,7 +306,7 @@ def create_app(service: Service) -> FastAPI:
         return _response(predictions, service.loop.learner.version)
 
     async def to_loop(request: Request, call: Callable[[], Future[Any]]) -> dict[str, Any]:
-        check_token(request)
+        check_token(request, settings)
         try:
             future = call()
         except QueueFullError as exc:
@@ -224,7 +321,7 @@ def create_app(service: Service) -> FastAPI:
     async def checkpoint(request: Request) -> dict[str, Any]:
         """Write a checkpoint now (a message to the loop); needs the bearer token if set."""
         if service.checkpoints is None:
-            check_token(request)
+            check_token(request, settings)
             raise HTTPError(409, "disabled", "checkpoint.dir", "checkpoints are not configured")
         return await to_loop(request, service.checkpoint_now)
 

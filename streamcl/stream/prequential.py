@@ -70,7 +70,10 @@ class StreamLoop:
         While set, the loop reads nothing from the source; the reason is reported by
         ``/readyz`` (e.g. a regressed log under policy ``fail``).
     before_step, after_step : Callable[[], None] or None
-        Hooks run on the loop thread around each step (checkpoint triggers).
+        Hooks run on the loop thread around each step (checkpoint triggers, publication).
+    before_learn : Callable[[Sequence[Event]], None] or None
+        Called with each chunk of events before it is predicted and learned (the quality
+        gate scores model versions on them).
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class StreamLoop:
         self.hold: str | None = None
         self.before_step: Callable[[], None] | None = None
         self.after_step: Callable[[], None] | None = None
+        self.before_learn: Callable[[Sequence[Event]], None] | None = None
         self._calls: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue(max_queue)
         self._failures = 0
 
@@ -292,6 +296,8 @@ class StreamLoop:
         lags learning by at most that, while publishing costs as much as a small step.
         """
         out: list[Prediction] = []
+        if self.before_learn is not None and events:
+            self.before_learn(events)
         for i in range(0, len(events), self.batch_size):
             out.extend(self.process(events[i : i + self.batch_size], publish=False))
         if events:

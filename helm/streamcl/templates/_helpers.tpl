@@ -27,7 +27,52 @@ app.kubernetes.io/name: {{ include "streamcl.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* Standard labels of every object. */}}
+{{/* Selector labels of the learner pod (the StatefulSet) and of the serving replicas. */}}
+{{- define "streamcl.learnerSelectorLabels" -}}
+{{ include "streamcl.selectorLabels" . }}
+app.kubernetes.io/component: learner
+{{- end -}}
+
+{{- define "streamcl.servingSelectorLabels" -}}
+{{ include "streamcl.selectorLabels" . }}
+app.kubernetes.io/component: serving
+{{- end -}}
+
+{{/* Standard labels of the serving replicas' objects. */}}
+{{- define "streamcl.servingLabels" -}}
+{{ include "streamcl.labels" . | replace "app.kubernetes.io/component: learner" "app.kubernetes.io/component: serving" }}
+{{- end -}}
+
+{{/* The model store's URL in models.store. */}}
+{{- define "streamcl.storeURL" -}}
+{{- if eq .Values.modelStore.type "s3" -}}
+{{- printf "s3://%s/%s" .Values.modelStore.s3.bucket (trimPrefix "/" .Values.modelStore.s3.prefix) -}}
+{{- else -}}
+{{- .Values.modelStore.volume.mountPath -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "streamcl.modelsClaimName" -}}
+{{- default (printf "%s-models" (include "streamcl.fullname" .) | trunc 63 | trimSuffix "-") .Values.modelStore.volume.existingClaim -}}
+{{- end -}}
+
+{{/* Environment of both roles for the model store's credentials. */}}
+{{- define "streamcl.modelStoreEnv" -}}
+{{- if and .Values.serving.enabled (eq .Values.modelStore.type "s3") .Values.modelStore.s3.existingSecret }}
+- name: STREAMCL_MODELS__S3_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.modelStore.s3.existingSecret }}
+      key: {{ .Values.modelStore.s3.accessKeyIdKey }}
+- name: STREAMCL_MODELS__S3_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.modelStore.s3.existingSecret }}
+      key: {{ .Values.modelStore.s3.secretAccessKeyKey }}
+{{- end }}
+{{- end -}}
+
+{{/* Standard labels of every object (component: learner; serving objects replace it). */}}
 {{- define "streamcl.labels" -}}
 {{ include "streamcl.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -93,7 +138,7 @@ podAntiAffinity:
     - topologyKey: kubernetes.io/hostname
       labelSelector:
         matchLabels:
-          {{- include "streamcl.selectorLabels" . | nindent 10 }}
+          {{- include "streamcl.learnerSelectorLabels" . | nindent 10 }}
   {{- else }}
   preferredDuringSchedulingIgnoredDuringExecution:
     - weight: 100
@@ -101,6 +146,6 @@ podAntiAffinity:
         topologyKey: kubernetes.io/hostname
         labelSelector:
           matchLabels:
-            {{- include "streamcl.selectorLabels" . | nindent 12 }}
+            {{- include "streamcl.learnerSelectorLabels" . | nindent 12 }}
   {{- end }}
 {{- end -}}
