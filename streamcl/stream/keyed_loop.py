@@ -145,6 +145,10 @@ class KeyedLoop(StreamLoop):
                 predictions = self.learn_key(model, [events[i] for i in chunk])
                 for i, p in zip(chunk, predictions, strict=True):
                     out[i] = p
+        m = self.metrics  # once per read, not per key's micro-batch
+        self.score.export(m)
+        self.keyed.export_metrics(m)
+        m.last_event.set(time.time())
         return [p for p in out if p is not None]
 
     def learn_key(self, model: KeyModel, events: Sequence[Event]) -> list[Prediction]:
@@ -166,9 +170,6 @@ class KeyedLoop(StreamLoop):
         m.events.labels("predicted").inc(len(events))
         m.events.labels("learned").inc(learned)
         m.learn_duration.observe(time.perf_counter() - started)
-        self.score.export(m)
-        self.keyed.export_metrics(m)
-        m.last_event.set(time.time())
         return predictions
 
     def summary(self) -> dict[str, Any]:
