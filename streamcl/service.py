@@ -115,21 +115,14 @@ class Service:
 
     def _keyed_loop(self, settings: Settings, options: dict[str, Any]) -> StreamLoop:
         """Per-key models whose checkpoints move with their partitions (docs/scaling.md)."""
-        from streamcl.models.store import DirectoryStore, open_store
         from streamcl.stream.keyed import KeyedLearner
         from streamcl.stream.keyed_loop import KeyedCheckpoints, KeyedLoop
         from streamcl.stream.partitions import PartitionStore
 
         c, lr = settings.checkpoint, settings.learner
-        m = settings.models  # the S3 endpoint and credentials are the model store's
-        secret = m.s3_secret_access_key.get_secret_value() if m.s3_secret_access_key else None
-        store = (
-            open_store(c.store, m.s3_endpoint_url, m.s3_region, m.s3_access_key_id, secret)
-            if c.store
-            else DirectoryStore(Path(str(c.dir)) / "partitions")
-        )
         key = c.signing_key.get_secret_value().encode() if c.signing_key is not None else None
         lease = getattr(self.source, "lease_valid", None)
+        store = self._open_store(settings, c.store, Path(str(c.dir)) / "partitions")
         partitions = PartitionStore(store, settings_fingerprint(settings), self.metrics, key, lease)
         template = None
         if lr.template is not None:
@@ -142,7 +135,26 @@ class Service:
             self.source.commit_interval_s = 0  # type: ignore[union-attr]  # commit after checkpoints
         self.keyed = KeyedCheckpoints(loop, c.every_events, c.every_seconds)
         loop.after_step = self.keyed.after_step
+        m = settings.models
+        if m.store is not None:  # serving per key: each key's model as its own versions
+            from streamcl.models.version import model_fingerprint
+            from streamcl.stream.keyed_publish import KeyPublisher
+
+            models = self._open_store(settings, m.store, None)
+            publisher = KeyPublisher(models, m.name, model_fingerprint(settings), m.keep)
+            self.keyed.on_saved = publisher.publish
         return loop
+
+    @staticmethod
+    def _open_store(settings: Settings, url: str | None, folder: Path | None) -> Any:
+        """The object store at ``url`` (S3 through ``models.s3_*``), else a folder store."""
+        from streamcl.models.store import DirectoryStore, open_store
+
+        m = settings.models
+        if url is None:
+            return DirectoryStore(folder) if folder is not None else None
+        secret = m.s3_secret_access_key.get_secret_value() if m.s3_secret_access_key else None
+        return open_store(url, m.s3_endpoint_url, m.s3_region, m.s3_access_key_id, secret)
 
     def _standby(self, settings: Settings) -> Any:
         """The learner lock and the runner that learns only while holding it."""

@@ -5,15 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from keyed_stream import PartitionedSource, expected, keyed_events
 
 from streamcl.events import EventDecoder
 from streamcl.learning.learner import Learner
 from streamcl.metrics import Metrics
+from streamcl.models.keys import KeyedVersions
 from streamcl.models.store import DirectoryStore
+from streamcl.serving.api import install_error_handler
+from streamcl.serving.keyed import add_keyed_predict_route
 from streamcl.settings import Settings, load_settings
 from streamcl.stream.keyed import KeyedLearner
 from streamcl.stream.keyed_loop import KeyedCheckpoints, KeyedLoop
+from streamcl.stream.keyed_publish import KeyPublisher
 from streamcl.stream.partitions import PartitionStore, read_partition
 from streamcl.stream.scores import PrequentialScore
 
@@ -79,7 +86,7 @@ def solo_accuracy(s: Settings, events: list[dict[str, Any]]) -> float:
 
 
 def test_every_key_learns_its_own_events_once_and_equals_a_solo_learner(tmp_path: Path) -> None:
-    pairs = keyed_events(1_200, keys=12)
+    pairs = keyed_events(600, keys=8)
     s = settings(tmp_path)
     source, store = PartitionedSource(pairs), DirectoryStore(tmp_path / "s")
     cp = instance(s, source, store)
@@ -88,7 +95,7 @@ def test_every_key_learns_its_own_events_once_and_equals_a_solo_learner(tmp_path
     cp.checkpoint("end")
     assert ledgers(store) == expected(pairs)
     acc = accuracies(store)
-    for key in ("key-000", "key-005", "key-011"):
+    for key in ("key-000", "key-005"):
         alone = solo_accuracy(s, [e for k, e in pairs if k == key])
         assert acc[key] == alone  # batch_size 1: the same updates in the same order
     assert sum(acc.values()) / len(acc) > 0.7
@@ -96,7 +103,7 @@ def test_every_key_learns_its_own_events_once_and_equals_a_solo_learner(tmp_path
 
 
 def test_lru_eviction_reloads_models_unchanged(tmp_path: Path) -> None:
-    pairs = keyed_events(800, keys=10)
+    pairs = keyed_events(400, keys=8)
     results = []
     for limit in (1_000, 3):
         source, store = PartitionedSource(pairs), DirectoryStore(tmp_path / f"s{limit}")
@@ -108,20 +115,20 @@ def test_lru_eviction_reloads_models_unchanged(tmp_path: Path) -> None:
         results.append((ledgers(store), accuracies(store)))
         m = cp.loop.metrics.registry
         evictions = m.get_sample_value("streamcl_keyed_evictions_total") or 0
-        assert (evictions > 100) == (limit == 3)
+        assert (evictions > 50) == (limit == 3)
     assert results[0] == results[1]
 
 
 def test_a_partition_moves_to_another_instance_and_continues_exactly(tmp_path: Path) -> None:
-    pairs = keyed_events(1_000, keys=8, seed=3)
+    pairs = keyed_events(500, keys=6, seed=3)
     s = settings(tmp_path)
     store = DirectoryStore(tmp_path / "s")
     source = PartitionedSource(pairs)
     first = instance(s, source, store)
     source.assign()
-    run(first, steps=40)
+    run(first, steps=20)
     first.checkpoint("periodic")
-    run(first, steps=10)  # learned, never checkpointed: lost in the "crash"
+    run(first, steps=5)  # learned, never checkpointed: lost in the "crash"
     offsets = {p: o for p, o in read_partition_offsets(store).items()}
     source.next = {int(k.split(":")[1]): 0 for k in offsets}  # a new consumer
     second = instance(s, source, store)
@@ -146,3 +153,43 @@ def read_partition_offsets(store: DirectoryStore) -> dict[str, int]:
         assert found is not None
         out[f"k:{p}"] = found[0]
     return out
+
+
+def test_each_keys_model_is_published_and_served_by_key(tmp_path: Path) -> None:
+    pairs = keyed_events(300, keys=4, seed=5)
+    s = settings(tmp_path)
+    source, store = PartitionedSource(pairs), DirectoryStore(tmp_path / "s")
+    models = DirectoryStore(tmp_path / "models")
+    cp = instance(s, source, store)
+    publisher = KeyPublisher(models, "m", {}, keep=2)
+    cp.on_saved = publisher.publish
+    source.assign()
+    run(cp, steps=4)
+    cp.checkpoint("periodic")
+    run(cp)
+    cp.checkpoint("end")
+    app = FastAPI()
+    install_error_handler(app)
+    versions = KeyedVersions(models, "m", recheck_s=0.0)
+    add_keyed_predict_route(app, s.server, EventDecoder(target=None), Metrics(), versions)
+    client = TestClient(app)
+    body = {"instances": [{"features": {"x": 0.3, "y": -0.2}}]}
+    live = {m.key: m for m in cp.keyed.models.values()}
+    for key in ("key-001", "key-002"):
+        answer = client.post(f"/v1/models/{key}/predict", json=body)
+        assert answer.status_code == 200, answer.text
+        learner = live[key].learner
+        assert answer.json()["model_version"] == learner.version  # the newest version
+        event = EventDecoder(target=None).decode_json(
+            b'{"id": "q", "features": {"x": 0.3, "y": -0.2}}'
+        )
+        (expected_p,) = learner.snapshot().predict([event])
+        got = answer.json()["predictions"][0]["probabilities"]
+        assert got == pytest.approx(
+            {str(k): v for k, v in expected_p.probabilities.items()}, abs=1e-6
+        )
+    unknown = client.post("/v1/models/nobody/predict", json=body)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["reason"] == "unknown_key"
+    assert unknown.json()["error"]["field"] == "key"
+    assert publisher.published >= 8  # 4 keys, two checkpoints

@@ -194,16 +194,22 @@ class KeyedLearner:
         return [m for (p, _), m in self.models.items() if p == partition]
 
     # -- partitions ------------------------------------------------------------------------
-    def checkpoint(self, offsets: Mapping[str, int], fenced: bool = True) -> None:
+    def checkpoint(self, offsets: Mapping[str, int], fenced: bool = True) -> list[KeyModel]:
         """Save the dirty models of each partition, then its manifest with its next offset.
 
         ``fenced``: write a manifest only while the group lease holds (not on revocation).
+
+        Returns
+        -------
+        list[KeyModel]
+            The models saved under a durable manifest (to publish).
 
         Raises
         ------
         StoreError
             A write failed (the previous manifest stays the partition's newest).
         """
+        saved: list[KeyModel] = []
         for partition, offset in offsets.items():
             if partition not in self.store.owned:
                 continue
@@ -213,6 +219,8 @@ class KeyedLearner:
             if self.store.save_manifest(partition, offset, fenced):
                 for m in dirty:
                     m.dirty = False
+                saved += dirty
+        return saved
 
     def release(self, partitions: list[str]) -> None:
         """Forget the models of ``partitions`` (after they were checkpointed, or lost)."""

@@ -209,7 +209,8 @@ class KeyedCheckpoints:
         self.source.on_assigned = self.on_assigned
         self.source.on_revoked = self.on_revoked
         self.source.on_lost = self.on_lost
-        self.on_error: Callable[[str], None] | None = None
+        #: Called with the models a checkpoint saved and the offsets (per-key publishing).
+        self.on_saved: Callable[[list[KeyModel], Mapping[str, int]], None] | None = None
         self._mark()
 
     def _handled(self) -> int:
@@ -231,7 +232,7 @@ class KeyedCheckpoints:
         started = time.perf_counter()
         try:
             self.loop.dead_letters.flush()
-            self.keyed.checkpoint(offsets, fenced)
+            saved = self.keyed.checkpoint(offsets, fenced)
         except Exception:
             log.exception("per-partition checkpoint failed; the previous ones stay")
             self.loop.metrics.checkpoint_failures.inc()
@@ -239,6 +240,8 @@ class KeyedCheckpoints:
         self.last_seconds = time.perf_counter() - started
         self.loop.metrics.checkpoints.inc()
         self.loop.metrics.checkpoint_duration.observe(self.last_seconds)
+        if self.on_saved is not None and saved:
+            self.on_saved(saved, offsets)
         return True
 
     def checkpoint(self, reason: str = "periodic") -> bool:
