@@ -79,6 +79,11 @@ class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self.source._on_assigned(list(assigned))
 
+    async def on_partitions_lost(self, lost: Sequence[TopicPartition]) -> None:
+        # Forced out of the group (session expired, fenced): another member may own these
+        # already, so nothing is committed and the state built on them is dropped.
+        self.source._on_lost(list(lost))
+
 
 class KafkaSource:
     """Kafka topics as a :class:`~streamcl.connectors.base.Source`.
@@ -105,6 +110,10 @@ class KafkaSource:
     before_commit
         Called before each commit (e.g. flush the dead-letter producer, so that a committed
         offset never covers a dead letter still in a buffer).
+    subscribe
+        With a ``group_id``: True subscribes in the group (partitions assigned by Kafka);
+        False assigns every partition to this source and uses the group for commits only
+        (a hot-standby learner, elected by :mod:`~streamcl.connectors.kafka_lock`).
     """
 
     def __init__(
@@ -116,6 +125,7 @@ class KafkaSource:
         on_lag: Callable[[str, int, int], None] | None = None,
         on_records: Callable[[str, int], None] | None = None,
         before_commit: Callable[[], None] | None = None,
+        subscribe: bool = True,
     ) -> None:
         if not topics:
             raise ValueError("KafkaSource needs at least one topic")
@@ -128,6 +138,7 @@ class KafkaSource:
         self.on_lag = on_lag
         self.on_records = on_records
         self.before_commit = before_commit
+        self.subscribe = subscribe
         #: Called with the ``"topic:partition"`` keys about to be revoked, before their commit
         #: (on kafka-python's IO thread: it must not call blocking consumer methods).
         self.on_revoked: Callable[[list[str]], None] | None = None
@@ -139,6 +150,11 @@ class KafkaSource:
         self.on_recreated: Callable[[list[str]], bool] | None = None
         self._halted = False
         self._ids_checked = 0.0
+        #: Called with the ``"topic:partition"`` keys just assigned; returns where to resume
+        #: each (per-partition checkpoints), applied before anything is fetched.
+        self.on_assigned: Callable[[list[str]], Mapping[str, int]] | None = None
+        #: Called with the keys lost by a forced eviction (nothing is committed for them).
+        self.on_lost: Callable[[list[str]], None] | None = None
         self._consumer: KafkaConsumer | None = None
         self._next: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
@@ -180,7 +196,7 @@ class KafkaSource:
                 raise RuntimeError("KafkaSource is closed")
             consumer = KafkaConsumer(**self.config)
             self._connected_at = time.monotonic()
-            if self.group:
+            if self.group and self.subscribe:
                 consumer.subscribe(list(self.topics), listener=_Listener(self))
             else:
                 parts = [
@@ -193,8 +209,9 @@ class KafkaSource:
                     raise KafkaError(f"no partitions found for topics {list(self.topics)}")
                 consumer.assign(parts)
             self._consumer = consumer
-            if not self.group:
-                self._check_recreated()
+            if not (self.group and self.subscribe):
+                if not self.group:  # with a group, _on_assigned checks
+                    self._check_recreated()
                 self._on_assigned(list(consumer.assignment()))
         return self._consumer
 
@@ -410,11 +427,49 @@ class KafkaSource:
         if self.group:
             self._check_recreated()
         consumer = self._consumer
+        if self.on_assigned is not None and assigned:
+            for key, off in self.on_assigned([_key(tp) for tp in assigned]).items():
+                self._targets[_tp(key)] = int(off)
         for tp in assigned:
             off = self._targets.pop(tp, None)
             if off is not None and consumer is not None:
                 consumer.seek(tp, off)
                 self._next[tp] = off
+
+    def _on_lost(self, lost: list[TopicPartition]) -> None:
+        keys = [_key(tp) for tp in lost]
+        log.warning("partitions lost (evicted from the group): %s", keys)
+        if self.on_lost is not None and keys:
+            self.on_lost(keys)
+        for tp in lost:
+            self._next.pop(tp, None)
+            self._committed.pop(tp, None)
+
+    def next_offsets(self) -> Position:
+        """``{"topic:partition": next offset}`` of the partitions read or sought; never blocks.
+
+        Safe on kafka-python's IO thread (rebalance callbacks), unlike :meth:`position`.
+        """
+        return {_key(tp): off for tp, off in self._next.items()}
+
+    def lease_valid(self, fraction: float = 0.5) -> bool:
+        """True while this member's group session is surely alive (a lease, not a guess).
+
+        The broker evicts a member ``session_timeout_ms`` after its last heartbeat; the
+        member holds its partitions while its newest heartbeat response (or join) is
+        younger than ``fraction`` of that. A paused process (a zombie) that wakes up finds
+        its lease expired before a new owner can have restored the state. Always True
+        outside a consumer group.
+        """
+        consumer = self._consumer
+        if consumer is None or not (self.group and self.subscribe):
+            return consumer is not None
+        heartbeat = getattr(getattr(consumer, "_coordinator", None), "heartbeat", None)
+        if heartbeat is None:
+            return False
+        session_s = float(self.config.get("session_timeout_ms", 45_000)) / 1000.0
+        last = max(heartbeat.last_receive, heartbeat.last_reset)
+        return bool(time.monotonic() - last < fraction * session_s)
 
     # -- health --------------------------------------------------------------------------------
     def _last_success(self) -> float:
@@ -466,6 +521,22 @@ class KafkaSource:
     def exhausted(self) -> bool:
         """Never: a topic has no end."""
         return False
+
+    def disconnect(self) -> None:
+        """Close the consumer without committing; the next :meth:`read` connects afresh.
+
+        A hot standby that lost the lock drops what it knew (positions, high-water marks):
+        the next takeover restores a checkpoint and must not compare it with stale marks.
+        """
+        consumer, self._consumer = self._consumer, None
+        self._next.clear()
+        self._committed.clear()
+        self._targets.clear()
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False)
+            except Exception:  # a dead connection must not stop the stand-down
+                log.exception("closing the kafka consumer failed")
 
     def close(self) -> None:
         """Commit handled offsets, leave the group and close the consumer; idempotent."""

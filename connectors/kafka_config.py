@@ -50,7 +50,18 @@ def consumer_config(k: KafkaSettings) -> dict[str, Any]:
         "session_timeout_ms": k.session_timeout_ms,
         "heartbeat_interval_ms": k.heartbeat_interval_ms,
         "max_poll_interval_ms": k.max_poll_interval_ms,
+        **({"group_instance_id": k.group_instance_id} if k.group_instance_id else {}),
+        **_assignors(k.assignment),
     }
+
+
+def _assignors(name: str) -> dict[str, Any]:
+    """``partition_assignment_strategy`` of ``kafka.assignment`` (range: kafka-python's default)."""
+    if name == "range":
+        return {}
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+
+    return {"partition_assignment_strategy": (CooperativeStickyAssignor,)}
 
 
 def producer_config(k: KafkaSettings) -> dict[str, Any]:

@@ -239,6 +239,7 @@ class Metrics:
             registry=r,
         )
         self._model_versions(r)
+        self._scaling(r)
 
     def _model_versions(self, r: CollectorRegistry) -> None:
         """Published model versions (learner) and their loading (serving replicas)."""
@@ -277,6 +278,41 @@ class Metrics:
             "streamcl_model_pinned",
             "1 while a pinned (or rolled back) version is served.",
             registry=r,
+        )
+
+    def _scaling(self, r: CollectorRegistry) -> None:
+        """Per-key models and hot standby: per instance, never per key (cardinality)."""
+        self.keyed_live_models = Gauge(
+            "streamcl_keyed_live_models", "Per-key models in memory on this instance.", registry=r
+        )
+        self.keyed_partitions = Gauge(
+            "streamcl_keyed_partitions", "Partitions (with their models) owned.", registry=r
+        )
+        self.keyed_evictions = Counter(
+            "streamcl_keyed_evictions", "Per-key models saved and evicted (LRU).", registry=r
+        )
+        self.keyed_loads = Counter(
+            "streamcl_keyed_loads", "Per-key models loaded from the store.", registry=r
+        )
+        self.keyed_load_duration = Histogram(
+            "streamcl_keyed_load_duration_seconds",
+            "Time to read and restore one per-key model, seconds.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.keyed_restore_duration = Histogram(
+            "streamcl_keyed_restore_duration_seconds",
+            "Time to read a partition's checkpoint manifest on assignment, seconds.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.standby_active = Gauge(
+            "streamcl_standby_active",
+            "1 while this instance holds the learner lock (learner.standby), else 0.",
+            registry=r,
+        )
+        self.takeovers = Counter(
+            "streamcl_standby_takeovers", "Times this instance took the learner lock.", registry=r
         )
 
     def exposition(self) -> bytes:

@@ -8,6 +8,7 @@ import resource
 import threading
 import time
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from streamcl.models.registry import registry_from_settings
 from streamcl.models.version import model_fingerprint
 from streamcl.settings import Settings
 from streamcl.stream.checkpoint import CheckpointManager
-from streamcl.stream.checkpoint_store import Checkpointer, settings_fingerprint
+from streamcl.stream.checkpoint_store import Checkpointer, settings_fingerprint, unpack
 from streamcl.stream.prequential import StreamLoop
 from streamcl.stream.publish import Publisher
 
@@ -77,17 +78,26 @@ class Service:
             task=settings.learner.task,
         )
         self.source = source if source is not None else build_source(settings)
-        self.learner = Learner(settings.learner, plasticity=settings.plasticity)
-        self.loop = StreamLoop(
-            self.source,
-            self.learner,
-            self.decoder,
-            self.metrics,
-            batch_size=settings.learner.batch_size,
-            read_size=settings.source.read_batch,
-            window=settings.metrics.window,
-            dedup_window=ev.dedup_window,
-        )
+        loop_options: dict[str, Any] = {
+            "batch_size": settings.learner.batch_size,
+            "read_size": settings.source.read_batch,
+            "window": settings.metrics.window,
+        }
+        self.keyed: Any = None
+        self.standby: Any = None
+        if settings.learner.partitioning == "key":
+            self.loop = self._keyed_loop(settings, loop_options)
+            self.learner: Any = self.loop.learner
+        else:
+            self.learner = Learner(settings.learner, plasticity=settings.plasticity)
+            self.loop = StreamLoop(
+                self.source,
+                self.learner,
+                self.decoder,
+                self.metrics,
+                dedup_window=ev.dedup_window,
+                **loop_options,
+            )
         self.sinks: list[Any] = []
         if settings.source.kind == "kafka":
             from streamcl.stream.kafka_io import wire_kafka
@@ -96,9 +106,70 @@ class Service:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
-        self.checkpoints = self._checkpoints(settings)
-        self.registry = registry_from_settings(settings)
+        self.checkpoints = self._checkpoints(settings) if self.keyed is None else None
+        # per-key models are not published through the global model's registry
+        self.registry = registry_from_settings(settings) if self.keyed is None else None
         self.publisher = self._publisher(settings)
+        if settings.learner.standby:
+            self.standby = self._standby(settings)  # learns, checkpoints, publishes when active
+
+    def _keyed_loop(self, settings: Settings, options: dict[str, Any]) -> StreamLoop:
+        """Per-key models whose checkpoints move with their partitions (docs/scaling.md)."""
+        from streamcl.stream.keyed import KeyedLearner
+        from streamcl.stream.keyed_loop import KeyedCheckpoints, KeyedLoop
+        from streamcl.stream.partitions import PartitionStore
+
+        c, lr = settings.checkpoint, settings.learner
+        key = c.signing_key.get_secret_value().encode() if c.signing_key is not None else None
+        lease = getattr(self.source, "lease_valid", None)
+        store = self._open_store(settings, c.store, Path(str(c.dir)) / "partitions")
+        partitions = PartitionStore(store, settings_fingerprint(settings), self.metrics, key, lease)
+        template = None
+        if lr.template is not None:
+            template = unpack(lr.template.read_bytes(), key)["state"]["learner"]
+        keyed = KeyedLearner(settings, partitions, self.metrics, template)
+        loop = KeyedLoop(
+            self.source, keyed, self.decoder, self.metrics, key_field=lr.key_field, **options
+        )
+        if getattr(self.source, "commit_interval_s", 0):
+            self.source.commit_interval_s = 0  # type: ignore[union-attr]  # commit after checkpoints
+        self.keyed = KeyedCheckpoints(loop, c.every_events, c.every_seconds)
+        loop.after_step = self.keyed.after_step
+        m = settings.models
+        if m.store is not None:  # serving per key: each key's model as its own versions
+            from streamcl.models.version import model_fingerprint
+            from streamcl.stream.keyed_publish import KeyPublisher
+
+            models = self._open_store(settings, m.store, None)
+            publisher = KeyPublisher(models, m.name, model_fingerprint(settings), m.keep)
+            self.keyed.on_saved = publisher.publish
+        return loop
+
+    @staticmethod
+    def _open_store(settings: Settings, url: str | None, folder: Path | None) -> Any:
+        """The object store at ``url`` (S3 through ``models.s3_*``), else a folder store."""
+        from streamcl.models.store import DirectoryStore, open_store
+
+        m = settings.models
+        if url is None:
+            return DirectoryStore(folder) if folder is not None else None
+        secret = m.s3_secret_access_key.get_secret_value() if m.s3_secret_access_key else None
+        return open_store(url, m.s3_endpoint_url, m.s3_region, m.s3_access_key_id, secret)
+
+    def _standby(self, settings: Settings) -> Any:
+        """The learner lock and the runner that learns only while holding it."""
+        from streamcl.connectors.kafka_config import consumer_config
+        from streamcl.connectors.kafka_lock import KafkaLock
+        from streamcl.stream.standby import StandbyRunner
+
+        k = settings.kafka
+        if self.source is not None and hasattr(self.source, "subscribe"):
+            self.source.subscribe = False  # the lock is the group; events are assigned
+        config = {**consumer_config(k), "group_id": f"{k.group_id}.lock"}
+        config.pop("group_instance_id", None)
+        config.pop("partition_assignment_strategy", None)
+        self.lock = KafkaLock(k.lock_topic or f"{k.group_id}.lock", config)
+        return StandbyRunner(self.loop, self.lock, self.checkpoints)
 
     def _publisher(self, settings: Settings) -> Publisher | None:
         """Publish model versions to the store when ``models.store`` is set; hook the loop."""
@@ -204,8 +275,13 @@ class Service:
         """Start the loop thread (idempotent; starts it again after :meth:`stop`)."""
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
+            if self.standby is not None:
+                self.lock.start()
             self._thread = threading.Thread(
-                target=self.loop.run, args=(self._stop,), name="streamcl-loop", daemon=True
+                target=self.loop.run if self.standby is None else self.standby.run,
+                args=(self._stop,),
+                name="streamcl-loop",
+                daemon=True,
             )
             self._thread.start()
 
@@ -214,11 +290,16 @@ class Service:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        if self.checkpoints is not None:
-            if self._thread is not None and self._thread.is_alive():
-                log.error("loop did not stop in %.0f s; no final checkpoint", timeout_s)
-            else:  # the loop has stopped: a final checkpoint covers everything handled
-                self.checkpoints.checkpoint("shutdown")
+        stuck = self._thread is not None and self._thread.is_alive()
+        if stuck:
+            log.error("loop did not stop in %.0f s; no final checkpoint", timeout_s)
+        elif self.keyed is not None:
+            self.keyed.checkpoint("shutdown")
+        elif self.checkpoints is not None and (self.standby is None or self.standby.active):
+            # the loop has stopped: a final checkpoint covers everything handled
+            self.checkpoints.checkpoint("shutdown")
+        if self.standby is not None:
+            self.lock.close()  # after the final checkpoint: the standby restores it
         if self.source is not None:
             self.source.close()  # commits handled offsets after flushing the sinks
         for sink in self.sinks:
@@ -240,6 +321,8 @@ class Service:
         alive, reason = self.alive()
         if not alive:
             return False, reason
+        if self.standby is not None and not self.standby.active:
+            return True, ""  # ready as a hot standby
         if self.loop.hold is not None:
             return False, self.loop.hold
         shed = self.over_budget()
@@ -249,7 +332,7 @@ class Service:
             healthy, reason = self.source.health()
             if not healthy:
                 return False, f"source: {reason}"
-            if self.learner.version == 0:
+            if self.learner.version == 0 and self.keyed is None:
                 return False, "no batch learned yet"
         return True, ""
 
@@ -258,6 +341,12 @@ class Service:
         cp = self.checkpoints
         return {
             **self.loop.summary(),
+            "role": None
+            if self.standby is None
+            else {
+                "active": self.standby.active,
+                "takeover_s": self.standby.takeover_s,
+            },
             "source": None
             if self.source is None
             else {"position": self.source.position(), "exhausted": self.source.exhausted},

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -163,6 +163,28 @@ class LearnerSettings(_Section):
         0.0, ge=0, lt=1, description="Serve an EMA of the weights (0 = serve the fast weights)."
     )
     seed: int = 0
+    partitioning: Literal["none", "key"] = Field(
+        "none",
+        description="none: one global model; key: one model per model key, whose state moves "
+        "with its Kafka partition (docs/scaling.md).",
+    )
+    key_field: str | None = Field(
+        None, description="Feature holding the model key; None: the Kafka record key."
+    )
+    max_live_models: int = Field(
+        10_000,
+        ge=1,
+        description="Most per-key models in memory; the least recently used "
+        "is saved and evicted beyond it.",
+    )
+    template: Path | None = Field(
+        None, description="Checkpoint file whose learner every new key starts from; None: fresh."
+    )
+    standby: bool = Field(
+        False,
+        description="partitioning none: learn only while holding the lock partition "
+        "(kafka.lock_topic); otherwise wait as a hot standby.",
+    )
     memory: MemorySettings = MemorySettings()
     drift: DriftSettings = DriftSettings()
 
@@ -255,6 +277,12 @@ class CheckpointSettings(_Section):
     """Where and how often learner state is checkpointed."""
 
     dir: Path | None = Field(None, description="Checkpoint folder; None disables checkpoints.")
+    store: str | None = Field(
+        None,
+        description="Object store of per-partition checkpoints (learner.partitioning key): "
+        "file:///path or s3://bucket/prefix (endpoint and credentials: models.s3_*); "
+        "None: <dir>/partitions.",
+    )
     every_events: int = Field(10_000, gt=0)
     every_seconds: float = Field(60.0, gt=0)
     keep: int = Field(3, ge=1)
@@ -295,6 +323,21 @@ class KafkaSettings(_Section):
         "streamcl", description="Consumer group; None assigns every partition to this process."
     )
     client_id: str = "streamcl"
+    group_instance_id: str | None = Field(
+        None,
+        description="Static membership id (e.g. the pod name): a restart within the session "
+        "timeout keeps its partitions instead of rebalancing the group.",
+    )
+    assignment: Literal["range", "cooperative_sticky"] = Field(
+        "range",
+        description="Partition assignment: range (eager: every rebalance revokes everything) "
+        "or cooperative_sticky (KIP-429: only partitions that move are revoked).",
+    )
+    lock_topic: str | None = Field(
+        None,
+        description="Single-partition topic whose owner is the active learner "
+        "(learner.standby); None: '<group_id>.lock'.",
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     sasl_username: str | None = None
@@ -423,6 +466,22 @@ class Settings(BaseSettings):
     labels: LabelSettings = LabelSettings()
     models: ModelSettings = ModelSettings()
     serve: ServeSettings = ServeSettings()
+
+    @model_validator(mode="after")
+    def _scaling_needs_kafka(self) -> Settings:
+        lr = self.learner
+        if lr.partitioning == "key":
+            if self.source.kind != "kafka":
+                raise ValueError("learner.partitioning: key needs source.kind: kafka")
+            if self.checkpoint.dir is None and self.checkpoint.store is None:
+                raise ValueError("learner.partitioning: key needs checkpoint.store (or .dir)")
+            if self.kafka.labels_topic is not None:
+                raise ValueError("learner.partitioning: key does not join delayed labels yet")
+            if lr.standby:
+                raise ValueError("learner.standby is for partitioning: none")
+        if lr.standby and (self.source.kind != "kafka" or self.kafka.group_id is None):
+            raise ValueError("learner.standby needs source.kind: kafka and a kafka.group_id")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -516,8 +516,8 @@ def test_notes_show_how_to_predict_and_scrape(chart):
 @pytest.mark.parametrize(
     ("values", "where"),
     [
-        ({"replicaCount": 2}, "/replicaCount"),
         ({"replicaCount": 0}, "/replicaCount"),
+        ({"podAntiAffinityPreset": "always"}, "/podAntiAffinityPreset"),
         ({"containerPorts": {"http": 0}}, "/containerPorts/http"),
         ({"service": {"ports": {"http": 70000}}}, "/service/ports/http"),
         ({"service": {"ports": {"http": "http"}}}, "/service/ports/http"),
@@ -537,6 +537,61 @@ def test_schema_rejects_bad_values_at_render(chart, values, where):
     assert where in str(info.value)
     report = helm.lint(CHART, values, namespace=NAMESPACE)
     assert any(where in e for e in report["errors"]), report
+
+
+KEYED = {
+    "replicaCount": 3,
+    "config": {
+        "source": {"kind": "kafka"},
+        "kafka": {"bootstrap_servers": "k:9092", "assignment": "cooperative_sticky"},
+        "learner": {"partitioning": "key"},
+        "checkpoint": {"store": "s3://models/checkpoints"},
+    },
+}
+
+
+def test_three_learners_with_per_key_models_spread_over_nodes(chart):
+    docs = {d["kind"]: d for d in render(chart, KEYED)}
+    sts = docs["StatefulSet"]
+    assert sts["spec"]["replicas"] == 3
+    anti = sts["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+    assert docs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    hard = render(chart, {**KEYED, "podAntiAffinityPreset": "hard"})
+    spec = next(d for d in hard if d["kind"] == "StatefulSet")["spec"]["template"]["spec"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in spec["affinity"]["podAntiAffinity"]
+    single = next(d for d in render(chart) if d["kind"] == "StatefulSet")
+    assert "affinity" not in single["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"replicaCount": 2}, "partitioning: key"),
+        ({**KEYED, "config": {**KEYED["config"], "checkpoint": {}}}, "config.checkpoint.store"),
+        (
+            {"replicaCount": 2, "config": {"learner": {"standby": True}}},
+            "persistence.existingClaim",
+        ),
+    ],
+)
+def test_several_learners_need_partitioning_or_standby_on_shared_storage(chart, values, reason):
+    with pytest.raises(helm.HelmError, match=re.escape(reason)):
+        render_files(chart, values)
+
+
+def test_hot_standby_pair_renders_on_a_shared_claim(chart):
+    values = {
+        "replicaCount": 2,
+        "config": {"learner": {"standby": True}},
+        "persistence": {"existingClaim": "learner-rwx"},
+    }
+    assert (
+        next(d for d in render(chart, values) if d["kind"] == "StatefulSet")["spec"]["replicas"]
+        == 2
+    )
 
 
 def test_kafka_source_needs_bootstrap_servers(chart):
@@ -583,8 +638,8 @@ def test_every_value_is_documented_and_in_the_schema(chart):
     schema = chart.schema
     assert schema is not None
     assert set(chart.values) <= set(schema["properties"])
-    assert schema["properties"]["replicaCount"]["maximum"] == 1
-    assert "one learner" in text.lower() or "single online learner" in text.lower()
+    assert "maximum" not in schema["properties"]["replicaCount"]
+    assert "one process owns a model's state" in text.lower()
 
 
 def _serving(docs: list[dict[str, Any]]) -> dict[str, Any]:

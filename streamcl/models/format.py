@@ -163,6 +163,9 @@ TUNABLE_LEARNER = frozenset(
         "drift.lr_boost",
         "drift.lr_restart_steps",
         "drift.log_size",
+        "max_live_models",
+        "template",
+        "standby",
     }
 )
 

@@ -203,18 +203,19 @@ class StreamLoop:
             events.append(event)
         return kept, events
 
-    def check_kinds(self, event: Event, pending: dict[str, str]) -> None:
+    def check_kinds(self, event: Event, pending: dict[str, str], featurizer: Any = None) -> None:
         """Check that each feature keeps its kind (number or category).
 
         Kinds are fixed when a feature is first learned; ``pending`` holds the kinds first
-        seen earlier in the same read (or request), not learned yet.
+        seen earlier in the same read (or request), not learned yet. ``featurizer`` is the
+        learner's unless given (a per-key model's).
 
         Raises
         ------
         DecodeError
             ``type_mismatch`` naming ``features.<name>``.
         """
-        featurizer = self.learner.featurizer
+        featurizer = featurizer if featurizer is not None else self.learner.featurizer
         featurizer.check(event)
         for name, value in event.features.items():
             if name not in featurizer.kinds:

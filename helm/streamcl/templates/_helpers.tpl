@@ -106,3 +106,46 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- define "streamcl.configmapName" -}}
 {{- default (include "streamcl.fullname" .) .Values.existingConfigmap -}}
 {{- end -}}
+
+{{/*
+Learner replicas above 1: per-key models on a shared store, or hot standbys on a shared folder.
+*/}}
+{{- define "streamcl.checkReplicas" -}}
+{{- if gt (int .Values.replicaCount) 1 -}}
+{{- $learner := .Values.config.learner | default dict -}}
+{{- $checkpoint := .Values.config.checkpoint | default dict -}}
+{{- if eq (toString $learner.partitioning) "key" -}}
+{{- if not $checkpoint.store -}}
+{{- fail "replicaCount > 1 with config.learner.partitioning key: set config.checkpoint.store (shared storage, e.g. s3://bucket/prefix) so partitions' models can move between pods" -}}
+{{- end -}}
+{{- else if $learner.standby -}}
+{{- if not .Values.persistence.existingClaim -}}
+{{- fail "replicaCount > 1 with config.learner.standby: set persistence.existingClaim to a ReadWriteMany volume shared by the learners (the standby restores the active's checkpoint)" -}}
+{{- end -}}
+{{- else -}}
+{{- fail "replicaCount > 1 needs config.learner.partitioning: key (per-key models) or config.learner.standby: true (hot standby); two learners of one global model would diverge" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Pod anti-affinity of the learner pods (podAntiAffinityPreset soft or hard).
+*/}}
+{{- define "streamcl.podAntiAffinity" -}}
+podAntiAffinity:
+  {{- if eq .Values.podAntiAffinityPreset "hard" }}
+  requiredDuringSchedulingIgnoredDuringExecution:
+    - topologyKey: kubernetes.io/hostname
+      labelSelector:
+        matchLabels:
+          {{- include "streamcl.learnerSelectorLabels" . | nindent 10 }}
+  {{- else }}
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "streamcl.learnerSelectorLabels" . | nindent 12 }}
+  {{- end }}
+{{- end -}}
