@@ -83,6 +83,7 @@ class Service:
             read_size=settings.source.read_batch,
             window=settings.metrics.window,
             dedup_window=ev.dedup_window,
+            history_points=settings.metrics.history_points,
         )
         self.sinks: list[Any] = []
         if settings.source.kind == "kafka":

@@ -211,6 +211,13 @@ class MetricsSettings(_Section):
     """Prequential metrics."""
 
     window: int = Field(1_000, ge=10, description="Events in the sliding accuracy window.")
+    history_points: int = Field(
+        512,
+        ge=16,
+        le=100_000,
+        description="Most points per series of GET /v1/history (the dashboard); older points "
+        "are downsampled. Memory is about 200 bytes per point per series.",
+    )
 
 
 class ServerSettings(_Section):

@@ -24,6 +24,7 @@ from streamcl.errors import DecodeError, NotReadyError, StreamclError
 from streamcl.events import Event, Label, loads_strict
 from streamcl.learning.learner import Prediction
 from streamcl.metrics import CONTENT_TYPE_LATEST
+from streamcl.serving import dashboard
 from streamcl.stream.prequential import QueueFullError
 
 if TYPE_CHECKING:
@@ -260,6 +261,7 @@ def create_app(service: Service) -> FastAPI:
         """Classes, events seen, prequential accuracy, and a settings summary."""
         return service.describe()
 
+    app.include_router(dashboard.router(lambda: service.loop.history))
     return app
 
 
