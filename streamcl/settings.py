@@ -215,8 +215,9 @@ class MetricsSettings(_Section):
         512,
         ge=16,
         le=100_000,
-        description="Most points per series of GET /v1/history (the dashboard); older points "
-        "are downsampled. Memory is about 200 bytes per point per series.",
+        description="Most points per series of GET /v1/history (the dashboard), and most "
+        "drifts kept there; older points are thinned out. Memory: under 1 kB per point "
+        "(about 0.3 kB measured on elec2) plus about 1 kB per drift.",
     )
 
 

@@ -72,9 +72,10 @@ class HistoryResponse(BaseModel):
     """Body of ``GET /v1/history``: bounded, downsampled time series of the learning loop.
 
     Every list of ``series``, ``weights`` and ``health`` has ``points`` values (null where
-    unknown), one per point; a point is taken every ``stride`` read chunks, and at most
-    ``max_points`` (setting ``metrics.history_points``) are kept: older points are thinned
-    to every other one as the run grows. See :class:`streamcl.stream.history.History`.
+    unknown), one per point. A point is taken after the first read chunk that ends at least
+    ``every_events`` events after the previous one; at most ``max_points`` (setting
+    ``metrics.history_points``) are kept: older points are thinned to every other one as
+    the run grows. See :class:`streamcl.stream.history.History`.
     """
 
     available: bool = Field(description="False where no learning loop runs (serving role).")
@@ -83,7 +84,7 @@ class HistoryResponse(BaseModel):
     window: int = Field(description="Events in the sliding window of `score`.")
     points: int
     max_points: int
-    stride: int = Field(description="Read chunks per point.")
+    every_events: int = Field(description="Events between points (at least one read chunk).")
     series: dict[str, list[float | None]] = Field(
         description="time (epoch s), events, scored, version, served_version, score, "
         "cumulative, baseline, baseline_cumulative (no-change predictor), kappa_temporal, "
@@ -108,7 +109,7 @@ def unavailable() -> dict[str, Any]:
         "window": 0,
         "points": 0,
         "max_points": 0,
-        "stride": 1,
+        "every_events": 0,
         "series": {},
         "weights": {},
         "health": {},

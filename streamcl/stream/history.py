@@ -1,9 +1,11 @@
 """Bounded, downsampled time series of the stream loop (``GET /v1/history``, the dashboard).
 
 The loop calls :meth:`History.record` once per read chunk (never per event). A point is
-kept every ``stride`` calls; when ``points`` are held, every other point is dropped and the
-stride doubles, so the series always cover the whole run at a uniform spacing in at most
-``points`` points per series (the usual "halving" downsampling of bounded traces).
+taken at the end of the first chunk at least ``every`` events after the previous point; when
+``points`` are held, every other point is dropped and ``every`` doubles, so the series
+always cover the whole run at a uniform spacing in events, in at most ``points`` points per
+series (the usual "halving" downsampling of bounded traces). A chunk that adds no point
+costs well under a microsecond, so tiny reads (HTTP requests of one event) stay cheap.
 
 Drifts are tracked on every call: each new entry of the learner's drift log becomes a row
 of :attr:`History.drifts` with its change point, and the last loss drift's row follows the
@@ -58,7 +60,7 @@ Number = float | int | None
 
 def _finite(value: float | int | None) -> Number:
     """``value``, or None when it is missing or not finite (JSON has no NaN)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if type(value) is float and not math.isfinite(value):
         return None
     return value
 
@@ -87,6 +89,8 @@ class History:
     ----------
     points
         Most points kept per series, and most drifts kept (>= 2).
+    every
+        Events between points at the start (doubled at each downsampling).
 
     Attributes
     ----------
@@ -108,11 +112,11 @@ class History:
         ``weight_magnitude``, ``grad_norm``; see :func:`streamcl.learning.plasticity.health`).
     drifts : deque of dict
         The last ``points`` drifts (see :meth:`_drift_row`).
-    stride : int
-        Read chunks per point.
+    every : int
+        Events between points now.
     """
 
-    def __init__(self, points: int = 512) -> None:
+    def __init__(self, points: int = 512, every: int = 128) -> None:
         if points < 2:
             raise ValueError(f"points must be >= 2, got {points}")
         self.points = points
@@ -121,10 +125,10 @@ class History:
         self.weights: dict[str, list[Number]] = {}
         self.health: dict[str, list[Number]] = {}
         self.drifts: deque[dict[str, Any]] = deque(maxlen=points)
-        self.stride = 1
+        self.every = max(every, 1)
+        self._next_at = 0  # events at which the next point is due
         self.task = "classification"
         self.window = 0
-        self._calls = 0
         self._drifts_seen = 0
         self._open: dict[str, Any] | None = None  # the last loss drift, still recovering
         self._last: tuple[int, float] | None = None  # (events, monotonic s) at the last point
@@ -136,19 +140,21 @@ class History:
 
     # -- recording (loop thread) -------------------------------------------------------------
     def record(self, loop: StreamLoop, force: bool = False) -> None:
-        """Track drifts, and add a point every ``stride`` calls (always when ``force``).
+        """Track drifts, and add a point if ``every`` events passed (or ``force``, if new).
 
-        Called by the loop thread after each read chunk; costs microseconds.
+        Called by the loop thread after each read chunk: under a microsecond without a new
+        point, tens of microseconds with one.
         """
         with self._lock:
             self._metrics = loop.metrics
             self._track_drifts(loop.learner)
-            self._calls += 1
-            if not force and (self._calls - 1) % self.stride:
+            events = loop.events_handled
+            if events < self._next_at and not force:
                 return
-            if force and len(self) and self.series["events"][-1] == loop.events_handled:
+            if len(self) and self.series["events"][-1] == events:
                 return  # that point is already the latest
             self._append(loop)
+            self._next_at = events + self.every
             if len(self) >= self.points:
                 self._downsample()
 
@@ -199,15 +205,22 @@ class History:
             column.append(_finite(values.get(key)))
 
     def _downsample(self) -> None:
-        """Keep every other point (the first one included) and double the stride."""
+        """Keep every other point (the first one included); ``every`` becomes their spacing.
+
+        That is twice ``every`` or, where read chunks were longer, twice the chunk.
+        """
         for column in (*self.series.values(), *self.weights.values(), *self.health.values()):
             del column[1::2]
-        self.stride *= 2
+        events = self.series["events"]
+        first, last = int(events[0] or 0), int(events[-1] or 0)
+        self.every = max(self.every * 2, round((last - first) / max(len(events) - 1, 1)))
+        self._next_at = last + self.every
 
     def _track_drifts(self, learner: Learner) -> None:
         total = sum(learner.drift.counts.values())
         if total < self._drifts_seen:  # the learner was reset
             self._drifts_seen, self._open = 0, None
+            self._drift_counts = {}
         new = total - self._drifts_seen
         if new > 0:
             log = list(learner.drift.log)
@@ -217,7 +230,8 @@ class History:
                 if record.detector == "loss":
                     self._open = row
             self._drifts_seen = total
-        self._drift_counts = dict(learner.drift.counts)
+        if new:
+            self._drift_counts = dict(learner.drift.counts)
         if self._open is not None:
             r = learner.recovery
             row = self._open
@@ -274,7 +288,7 @@ class History:
             "window": self.window,
             "points": len(series["events"]),
             "max_points": self.points,
-            "stride": self.stride,
+            "every_events": self.every,
             "series": series,
             "weights": weights,
             "health": health,

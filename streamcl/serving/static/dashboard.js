@@ -357,7 +357,7 @@
         render();
         var h = res[1];
         status("updated " + new Date().toLocaleTimeString() + (h && h.available
-          ? " · " + h.points + " points, 1 per " + h.stride + " read chunk(s)" : ""), false);
+          ? " · " + h.points + " points, 1 per " + h.every_events + " events or more" : ""), false);
       })
       .catch(function (err) { status("update failed: " + err.message, true); })
       .then(function () { setTimeout(poll, POLL_MS); });
