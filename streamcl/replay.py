@@ -64,6 +64,8 @@ def replay(
     if report:
         loop.history.record(loop, force=True)  # the final point: the run's end
         history = loop.history.to_dict()
-        write_report(Path(report), service.describe(), history, title=settings.source.path)
+        path = settings.source.path
+        title = path if "://" in path else Path(path).name  # builtin://elec2, or the file's name
+        write_report(Path(report), service.describe(), history, title=title)
         result["report"] = report
     return result

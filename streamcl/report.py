@@ -152,18 +152,27 @@ def _recovery_panel(ax: Any, history: dict[str, Any]) -> None:
 
 
 def _keyed_panel(ax: Any, history: dict[str, Any], key: str, title: str, ylabel: str) -> None:
-    """One line per column of ``history[key]`` (Hedge weights, plasticity health)."""
+    """One line per column of ``history[key]`` (Hedge weights, plasticity health).
+
+    The effective rank, if there, goes on a second axis; the gradient norm is left out.
+    """
     x = history["series"].get("events", [])
     ax.set_title(title, fontsize=10)
-    for name, ys in history[key].items():
-        if name in ("effective_rank", "grad_norm"):
-            continue  # other units: the health panel shows fractions and magnitudes
-        ax.plot(x, [float("nan") if v is None else v for v in ys], lw=1.2, label=name)
+    columns = {k: [float("nan") if v is None else v for v in ys] for k, ys in history[key].items()}
+    columns.pop("grad_norm", None)  # its own units and scale
+    rank = columns.pop("effective_rank", None)
+    for name, ys in columns.items():
+        ax.plot(x, ys, lw=1.2, label=name.replace("dormant_fraction_", "dormant "))
+    handles, _ = ax.get_legend_handles_labels()
+    if rank is not None:  # on its own axis: 1 .. width of the last hidden layer
+        right = ax.twinx()
+        handles += right.plot(x, rank, lw=1.2, color="#9467bd", ls="--", label="effective rank")
+        right.set_ylabel("effective rank")
     ax.set_xlabel("events")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    if history[key]:
-        ax.legend(fontsize=7, loc="best")
+    if handles:
+        ax.legend(handles=handles, fontsize=7, loc="best")
 
 
 def write_png(path: Path, model: dict[str, Any], history: dict[str, Any], title: str = "") -> None:

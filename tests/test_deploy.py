@@ -54,6 +54,12 @@ METRICS = {
     "streamcl_dormant_fraction",
     "streamcl_effective_rank",
     "streamcl_pending_labels",
+    "streamcl_prequential_accuracy_cumulative",
+    "streamcl_prequential_mae",
+    "streamcl_ready",
+    "streamcl_labels_total",
+    "streamcl_predictor_weight",
+    "streamcl_weight_magnitude",
 }
 METRIC_RE = re.compile(r"\bstreamcl_[a-z_]+\b")
 
@@ -536,6 +542,11 @@ def test_dashboard_shows_what_operators_need(dashboard):
         "streamcl_memory_entries",
         "streamcl_dormant_fraction",
         "streamcl_effective_rank",
+        "streamcl_ready",
+        "streamcl_model_version",
+        "streamcl_labels_total",
+        "streamcl_predictor_weight",
+        "streamcl_prequential_mae",
     ):
         assert needed in used, f"the dashboard shows no {needed}"
     accuracy = exprs["Windowed accuracy (drift markers)"]

@@ -69,7 +69,7 @@
     }
     var s = state.history && state.history.available ? state.history.series : null;
     if (s) {
-      add("events/s", roundTo(last(s, "events_per_s"), 1), "data-history", "events_per_s");
+      add("events/s", roundTo(last(s, "events_per_s"), 0), "data-history", "events_per_s");
       add("consumer lag", last(s, "consumer_lag"), "data-history", "consumer_lag");
       add("pending labels", last(s, "pending_labels"), "data-history", "pending_labels");
     }
@@ -197,8 +197,9 @@
     var names = Object.keys(columns).filter(function (k) { return hasData(columns[k]); });
     if (!names.length) return placeholder(id, opts.empty);
     var series = [{ label: "events" }].concat(names.map(function (k, i) {
-      return line(opts.label ? opts.label(k) : k, PALETTE[i % PALETTE.length],
-        opts.scale ? { scale: opts.scale(k) } : {});
+      var extra = opts.scale ? { scale: opts.scale(k) } : {};
+      if (opts.dashed && opts.dashed.indexOf(k) >= 0) extra.dash = [6, 4];
+      return line(opts.label ? opts.label(k) : k, PALETTE[i % PALETTE.length], extra);
     }));
     var axes = [{ label: "events" }, { label: opts.y, size: 56 }];
     if (opts.right) axes.push({ scale: "r", side: 1, label: opts.right, grid: { show: false }, size: 56 });
@@ -221,9 +222,10 @@
         { label: "recovery (events)", stroke: PALETTE[0], scale: "r", paths: function () { return null; },
           points: { show: true, size: 7, fill: PALETTE[0] } }],
       scales: { x: { time: false, range: function (u, min, max) { return [min - 0.6, max + 0.6]; } },
-        y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } },
+        y: { range: function (u, min, max) {
+          return [Math.min(0, min * 1.1), Math.max(1, max * 1.1)]; } },
         r: { range: function (u, min, max) { return [0, Math.max(10, (max || 0) * 1.1)]; } } },
-      axes: [{ label: "loss drift #" }, { label: "points", size: 50 },
+      axes: [{ label: "loss drift #", incrs: [1, 2, 5, 10, 20, 50] }, { label: "points", size: 50 },
         { scale: "r", side: 1, label: "events", grid: { show: false }, size: 60 }],
     }, [xs, gap, rec]);
   }
@@ -233,13 +235,16 @@
     renderRecovery(hist);
     renderKeyed("chart-weights", hist, hist.weights,
       { y: "weight", empty: "no predictor yet", yRange: function () { return [0, 1]; } });
-    renderKeyed("chart-health", hist, hist.health, {
+    var health = {};  // the gradient norm has its own units and scale: not drawn here
+    Object.keys(hist.health).forEach(function (k) { if (k !== "grad_norm") health[k] = hist.health[k]; });
+    renderKeyed("chart-health", hist, health, {
       y: "fraction / magnitude", right: "effective rank", empty: "no health figures yet",
       scale: function (k) { return k === "effective_rank" ? "r" : "y"; },
       label: function (k) { return k.replace("dormant_fraction_", "dormant ").replace("_", " "); } });
     var s = hist.series;
     renderKeyed("chart-memory", hist, { "kNN memory": s.memory_entries, "recent memory": s.recent_entries,
-      "replay buffer": s.replay_entries }, { y: "entries", empty: "no memory entries yet" });
+      "replay buffer": s.replay_entries }, { y: "entries", empty: "no memory entries yet",
+      dashed: ["replay buffer"] });
     renderKeyed("chart-rate", hist, { "events/s": s.events_per_s, "consumer lag": s.consumer_lag,
       "pending labels": s.pending_labels }, { y: "events/s", right: "records", empty: "no rate yet",
       scale: function (k) { return k === "events/s" ? "y" : "r"; } });
