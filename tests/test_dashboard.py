@@ -11,6 +11,7 @@ tmp folder, and are copied to ``STREAMCL_SCREENSHOT_DIR`` when it is set: the RE
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -24,10 +25,12 @@ import httpx
 import pytest
 import uvicorn
 from browser import Browser, chart_pixels
+from fastapi import FastAPI
 from sources import elec2_rows, write_csv
 
 from streamcl.replay import replay
 from streamcl.service import Service
+from streamcl.serving import dashboard
 from streamcl.serving.api import create_app
 from streamcl.settings import Settings, load_settings
 
@@ -61,14 +64,10 @@ def elec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_csv(tmp_path_factory.mktemp("data") / "elec2.csv", elec2_rows(EVENTS))
 
 
-@pytest.fixture()
-def server(elec2: Path) -> Iterator[str]:
-    """streamcl on elec2 behind a real uvicorn on 127.0.0.1 (rate-limited: drifts come live)."""
-    rate = max(2_000.0, EVENTS / 15)
-    settings = _settings(elec2, rate)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(Service(settings)), port=_free_port(), log_level="warning")
-    )
+@contextlib.contextmanager
+def _serve(app: FastAPI) -> Iterator[str]:
+    """``app`` behind a real uvicorn on 127.0.0.1, in a thread; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, port=_free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -80,6 +79,14 @@ def server(elec2: Path) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@pytest.fixture()
+def server(elec2: Path) -> Iterator[str]:
+    """streamcl on elec2 (rate-limited, so drifts come while the page is open)."""
+    rate = max(2_000.0, EVENTS / 15)
+    with _serve(create_app(Service(_settings(elec2, rate)))) as url:
+        yield url
 
 
 def _pick(obj: Any, path: str) -> Any:
@@ -191,3 +198,28 @@ def test_png_report_shows_drifts_baseline_and_legend(elec2: Path, tmp_path: Path
     red = (abs(image - [c / 255 for c in RED]).max(axis=2) < 0.06).sum()
     grey = (abs(image - 127 / 255).max(axis=2) < 0.03).sum()  # the no-change baseline
     assert red > 200 and grey > 200, (red, grey)
+
+
+def test_a_role_without_a_loop_shows_what_it_has(tmp_path: Path) -> None:
+    """A serving role: no history; the model's version figures are shown as they come."""
+    app = FastAPI()
+    info = {"task": "classification", "version": 7, "served_version": 5, "model_age_s": 1.5}
+
+    @app.get("/v1/model")
+    async def model() -> dict[str, Any]:
+        return info
+
+    app.include_router(dashboard.router(lambda: None))
+    with _serve(app) as url, Browser(tmp_path / "profile") as browser:
+        browser.navigate(f"{url}/dashboard")
+        browser.wait_for("document.body.dataset.rendered")
+        assert _assert_numbers_equal_model(browser, info) >= 3
+        shown = browser.evaluate(
+            "Object.fromEntries(Array.from(document.querySelectorAll('#versions [data-model]'))"
+            ".map(e => [e.dataset.model, e.textContent]))"
+        )
+        assert shown == {"version": "7", "served_version": "5", "model_age_s": "1.5000"}
+        text = browser.evaluate("document.getElementById('chart-score').textContent")
+        assert "history unavailable" in text
+        assert browser.evaluate("document.querySelectorAll('canvas').length") == 0
+        assert browser.errors == []
