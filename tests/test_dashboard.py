@@ -41,9 +41,9 @@ RED = (214, 39, 40)  # loss drift markers
 CHARTS = {"chart-score", "chart-recovery", "chart-weights", "chart-health", "chart-memory"}
 
 
-def _settings(path: Path, rate: float | None = None) -> Settings:
+def _settings(path: Path) -> Settings:
     """elec2 from ``path``; plasticity health every 50 steps (800 events), not every 500."""
-    source = {"kind": "file", "path": str(path), "rate": rate}
+    source = {"kind": "file", "path": str(path)}
     return load_settings(source=source, plasticity={"health_every": 50})
 
 
@@ -82,11 +82,16 @@ def _serve(app: FastAPI) -> Iterator[str]:
 
 
 @pytest.fixture()
-def server(elec2: Path) -> Iterator[str]:
-    """streamcl on elec2 (rate-limited, so drifts come while the page is open)."""
-    rate = max(2_000.0, EVENTS / 15)
-    with _serve(create_app(Service(_settings(elec2, rate)))) as url:
-        yield url
+def server(elec2: Path) -> Iterator[tuple[str, Service]]:
+    """streamcl on elec2, held (it reads nothing) until the test sets ``loop.hold = None``.
+
+    Full-speed reads of 512 events keep the micro-batches, and so the drifts, the same
+    from run to run (a rate limit would cut reads, and micro-batches, anywhere).
+    """
+    service = Service(_settings(elec2))
+    service.loop.hold = "held by the test until the page is open"
+    with _serve(create_app(service)) as url:
+        yield url, service
 
 
 def _pick(obj: Any, path: str) -> Any:
@@ -137,27 +142,31 @@ def _assert_drift_markers(browser: Browser, history: dict[str, Any]) -> None:
         assert chart_pixels(browser, RED)["chart-score"]["colour"] > 20
 
 
-def test_live_dashboard_on_elec2(server: str, tmp_path: Path) -> None:
+def test_live_dashboard_on_elec2(server: tuple[str, Service], tmp_path: Path) -> None:
+    url, service = server
     with Browser(tmp_path / "profile") as browser:
-        browser.navigate(f"{server}/dashboard")
-        # live: the page polls, and draws the drift markers once the learner logs a drift
+        browser.navigate(f"{url}/dashboard")
+        browser.wait_for("document.body.dataset.rendered")
+        waiting = browser.evaluate("document.getElementById('chart-score').textContent")
+        assert waiting == "waiting for data…"  # nothing learned yet: no chart, no marker
+        service.loop.hold = None  # the learner starts; the page polls and draws live
         browser.wait_for(
             "Number(document.getElementById('chart-score').dataset.driftMarkers) > 0",
-            timeout_s=90,
+            timeout_s=120,
         )
         deadline = time.monotonic() + 120
-        model = httpx.get(f"{server}/v1/model", timeout=5).json()
+        model = httpx.get(f"{url}/v1/model", timeout=5).json()
         while model["events_seen"] < EVENTS and time.monotonic() < deadline:
             time.sleep(0.5)
-            model = httpx.get(f"{server}/v1/model", timeout=5).json()
+            model = httpx.get(f"{url}/v1/model", timeout=5).json()
         assert model["events_seen"] == EVENTS and model["source"]["exhausted"]
         browser.wait_for(
             f"document.querySelector('[data-model=\"events_seen\"]').textContent === '{EVENTS}'"
         )
         stamp = browser.evaluate("document.body.dataset.rendered")
         browser.wait_for(f"document.body.dataset.rendered !== '{stamp}'")  # a fresh poll
-        model = httpx.get(f"{server}/v1/model", timeout=5).json()
-        history = httpx.get(f"{server}/v1/history", timeout=5).json()
+        model = httpx.get(f"{url}/v1/model", timeout=5).json()
+        history = httpx.get(f"{url}/v1/history", timeout=5).json()
         assert _assert_numbers_equal_model(browser, model) >= 10
         _assert_charts_drawn(browser, CHARTS | {"chart-rate"}, history)
         _assert_drift_markers(browser, history)
