@@ -212,7 +212,15 @@ def test_png_report_shows_drifts_baseline_and_legend(elec2: Path, tmp_path: Path
 def test_a_role_without_a_loop_shows_what_it_has(tmp_path: Path) -> None:
     """A serving role: no history; the model's version figures are shown as they come."""
     app = FastAPI()
-    info = {"task": "classification", "version": 7, "served_version": 5, "model_age_s": 1.5}
+    info = {  # the fields of a serving replica's /v1/model
+        "role": "serving",
+        "model_version": 5,
+        "created": time.time() - 30,
+        "age_s": 1.5,
+        "pinned": None,
+        "learning_steps": 190,
+        "refused": [{"version": 6, "reason": "checksum"}],
+    }
 
     @app.get("/v1/model")
     async def model() -> dict[str, Any]:
@@ -222,12 +230,26 @@ def test_a_role_without_a_loop_shows_what_it_has(tmp_path: Path) -> None:
     with _serve(app) as url, Browser(tmp_path / "profile") as browser:
         browser.navigate(f"{url}/dashboard")
         browser.wait_for("document.body.dataset.rendered")
-        assert _assert_numbers_equal_model(browser, info) >= 3
+        assert _assert_numbers_equal_model(browser, info) >= 5
         shown = browser.evaluate(
             "Object.fromEntries(Array.from(document.querySelectorAll('#versions [data-model]'))"
             ".map(e => [e.dataset.model, e.textContent]))"
         )
-        assert shown == {"version": "7", "served_version": "5", "model_age_s": "1.5000"}
+        assert set(shown) == {
+            "version",
+            "model_version",
+            "created",
+            "age_s",
+            "pinned",
+            "learning_steps",
+        }
+        assert shown["model_version"] == "5" and shown["pinned"] == "–"
+        rows = browser.evaluate(
+            "Array.from(document.querySelectorAll('#versions tr')).map(r => r.textContent)"
+        )
+        assert "learning_steps190" in rows and "refused1: 6 checksum" in rows
+        ages = [int(r.removeprefix("created (age, s)")) for r in rows if "(age, s)" in r]
+        assert len(ages) == 1 and 30 <= ages[0] < 150  # created 30 s before the page loaded
         text = browser.evaluate("document.getElementById('chart-score').textContent")
         assert "history unavailable" in text
         assert browser.evaluate("document.querySelectorAll('canvas').length") == 0

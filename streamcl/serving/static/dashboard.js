@@ -265,17 +265,30 @@
     });
   }
 
-  /* Every version figure /v1/model offers (learned, served, held, pinned, ages). */
+  /* Every version figure /v1/model offers: learned steps, the published snapshot, and what a
+   * model store adds (promoted, served, pinned, held or refused versions, created, age). */
+  var VERSION_KEY = /version|pinned|held|gate|candidates|refused|created|age_s|age_seconds|staleness|learning_steps/;
+
   function versionRows(model, hist) {
     var rows = [["learned (learning steps)", model.version, ["data-model", "version"]]];
     if (hist && hist.available) rows.push(["published snapshot", last(hist.series, "served_version")]);
+    var now = Date.now() / 1000;
     var walk = function (prefix, obj, depth) {
       Object.keys(obj).forEach(function (k) {
         var v = obj[k], name = prefix ? prefix + "." + k : k;
-        if (name === "version" || k === "settings") return;
-        if (v !== null && typeof v === "object" && !Array.isArray(v) && depth < 2) walk(name, v, depth + 1);
-        else if (/version|pinned|held|gate|age_s|age_seconds/.test(name) && !Array.isArray(v) &&
-          (v === null || typeof v !== "object")) rows.push([name, v, ["data-model", name]]);
+        if (name === "version" || k === "settings" || k === "metrics") return;
+        if (v !== null && typeof v === "object" && !Array.isArray(v)) {
+          if (depth < 2) walk(name, v, depth + 1);
+        } else if (VERSION_KEY.test(name)) {
+          if (Array.isArray(v)) {
+            rows.push([name, v.length + (v.length ? ": " + v.slice(0, 5).map(function (x) {
+              return typeof x === "object" && x !== null ? (x.version + " " + (x.reason || "")) : x;
+            }).join(", ") : "")]);
+          } else {
+            rows.push([name, v, ["data-model", name]]);
+            if (/created$/.test(name) && isNum(v)) rows.push([name + " (age, s)", Math.round(now - v)]);
+          }
+        }
       });
     };
     walk("", model, 0);
