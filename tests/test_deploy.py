@@ -543,7 +543,6 @@ def test_dashboard_shows_what_operators_need(dashboard):
         "streamcl_dormant_fraction",
         "streamcl_effective_rank",
         "streamcl_ready",
-        "streamcl_model_version",
         "streamcl_labels_total",
         "streamcl_predictor_weight",
         "streamcl_prequential_mae",
