@@ -21,10 +21,11 @@ $(BIN)/.installed: $(BIN)/.runtime
 run: $(BIN)/.runtime
 	$(BIN)/streamcl run --config config/default.yaml
 
-# promtool and prometheus (Debian package `prometheus`) are used by the metrics tests.
+# promtool and prometheus (Debian package `prometheus`) are used by the metrics tests, and
+# headless Chromium (Debian package `chromium`) by the dashboard tests.
 system-deps:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v chromium >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus chromium >/dev/null; }
 
 test: $(BIN)/.installed system-deps
 	$(BIN)/pytest -q

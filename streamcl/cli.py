@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--data", required=True, help="CSV, CSV.gz or JSONL file, or builtin://elec2")
     rep.add_argument("--target", help="label column (default from settings)")
     rep.add_argument("--config", help="YAML settings file")
-    rep.add_argument("--report", help="write a PNG plot of windowed accuracy here")
+    rep.add_argument(
+        "--report", help="write a report here: the dashboard as one HTML file (.html) or a PNG"
+    )
     rep.add_argument("--limit", type=int, help="stop after this many events")
     pro = sub.add_parser("produce", help="load a CSV/JSONL file into Kafka as JSON events")
     pro.add_argument("--data", required=True, help="CSV, CSV.gz or JSONL file, or builtin://elec2")
@@ -126,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StoreError, ModelVersionError) as exc:
         print(f"streamcl: models: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # e.g. --report with an unknown suffix
+        print(f"streamcl: {exc}", file=sys.stderr)
+        return 2
     return 1
 
 

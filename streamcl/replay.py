@@ -8,10 +8,11 @@ from typing import Any
 
 from tqdm import tqdm
 
+from streamcl.report import REPORT_SUFFIXES, write_report
 from streamcl.service import Service
 from streamcl.settings import Settings
 
-__all__ = ["replay", "write_report"]
+__all__ = ["replay"]
 
 
 def replay(
@@ -19,13 +20,26 @@ def replay(
 ) -> dict[str, Any]:
     """Run the stream loop over ``settings.source`` until the file ends (or ``limit`` events).
 
+    Parameters
+    ----------
+    report
+        Where to write a report of the run: the dashboard as one self-contained HTML file
+        (``.html``) or a PNG (``.png``); see :mod:`streamcl.report`.
+
     Returns
     -------
     dict
         ``events`` (predicted), ``scored``, the score's summary (classification:
         ``accuracy``, ``window_accuracy``, ``kappa``, ``kappa_temporal``; regression: ``mae``,
         ``rmse``, ``window_mae``), ``rejected``, ``seconds`` (wall time), ``events_per_s``.
+
+    Raises
+    ------
+    ValueError
+        ``report`` names neither an ``.html`` nor a ``.png`` file (checked before the run).
     """
+    if report and Path(report).suffix.lower() not in REPORT_SUFFIXES:
+        raise ValueError(f"--report: {report!r} is neither .html nor .png")
     service = Service(settings)
     loop = service.loop
     bar = tqdm(unit="ev", disable=not progress, mininterval=0.5)
@@ -51,35 +65,10 @@ def replay(
         "events_per_s": round(loop.events_handled / seconds, 1) if seconds > 0 else 0.0,
     }
     if report:
-        ylabel = "windowed MAE" if settings.learner.task == "regression" else "windowed accuracy"
-        write_report(loop.score.history, Path(report), title=settings.source.path, ylabel=ylabel)
+        loop.history.record(loop, force=True)  # the final point: the run's end
+        history = loop.history.to_dict()
+        path = settings.source.path
+        title = path if "://" in path else Path(path).name  # builtin://elec2, or the file's name
+        write_report(Path(report), service.describe(), history, title=title)
         result["report"] = report
     return result
-
-
-def write_report(
-    history: list[tuple[int, float]],
-    path: Path,
-    title: str = "",
-    ylabel: str = "windowed accuracy",
-) -> None:
-    """Plot a windowed prequential score against events seen, as PNG (``path``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    if history:
-        xs, ys = zip(*history, strict=True)
-        ax.plot(xs, ys, lw=1.2)
-    ax.set_xlabel("events")
-    ax.set_ylabel(ylabel)
-    if "accuracy" in ylabel:
-        ax.set_ylim(0, 1)
-    ax.set_title(f"prequential {ylabel}: {title}")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

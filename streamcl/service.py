@@ -96,6 +96,7 @@ class Service:
                 self.decoder,
                 self.metrics,
                 dedup_window=ev.dedup_window,
+                history_points=settings.metrics.history_points,
                 **loop_options,
             )
         self.sinks: list[Any] = []

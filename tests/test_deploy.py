@@ -61,6 +61,12 @@ METRICS = {
     "streamcl_model_versions_published_total",
     "streamcl_model_versions_held_total",
     "streamcl_model_loads_total",
+    "streamcl_prequential_accuracy_cumulative",
+    "streamcl_prequential_mae",
+    "streamcl_ready",
+    "streamcl_labels_total",
+    "streamcl_predictor_weight",
+    "streamcl_weight_magnitude",
 }
 METRIC_RE = re.compile(r"\bstreamcl_[a-z_]+\b")
 
@@ -544,6 +550,10 @@ def test_dashboard_shows_what_operators_need(dashboard):
         "streamcl_memory_entries",
         "streamcl_dormant_fraction",
         "streamcl_effective_rank",
+        "streamcl_ready",
+        "streamcl_labels_total",
+        "streamcl_predictor_weight",
+        "streamcl_prequential_mae",
     ):
         assert needed in used, f"the dashboard shows no {needed}"
     accuracy = exprs["Windowed accuracy (drift markers)"]

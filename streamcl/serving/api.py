@@ -32,6 +32,7 @@ from streamcl.events import Event, EventDecoder, Label
 from streamcl.metrics import CONTENT_TYPE_LATEST, Metrics
 from streamcl.models.predictor import Prediction
 from streamcl.models.schema import FeatureSchema
+from streamcl.serving import dashboard
 from streamcl.serving.auth import token_guard
 from streamcl.serving.body import read_json
 from streamcl.serving.errors import HTTPError, install_error_handlers
@@ -332,6 +333,7 @@ def create_app(service: Service, predict: bool = True) -> FastAPI:
         """Classes, events seen, prequential accuracy, and a settings summary."""
         return service.describe()
 
+    app.include_router(dashboard.router(lambda: getattr(service.loop, "history", None)))
     return app
 
 

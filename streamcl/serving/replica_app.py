@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from streamcl.events import EventDecoder
 from streamcl.metrics import CONTENT_TYPE_LATEST, Metrics
+from streamcl.serving import dashboard
 from streamcl.serving.api import add_common, add_predict_route
 from streamcl.serving.replica import Replica
 from streamcl.settings import Settings
@@ -94,4 +95,5 @@ def create_replica_app(replica: Replica, settings: Settings, follower: Any = Non
         """Prometheus text exposition."""
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(dashboard.router(lambda: None))  # no loop: versions only
     return app

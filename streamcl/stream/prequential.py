@@ -21,6 +21,7 @@ from streamcl.learning.learner import Learner, Prediction, Snapshot
 from streamcl.models.schema import kind_of, mismatch
 from streamcl.metrics import Metrics
 from streamcl.stream.dedup import DedupWindow, IdLedger
+from streamcl.stream.history import History
 from streamcl.stream.labels import LabelJoin
 from streamcl.stream.scores import PrequentialScore, RegressionScore
 
@@ -62,9 +63,13 @@ class StreamLoop:
         Most HTTP requests waiting for the loop.
     dedup_window
         Recent event ids remembered; a repeated id is rejected (``duplicate_id``).
+    history_points
+        Most points per series of :attr:`history`.
 
     Attributes
     ----------
+    history : History
+        Downsampled time series for ``GET /v1/history`` (one point per read chunk at most).
     ledger : IdLedger
         Count and digest of the ids of learned events (checkpointed: exactly-once proof).
     hold : str or None
@@ -91,6 +96,7 @@ class StreamLoop:
         | None = None,
         max_queue: int = 64,
         dedup_window: int = 100_000,
+        history_points: int = 512,
     ) -> None:
         self.source = source
         self.learner = learner
@@ -116,6 +122,7 @@ class StreamLoop:
         )
         self.dedup = DedupWindow(dedup_window)
         self.ledger = IdLedger()
+        self.history = History(history_points)
         self.hold: str | None = None
         self.before_step: Callable[[], None] | None = None
         self.after_step: Callable[[], None] | None = None
@@ -261,6 +268,8 @@ class StreamLoop:
                     handled += self.join_labels(label_records)
         if self.labels is not None:
             self.labels.tick()
+        if handled:
+            self.history.record(self)
         return handled
 
     def join_labels(self, records: Sequence[Record]) -> int:

@@ -76,6 +76,16 @@ class PrequentialScore:
         return self._recent_correct / len(self._recent) if self._recent else 0.0
 
     @property
+    def no_change(self) -> float:
+        """Accuracy of the no-change classifier (the previous label) since the start, 0..1."""
+        return self.no_change_correct / self.n if self.n else 0.0
+
+    @property
+    def window_no_change(self) -> float:
+        """Accuracy of the no-change classifier over the sliding window, 0..1."""
+        return self._recent_nc / len(self._recent) if self._recent else 0.0
+
+    @property
     def kappa(self) -> float:
         """Cohen's kappa since the start."""
         return float(self.kappa_metric.get())  # type: ignore[no-untyped-call]
@@ -158,6 +168,10 @@ class RegressionScore:
         self.sq_sum = 0.0
         self._recent: deque[float] = deque(maxlen=window)
         self._recent_sum = 0.0
+        self.nc_abs_sum = 0.0  # no-change predictor (the previous target)
+        self._recent_nc: deque[float] = deque(maxlen=window)
+        self._recent_nc_sum = 0.0
+        self._previous: float | None = None
         #: ``(events scored, windowed MAE)`` every ``window`` events, for plots.
         self.history: list[tuple[int, float]] = []
 
@@ -168,6 +182,14 @@ class RegressionScore:
             self._recent_sum -= self._recent[0]
         self._recent.append(err)
         self._recent_sum += err
+        value = float(actual)  # type: ignore[arg-type]
+        nc = abs(value - (self._previous or 0.0))  # no-change: the previous target (first: 0)
+        if len(self._recent_nc) == self.window:
+            self._recent_nc_sum -= self._recent_nc[0]
+        self._recent_nc.append(nc)
+        self._recent_nc_sum += nc
+        self.nc_abs_sum += nc
+        self._previous = value
         self.n += 1
         self.abs_sum += err
         self.sq_sum += err * err
@@ -190,6 +212,16 @@ class RegressionScore:
         """Mean absolute error over the last ``window`` events, target units."""
         return self._recent_sum / len(self._recent) if self._recent else 0.0
 
+    @property
+    def no_change(self) -> float:
+        """MAE of the no-change predictor (the previous target) since the start."""
+        return self.nc_abs_sum / self.n if self.n else 0.0
+
+    @property
+    def window_no_change(self) -> float:
+        """MAE of the no-change predictor over the sliding window, target units."""
+        return self._recent_nc_sum / len(self._recent_nc) if self._recent_nc else 0.0
+
     accuracy = window_accuracy = window_kappa_temporal = property(lambda self: math.nan)
 
     def summary(self) -> dict[str, float | int]:
@@ -210,6 +242,9 @@ class RegressionScore:
             "sq_sum": self.sq_sum,
             "recent": list(self._recent),
             "history": [list(h) for h in self.history],
+            "nc_abs_sum": self.nc_abs_sum,
+            "recent_nc": list(self._recent_nc),
+            "previous": self._previous,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -220,3 +255,9 @@ class RegressionScore:
         self._recent.extend(float(e) for e in state["recent"][-self.window :])
         self._recent_sum = sum(self._recent)
         self.history = [(int(n), float(e)) for n, e in state["history"]]
+        # checkpoints written before the no-change baseline have none: it restarts
+        self.nc_abs_sum = float(state.get("nc_abs_sum", 0.0))
+        self._recent_nc.extend(float(e) for e in state.get("recent_nc", [])[-self.window :])
+        self._recent_nc_sum = sum(self._recent_nc)
+        previous = state.get("previous")
+        self._previous = None if previous is None else float(previous)
