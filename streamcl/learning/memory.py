@@ -33,7 +33,7 @@ import numpy as np
 
 from streamcl.learning.prototypes import Prototypes
 from streamcl.learning.rehearsal import ReplayBuffer
-from streamcl.models.kernels import knn_search, ncm_proba, pad_columns, vote
+from streamcl.models.kernels import configure_faiss, knn_search, ncm_proba, pad_columns, vote
 
 __all__ = [
     "KNNMemory",
@@ -161,10 +161,7 @@ class KNNMemory:
         self.hnsw_threshold = hnsw_threshold
         self.regression = regression
         self.seed = seed
-        # Small searches: OpenMP threads cost more than they give, and the BLAS kernel beats
-        # FAISS's per-query scan already for a handful of queries (2x for 16 queries).
-        faiss.omp_set_num_threads(1)
-        faiss.cvar.distance_compute_blas_threshold = 4
+        configure_faiss()  # the same search path as serving (see models.kernels)
         self._reset()
 
     def _reset(self) -> None:
