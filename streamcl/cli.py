@@ -218,8 +218,8 @@ def _serve(settings: Settings) -> int:
     from streamcl.models.announce import AnnouncementFollower
     from streamcl.models.registry import registry_from_settings
     from streamcl.models.version import model_fingerprint
-    from streamcl.serving.replica import Replica
     from streamcl.serving.httpserver import serve
+    from streamcl.serving.replica import Replica
     from streamcl.serving.replica_app import create_replica_app
 
     registry = registry_from_settings(settings)

@@ -63,7 +63,6 @@ METRICS = {
     "streamcl_model_loads_total",
     "streamcl_prequential_accuracy_cumulative",
     "streamcl_prequential_mae",
-    "streamcl_ready",
     "streamcl_labels_total",
     "streamcl_predictor_weight",
     "streamcl_weight_magnitude",

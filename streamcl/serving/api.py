@@ -44,7 +44,14 @@ from streamcl.settings import ServerSettings
 if TYPE_CHECKING:
     from streamcl.service import Service
 
-__all__ = ["CurrentModel", "add_common", "add_predict_route", "create_app", "predict_instances"]
+__all__ = [
+    "CurrentModel",
+    "add_common",
+    "add_predict_route",
+    "create_app",
+    "predict_body",
+    "predict_instances",
+]
 
 
 #: Features are checked by the event decoder (reasons like ``non_finite``); documented here.
@@ -192,13 +199,30 @@ def add_predict_route(
     async def predict(request: Request) -> PredictResponse:
         """Predict instances with the served model; never learns."""
         body = await read_json(request, PredictRequest, settings)
-        limit(len(body.instances), "instances", settings)
-        model = current()
-        schema = FeatureSchema() if model is None else model.schema
-        events, imputed = decode_instances(body, decoder, schema, settings.impute_missing)
-        if model is None:  # checked after the body, so a bad request is a 422 either way
-            raise HTTPError(503, "not_ready", "", "no model version loaded yet")
-        return await predict_instances(model, events, metrics, imputed)
+        return await predict_body(current(), body, decoder, settings, metrics)
+
+
+async def predict_body(
+    model: CurrentModel | None,
+    body: PredictRequest,
+    decoder: EventDecoder,
+    settings: ServerSettings,
+    metrics: Metrics,
+) -> PredictResponse:
+    """Check a predict request's instances against ``model``'s schema, then predict them.
+
+    Raises
+    ------
+    HTTPError
+        413 ``too_many``; 422 naming ``instances.<i>.<field>``; 503 ``not_ready`` when
+        ``model`` is None (checked after the body, so a bad request is a 422 either way).
+    """
+    limit(len(body.instances), "instances", settings)
+    schema = FeatureSchema() if model is None else model.schema
+    events, imputed = decode_instances(body, decoder, schema, settings.impute_missing)
+    if model is None:
+        raise HTTPError(503, "not_ready", "", "no model version loaded yet")
+    return await predict_instances(model, events, metrics, imputed)
 
 
 def add_common(

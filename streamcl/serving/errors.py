@@ -23,7 +23,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamcl.errors import DecodeError, NotReadyError, QueueFullError, StreamclError
 
-
 __all__ = [
     "STATUS",
     "ErrorBody",

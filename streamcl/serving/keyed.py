@@ -16,16 +16,9 @@ from fastapi import FastAPI, Request
 from streamcl.events import EventDecoder
 from streamcl.metrics import Metrics
 from streamcl.models.keys import KeyedVersions
-from streamcl.serving.api import (
-    CurrentModel,
-    HTTPError,
-    PredictRequest,
-    PredictResponse,
-    decode_instances,
-    limit,
-    predict_instances,
-    read_json,
-)
+from streamcl.serving.api import CurrentModel, PredictRequest, PredictResponse, predict_body
+from streamcl.serving.body import read_json
+from streamcl.serving.errors import HTTPError
 from streamcl.settings import ServerSettings
 
 __all__ = ["add_keyed_predict_route"]
@@ -52,11 +45,9 @@ def add_keyed_predict_route(
     async def predict_key(key: str, request: Request) -> PredictResponse:
         """Predict instances with the newest version of ``key``'s model; never learns."""
         body = await read_json(request, PredictRequest, settings)
-        limit(len(body.instances), "instances", settings)
-        events = decode_instances(body, decoder)
         found = await asyncio.to_thread(versions.get, key)
         if found is not None:
-            return await predict_instances(found.snapshot, events, metrics)
+            return await predict_body(found.snapshot, body, decoder, settings, metrics)
         if fallback is not None:
-            return await predict_instances(fallback(), events, metrics)
+            return await predict_body(fallback(), body, decoder, settings, metrics)
         raise HTTPError(404, "unknown_key", "key", f"no model version published for key {key!r}")

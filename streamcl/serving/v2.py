@@ -221,6 +221,7 @@ def v2_router(
         Whether the server is ready (default: the model has learned, ``version > 0``).
     """
     router = APIRouter(prefix="/v2", tags=["v2"])
+
     def is_ready() -> bool:
         if ready is not None:
             return ready()

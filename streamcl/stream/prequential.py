@@ -18,8 +18,8 @@ from streamcl.connectors.base import DeadLetterSink, LogDeadLetterSink, Record, 
 from streamcl.errors import DecodeError, QueueFullError
 from streamcl.events import Event, EventDecoder
 from streamcl.learning.learner import Learner, Prediction, Snapshot
-from streamcl.models.schema import kind_of, mismatch
 from streamcl.metrics import Metrics
+from streamcl.models.schema import kind_of, mismatch
 from streamcl.stream.dedup import DedupWindow, IdLedger
 from streamcl.stream.history import History
 from streamcl.stream.labels import LabelJoin
