@@ -65,6 +65,7 @@ class Browser:
                 "--no-default-browser-check",
                 "--disable-extensions",
                 "--hide-scrollbars",  # the same layout at every viewport height
+                "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
                 f"--user-data-dir={profile}",

@@ -27,6 +27,7 @@ from streamcl.stream.scores import PrequentialScore, RegressionScore
 
 def _elec2_service(n: int, read_batch: int) -> Service:
     rows = [dict(r, id=str(i)) for i, r in enumerate(elec2_rows(n))]
+    rows.append(dict(rows[-1], id="bad", nswprice="abc"))  # dead-lettered: type_mismatch
     source = {"kind": "file", "id_column": "id", "read_batch": read_batch}
     return Service(load_settings(source=source), source=ListSource(rows))
 
@@ -39,7 +40,7 @@ def _run(service: Service) -> None:
 
 @pytest.fixture(scope="module")
 def elec2_run() -> Service:
-    """3,000 elec2 events (a loss drift near 2,460), read 64 at a time."""
+    """3,000 elec2 events (a loss drift near 2,460) and a bad one, read 64 at a time."""
     service = _elec2_service(3_000, read_batch=64)
     service.loop.history = History(points=16, every=1)
     _run(service)
@@ -71,6 +72,8 @@ def test_series_follow_the_scores(elec2_run: Service) -> None:
     assert s["baseline_cumulative"][-1] == pytest.approx(loop.score.no_change_correct / 3_000)
     assert s["version"][-1] == loop.learner.version == s["served_version"][-1]
     assert s["consumer_lag"][-1] is None  # no Kafka here: unknown, not 0
+    assert s["rejected"][-1] == 1
+    assert loop.history.to_dict()["totals"]["dead_letters"] == {"type_mismatch": 1.0}
     assert all(v is None or v > 0 for v in s["events_per_s"])
 
 
