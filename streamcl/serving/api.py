@@ -120,9 +120,9 @@ def create_app(service: Service) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     app.add_middleware(HTTPMetricsMiddleware, metrics=service.metrics)
-    snapshot = lambda: service.loop.snapshot  # noqa: E731
-    ready = lambda: service.ready()[0]  # noqa: E731
-    app.include_router(v2_router(snapshot, settings.model_name, settings, ready))
+    app.include_router(
+        v2_router(lambda: service.loop.snapshot, settings.model_name, settings, service.is_ready)
+    )
     check_token = token_guard(settings)
 
     def limit(n: int, field: str) -> None:
@@ -220,7 +220,7 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/metrics")
     async def metrics() -> Response:
         """Prometheus text exposition."""
-        service.metrics.ready.set(1 if service.ready()[0] else 0)  # so never-ready alerts
+        service.metrics.ready.set(1 if service.is_ready() else 0)  # for the never-ready alert
         return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/model")
