@@ -33,6 +33,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from streamcl.connectors.base import Position, Record
 from streamcl.connectors.kafka_config import consumer_config
+from streamcl.connectors.kafka_health import group_reason, last_success, topic_ids
 
 if TYPE_CHECKING:
     from streamcl.settings import Settings
@@ -402,16 +403,10 @@ class KafkaSource:
             self._next.pop(tp, None)
         return offsets
 
-    def current_log_ids(self) -> dict[str, str]:
-        """Topic ids (uuid strings) of the topics, as the last metadata gave them."""
-        cluster = getattr(getattr(self._consumer, "_client", None), "cluster", None)
-        ids = {t: getattr(cluster, "topic_id", lambda _: None)(t) for t in self.topics}
-        return {t: str(i) for t, i in ids.items() if i is not None and int(i) != 0}
-
     def _check_recreated(self) -> None:
         """Notice topics deleted and recreated (new topic id) and tell ``on_recreated``."""
         self._ids_checked = time.monotonic()
-        current = self.current_log_ids()
+        current = topic_ids(self._consumer, self.topics)
         recreated = [t for t, i in current.items() if self.log_ids.get(t, i) != i]
         self.log_ids.update(current)
         if not recreated or self._consumer is None:
@@ -474,16 +469,7 @@ class KafkaSource:
     # -- health --------------------------------------------------------------------------------
     def _last_success(self) -> float:
         """Monotonic seconds of the newest fetch response, metadata refresh or record."""
-        consumer = self._consumer
-        times = [self._last_records, self._connected_at or 0.0]
-        if consumer is not None:
-            # kafka-python keeps these in monotonic ms; read defensively (private fields).
-            sensors = getattr(getattr(consumer, "_fetcher", None), "_sensors", None)
-            latency = getattr(sensors, "fetch_latency", None)
-            times.append(getattr(latency, "_last_record_time", 0.0) / 1000.0)
-            cluster = getattr(consumer, "_cluster", None)
-            times.append(getattr(cluster, "_last_successful_refresh_ms", 0.0) / 1000.0)
-        return max(times)
+        return last_success(self._consumer, self._last_records, self._connected_at or 0.0)
 
     def health(self) -> tuple[bool, str]:
         """``(False, reason)`` before connecting, or after ``watchdog_s`` without success."""
@@ -494,28 +480,12 @@ class KafkaSource:
         if self._halted:
             return False, "stopped reading: a topic was recreated (see checkpoint policy)"
         if self.group and not self._consumer.assignment():
-            return False, self._group_reason(self._consumer)
+            return False, group_reason(self._consumer, self.config, self._connected_at, self._error)
         silent = time.monotonic() - self._last_success()
         if silent > self.watchdog_s:
             detail = f" ({self._error})" if self._error else ""
             return False, f"no kafka fetch or metadata for {silent:.0f} s{detail}"
         return True, ""
-
-    def _group_reason(self, consumer: KafkaConsumer) -> str:
-        """Why no partition is assigned yet: the coordinator, or the member's join state."""
-        coordinator = getattr(consumer, "_coordinator", None)
-        waited = time.monotonic() - (self._connected_at or time.monotonic())
-        if coordinator is not None and getattr(coordinator, "coordinator_id", 0) is None:
-            cause = "group coordinator not found"
-        else:
-            state = getattr(coordinator, "state", "unknown")
-            cause = f"group join in progress, member {getattr(state, 'name', state)}".lower()
-        detail = f"; last error: {self._error}" if self._error else ""
-        return (
-            f"no partitions assigned after {waited:.0f} s in group "
-            f"{self.config.get('group_id')!r} ({cause}{detail}; a join can take up to "
-            f"session_timeout_ms={self.config.get('session_timeout_ms', 45000)})"
-        )
 
     @property
     def exhausted(self) -> bool:

