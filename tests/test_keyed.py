@@ -15,7 +15,7 @@ from streamcl.learning.learner import Learner
 from streamcl.metrics import Metrics
 from streamcl.models.keys import KeyedVersions
 from streamcl.models.store import DirectoryStore
-from streamcl.serving.api import install_error_handler
+from streamcl.serving.errors import install_error_handlers
 from streamcl.serving.keyed import add_keyed_predict_route
 from streamcl.settings import Settings, load_settings
 from streamcl.stream.keyed import KeyedLearner
@@ -169,7 +169,7 @@ def test_each_keys_model_is_published_and_served_by_key(tmp_path: Path) -> None:
     run(cp)
     cp.checkpoint("end")
     app = FastAPI()
-    install_error_handler(app)
+    install_error_handlers(app)
     versions = KeyedVersions(models, "m", recheck_s=0.0)
     add_keyed_predict_route(app, s.server, EventDecoder(target=None), Metrics(), versions)
     client = TestClient(app)
