@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamcl.errors import DecodeError
 from streamcl.events import Event, Label
 from streamcl.learning.combination import (
     classes_changed,
@@ -181,6 +182,33 @@ class Learner:
     def weights(self) -> dict[str, float]:
         """Hedge weights of the predictors, summing to 1."""
         return hedge_weights(self.hedge, self.settings.hedge_eta)
+
+    def check_label(
+        self, label: Label | float | None, pending: dict[str, str] | None = None
+    ) -> None:
+        """Check that a class label has the type (int or str) of the classes learned.
+
+        ``1`` and ``"1"`` would otherwise become two classes. ``pending`` (keyed ``"label"``)
+        holds the type of a label seen earlier in the same read, before any class is
+        learned. Regression targets are numbers already (the decoder checks them).
+
+        Raises
+        ------
+        DecodeError
+            ``type_mismatch`` naming ``label``.
+        """
+        if label is None or self.regression:
+            return
+        kind = "string" if isinstance(label, str) else "integer"
+        classes = self.classes
+        if classes:
+            expected = "string" if isinstance(classes[0], str) else "integer"
+        else:
+            expected = kind if pending is None else pending.setdefault("label", kind)
+        if kind != expected:
+            raise DecodeError(
+                "type_mismatch", "label", f"expected an {expected} label, got {label!r}"
+            )
 
     # -- prediction ------------------------------------------------------------------------
     def _parts(

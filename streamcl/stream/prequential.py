@@ -203,27 +203,30 @@ class StreamLoop:
         return kept, events
 
     def check_kinds(self, event: Event, pending: dict[str, str]) -> None:
-        """Check that each feature keeps its kind (number or category).
+        """Check that each feature keeps its kind (number or category), the label its type.
 
         Kinds are fixed when a feature is first learned; ``pending`` holds the kinds first
-        seen earlier in the same read (or request), not learned yet.
+        seen earlier in the same read (or request), not learned yet, keyed by field
+        (``features.<name>``, ``label``). A class label keeps the type (int or str) of the
+        classes learned (:meth:`~streamcl.learning.learner.Learner.check_label`).
 
         Raises
         ------
         DecodeError
-            ``type_mismatch`` naming ``features.<name>``.
+            ``type_mismatch`` naming ``features.<name>`` or ``label``.
         """
         featurizer = self.learner.featurizer
         featurizer.check(event)
         for name, value in event.features.items():
             if name not in featurizer.kinds:
                 kind = "category" if isinstance(value, str) else "number"
-                if pending.setdefault(name, kind) != kind:
+                if pending.setdefault(f"features.{name}", kind) != kind:
                     raise DecodeError(
                         "type_mismatch",
                         f"features.{name}",
-                        f"expected a {pending[name]}, got {value!r}",
+                        f"expected a {pending[f'features.{name}']}, got {value!r}",
                     )
+        self.learner.check_label(event.label, pending)
 
     def reject(self, record: Record, exc: DecodeError) -> None:
         """Count a rejected record and send it to the dead-letter sink."""
