@@ -122,7 +122,7 @@ class KeyedLoop(StreamLoop):
                     event = self.decoder.decode_row(record.value, record.offset)
                 route = (f"{record.topic}:{record.partition}", self.model_key(record, event))
                 model = self.keyed.model(*route)
-                self.check_kinds(event, pending.setdefault(route, {}), model.learner.featurizer)
+                self.check_kinds(event, pending.setdefault(route, {}), model.learner)
             except DecodeError as exc:
                 self.reject(record, exc)
                 continue

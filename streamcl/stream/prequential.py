@@ -210,25 +210,29 @@ class StreamLoop:
             events.append(event)
         return kept, events
 
-    def check_kinds(self, event: Event, pending: dict[str, str], featurizer: Any = None) -> None:
-        """Check that each feature keeps its kind (number or category).
+    def check_kinds(self, event: Event, pending: dict[str, str], learner: Any = None) -> None:
+        """Check that each feature keeps its kind (number or category), the label its type.
 
         Kinds are fixed when a feature is first learned; ``pending`` holds the kinds first
-        seen earlier in the same read (or request), not learned yet. ``featurizer`` is the
-        learner's unless given (a per-key model's).
+        seen earlier in the same read (or request), not learned yet, keyed by field
+        (``features.<name>``, ``label``). A class label keeps the type (int or str) of the
+        classes learned (:meth:`~streamcl.learning.learner.Learner.check_label`). ``learner``
+        is the loop's unless given (a per-key model's).
 
         Raises
         ------
         DecodeError
-            ``type_mismatch`` naming ``features.<name>``.
+            ``type_mismatch`` naming ``features.<name>`` or ``label``.
         """
-        featurizer = featurizer if featurizer is not None else self.learner.featurizer
+        learner = learner if learner is not None else self.learner
+        featurizer = learner.featurizer
         featurizer.check(event)
         for name, value in event.features.items():
             if name not in featurizer.kinds:
                 kind = kind_of(value)
-                if pending.setdefault(name, kind) != kind:
-                    raise mismatch(name, pending[name], value)
+                if pending.setdefault(f"features.{name}", kind) != kind:
+                    raise mismatch(name, pending[f"features.{name}"], value)
+        learner.check_label(event.label, pending)
 
     def reject(self, record: Record, exc: DecodeError) -> None:
         """Count a rejected record and send it to the dead-letter sink."""
