@@ -161,10 +161,7 @@ class KNNMemory:
         self.hnsw_threshold = hnsw_threshold
         self.regression = regression
         self.seed = seed
-        # Small searches: OpenMP threads cost more than they give, and the BLAS kernel beats
-        # FAISS's per-query scan already for a handful of queries (2x for 16 queries).
-        faiss.omp_set_num_threads(1)
-        faiss.cvar.distance_compute_blas_threshold = 4
+        # FAISS's thread count and BLAS threshold are set once in streamcl.models.kernels.
         self._reset()
 
     def _reset(self) -> None:

@@ -163,6 +163,10 @@ class Replica:
             self._thread.join(5)
 
     # -- state ---------------------------------------------------------------------------------
+    def alive(self) -> bool:
+        """The follower thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def age_s(self) -> float:
         """Seconds since the served version was created (NaN before the first load)."""
         m = self.model

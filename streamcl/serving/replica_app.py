@@ -77,8 +77,7 @@ def create_replica_app(replica: Replica, settings: Settings, follower: Any = Non
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         """Liveness: the process answers and its version follower runs."""
-        thread = replica._thread
-        alive = thread is not None and thread.is_alive()
+        alive = replica.alive()
         body = {"status": "ok" if alive else "follower not running"}
         return JSONResponse(body, status_code=200 if alive else 503)
 
