@@ -73,6 +73,7 @@ class KeyedLoop(StreamLoop):
         **kwargs: Any,
     ) -> None:
         super().__init__(source, keyed, decoder, metrics, dedup_window=0, **kwargs)  # type: ignore[arg-type]
+        self.history = None  # one model's series; per key there is no single one
         self.keyed = keyed
         self.key_field = key_field
         self._routes: list[Route] = []

@@ -68,8 +68,9 @@ class StreamLoop:
 
     Attributes
     ----------
-    history : History
-        Downsampled time series for ``GET /v1/history`` (one point per read chunk at most).
+    history : History or None
+        Downsampled time series for ``GET /v1/history`` (one point per read chunk at most);
+        None for per-key models, whose series are per key.
     ledger : IdLedger
         Count and digest of the ids of learned events (checkpointed: exactly-once proof).
     hold : str or None
@@ -122,7 +123,7 @@ class StreamLoop:
         )
         self.dedup = DedupWindow(dedup_window)
         self.ledger = IdLedger()
-        self.history = History(history_points)
+        self.history: History | None = History(history_points)
         self.hold: str | None = None
         self.before_step: Callable[[], None] | None = None
         self.after_step: Callable[[], None] | None = None
@@ -272,7 +273,7 @@ class StreamLoop:
                     handled += self.join_labels(label_records)
         if self.labels is not None:
             self.labels.tick()
-        if handled:
+        if handled and self.history is not None:
             self.history.record(self)
         return handled
 
