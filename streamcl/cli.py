@@ -230,7 +230,14 @@ def _serve(settings: Settings) -> int:
     topic = settings.models.announcements_topic
     if topic is not None:
         follower = AnnouncementFollower(settings.kafka, topic, registry.name, replica.announced)
-    app = create_replica_app(replica, settings, follower)
+    keyed = None
+    if settings.learner.partitioning == "key":
+        from streamcl.models.keys import KeyedVersions
+
+        keyed = KeyedVersions(
+            registry.store, registry.name, replica.fingerprint, settings.serve.poll_interval_s
+        )
+    app = create_replica_app(replica, settings, follower, keyed)
     host, port = settings.server.host, settings.server.port
     print(f"streamcl: serving replica on http://{host}:{port} ({registry.store.url})", flush=True)
     serve(app, settings.server)

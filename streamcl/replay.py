@@ -64,7 +64,7 @@ def replay(
         "seconds": round(seconds, 3),
         "events_per_s": round(loop.events_handled / seconds, 1) if seconds > 0 else 0.0,
     }
-    if report:
+    if report and loop.history is not None:  # per-key models have no single history
         loop.history.record(loop, force=True)  # the final point: the run's end
         history = loop.history.to_dict()
         path = settings.source.path

@@ -144,6 +144,12 @@ class LearnerSettings(_Section):
     task: Literal["classification", "regression"] = "classification"
     hidden: tuple[int, ...] = Field((64, 64), description="Hidden layer widths.")
     batch_size: int = Field(32, ge=1, le=4096, description="Events per learning micro-batch.")
+    warmup: int = Field(
+        128,
+        ge=0,
+        description="Events over which the learner's own steps grow from 1 event to "
+        "batch_size (more, smaller steps at the start of a stream; 0 = off).",
+    )
     lr: float = Field(0.2, gt=0, le=10.0, description="Learning rate.")
     optimizer: Literal["sgd", "adam", "upgd"] = Field(
         "sgd",
@@ -153,7 +159,19 @@ class LearnerSettings(_Section):
         "squared", description="Regression loss (classification uses cross-entropy)."
     )
     label_lags: int = Field(
-        1, ge=0, le=16, description="Most recent labels fed as inputs (temporal augmentation)."
+        0,
+        ge=0,
+        le=16,
+        description="Most recent labels fed as inputs (off by default: the temporal expert "
+        "uses the autocorrelation only where it pays; see benchmarks/suite.py).",
+    )
+    temporal: bool = Field(
+        True,
+        description="Temporal expert in the combination: the label predicted from the previous "
+        "one (transition model; the previous value for regression).",
+    )
+    temporal_decay: float = Field(
+        0.999, gt=0, le=1, description="Temporal expert: per-event decay of transition counts."
     )
     hedge_eta: float = Field(1.0, gt=0, description="Hedge learning rate of the combination.")
     hedge_decay: float = Field(

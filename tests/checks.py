@@ -70,6 +70,8 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"hidden": [16, 16]},
         {"methods": ["cbp", "l2_init"], "cbp_maturity_threshold": 5, "cbp_replacement_rate": 0.05},
     ),
+    "temporal_no_lags_decay": ({"label_lags": 0, "temporal_decay": 0.9}, {}),
+    "no_temporal": ({"temporal": False}, {}),
     "regression": ({"task": "regression", "label_lags": 2}, {}),
     "regression_absolute_no_knn": (
         {"task": "regression", "loss": "absolute", "memory": {"knn": False}},

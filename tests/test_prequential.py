@@ -62,6 +62,10 @@ def test_every_event_is_predicted_once_and_scored_once() -> None:
 
 def test_first_prediction_is_made_with_no_model() -> None:
     preds = _run(_loop(elec2_rows(8)))
+    assert preds[0].label is None and preds[0].probabilities == {}
+    assert preds[1].label is not None  # the warm-up learned the first event on its own
+    # without the warm-up, the whole first micro-batch is predicted before any learning
+    preds = _run(_loop(elec2_rows(8), warmup=0))
     assert all(p.label is None and p.probabilities == {} for p in preds)
 
 

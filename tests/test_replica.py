@@ -14,6 +14,7 @@ from s3_server import MotoServer
 from sources import ListSource, elec2_rows
 
 from streamcl.metrics import Metrics
+from streamcl.models.keys import KeyedVersions, key_model_name
 from streamcl.models.registry import ModelRegistry, registry_from_settings
 from streamcl.models.version import encode_version, model_fingerprint
 from streamcl.service import Service
@@ -164,3 +165,28 @@ def test_store_outage_keeps_serving_turns_not_ready_and_recovers(
         assert replica.model.version > served  # type: ignore[union-attr]
     text = service.metrics.exposition().decode()
     assert 'streamcl_model_versions_published_total{outcome="failed"}' in text
+
+
+def test_replica_serves_each_keys_newest_version_and_404s_an_unknown_key(tmp_path: Path) -> None:
+    settings = _settings(str(tmp_path / "models"))
+    service = Service(settings)
+    _learn(service, 800)
+    replica = _replica(settings)
+    store = replica.registry.store
+    fingerprint = model_fingerprint(settings)
+    key = ModelRegistry(store, key_model_name(replica.registry.name, "device-7"))
+    data, _ = encode_version(service.loop.snapshot, 5, key.name, time.time(), fingerprint)
+    key.put_version(5, data)
+    key.promote({"version": 5, "sha256": None, "created": time.time()})
+    keyed = KeyedVersions(store, replica.registry.name, fingerprint, recheck_s=0.0)
+    instances = {"instances": [{"features": _values(1)[0]["features"]}]}
+    with TestClient(create_replica_app(replica, settings, keyed=keyed)) as client:
+        r = client.post("/v1/models/device-7/predict", json=instances)
+        assert r.status_code == 200, r.text
+        assert r.json()["model_version"] == 5
+        want = service.loop.snapshot.predict(
+            [service.decoder.validate({"id": "0", **instances["instances"][0]})]
+        )
+        assert r.json()["predictions"][0]["label"] == want[0].label
+        missing = client.post("/v1/models/device-8/predict", json=instances)
+        assert missing.status_code == 404 and missing.json()["error"]["reason"] == "unknown_key"

@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamcl.errors import DecodeError
 from streamcl.events import Event, Label
 from streamcl.learning.combination import (
     classes_changed,
@@ -73,6 +74,7 @@ from streamcl.learning.network import MLP
 from streamcl.learning.plasticity import ShrinkPerturb
 from streamcl.learning.snapshot import Prediction, Snapshot, softmax, to_predictions
 from streamcl.learning.standardise import restandardise
+from streamcl.learning.temporal import LabelTransitions
 from streamcl.learning.training import Recovery, Trainer, hedge_losses
 from streamcl.settings import LearnerSettings, PlasticitySettings
 
@@ -134,6 +136,7 @@ class Learner:
             if m.knn
             else None
         )
+        self.temporal = LabelTransitions(self.regression, s.temporal_decay) if s.temporal else None
         self.recent = (
             KNNMemory(m.recent, m.k, "fifo", m.hnsw_threshold, self.regression, s.seed)
             if m.knn and m.recent
@@ -151,6 +154,7 @@ class Learner:
             + (["knn"] if self.knn else [])
             + (["recent"] if self.recent else [])
             + (["prototypes"] if self.prototypes else [])
+            + (["temporal"] if self.temporal else [])
         )
         self.hedge = dict.fromkeys(names, 0.0)
         self.recovery = Recovery(window=500)
@@ -182,6 +186,33 @@ class Learner:
         """Hedge weights of the predictors, summing to 1."""
         return hedge_weights(self.hedge, self.settings.hedge_eta)
 
+    def check_label(
+        self, label: Label | float | None, pending: dict[str, str] | None = None
+    ) -> None:
+        """Check that a class label has the type (int or str) of the classes learned.
+
+        ``1`` and ``"1"`` would otherwise become two classes. ``pending`` (keyed ``"label"``)
+        holds the type of a label seen earlier in the same read, before any class is
+        learned. Regression targets are numbers already (the decoder checks them).
+
+        Raises
+        ------
+        DecodeError
+            ``type_mismatch`` naming ``label``.
+        """
+        if label is None or self.regression:
+            return
+        kind = "string" if isinstance(label, str) else "integer"
+        classes = self.classes
+        if classes:
+            expected = "string" if isinstance(classes[0], str) else "integer"
+        else:
+            expected = kind if pending is None else pending.setdefault("label", kind)
+        if kind != expected:
+            raise DecodeError(
+                "type_mismatch", "label", f"expected an {expected} label, got {label!r}"
+            )
+
     # -- prediction ------------------------------------------------------------------------
     def _parts(
         self, x: np.ndarray, known: np.ndarray | None = None
@@ -206,6 +237,10 @@ class Learner:
                 parts["recent"], _ = self.recent.predict(keys, n, batch)
         if self.prototypes is not None and len(self.prototypes.counts):
             parts["prototypes"] = self.prototypes.predict(x, n)
+        if self.temporal is not None and self.temporal.ready:
+            parts["temporal"] = self.temporal.predict(
+                np.full(len(x), math.nan) if known is None else known, n
+            )
         return parts, nearest
 
     def _keys(self, x: np.ndarray) -> np.ndarray:
@@ -224,8 +259,9 @@ class Learner:
     def predict_learn(self, events: Sequence[Event]) -> list[Prediction]:
         """Predict ``events`` with the current state, then learn those that carry a label.
 
-        A loss drift detected inside the micro-batch ends it at the detecting event: the
-        drift's actions are taken, and the events after it are predicted anew by the
+        Early in the stream (``warmup``) the batch is learned in smaller steps. A loss drift
+        detected inside the micro-batch ends it at the detecting event: the drift's actions
+        are taken, and the events after it are predicted anew by the
         adapted learner (as a learner updated per event would), each still exactly once.
 
         Parameters
@@ -240,8 +276,20 @@ class Learner:
         """
         predictions: list[Prediction] = []
         while len(predictions) < len(events):
-            predictions += self._predict_learn(events[len(predictions) :])
+            rest = events[len(predictions) :]
+            predictions += self._predict_learn(rest[: self._step_size(len(rest))])
         return predictions
+
+    def _step_size(self, n: int) -> int:
+        """Events learned in the next step: ``n``, or fewer early in the stream.
+
+        Over the first ``warmup`` events the steps grow linearly from 1 event to
+        ``batch_size``, so the network takes more (and smaller) steps while it knows least.
+        """
+        s = self.settings
+        if self.events_seen >= s.warmup:
+            return n
+        return max(1, min(n, s.batch_size * self.events_seen // s.warmup))
 
     def _predict_learn(self, events: Sequence[Event]) -> list[Prediction]:
         """:meth:`predict_learn` up to and including the first loss drift's event."""
@@ -452,6 +500,8 @@ class Learner:
                 [self.class_index[label] for label in labels],  # type: ignore[index]
                 dtype=np.float64,
             )
+        if self.temporal is not None:
+            self.temporal.learn(y, len(self.classes))
         width = max(x.shape[1], self.featurizer.n_columns)
         rx, ry = self.replay.sample(self.settings.memory.replay, width)
         loss = self.trainer.step(x, y, rx, ry, max(len(self.classes), 1))
@@ -545,7 +595,12 @@ class Learner:
         if self.prototypes is not None and len(self.prototypes.counts):
             p = self.prototypes
             protos = (p.means.copy(), p.counts.copy(), p.temperature)
+        temporal = None
+        if self.temporal is not None and self.temporal.ready:
+            temporal = self.temporal.next_output(len(self.classes))
         weights = self.weights()
+        if temporal is None:
+            weights.pop("temporal", None)
         if keys is None:
             weights.pop("knn", None)
         if recent is None:
@@ -564,6 +619,7 @@ class Learner:
             (self.trainer.target_mean(), self.trainer.target_std()),
             m.space,
             recent,
+            temporal,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -651,6 +707,7 @@ class Learner:
                 "knn": None if self.knn is None else self.knn.state_dict(),
                 "recent": None if self.recent is None else self.recent.state_dict(),
                 "prototypes": None if self.prototypes is None else self.prototypes.state_dict(),
+                "temporal": None if self.temporal is None else self.temporal.state_dict(),
                 "replay": self.replay.state_dict(),
                 "drift": self.drift.state_dict(),
                 "hedge": dict(self.hedge),
@@ -684,6 +741,8 @@ class Learner:
             self.knn.load_state_dict(state["knn"])
         if self.recent is not None and state.get("recent") is not None:
             self.recent.load_state_dict(state["recent"])
+        if self.temporal is not None and state.get("temporal") is not None:
+            self.temporal.load_state_dict(state["temporal"])
         if self.prototypes is not None and state["prototypes"] is not None:
             self.prototypes.load_state_dict(state["prototypes"])
         self.replay.load_state_dict(state["replay"])

@@ -33,7 +33,7 @@ import numpy as np
 
 from streamcl.learning.prototypes import Prototypes
 from streamcl.learning.rehearsal import ReplayBuffer
-from streamcl.models.kernels import configure_faiss, knn_search, ncm_proba, pad_columns, vote
+from streamcl.models.kernels import knn_search, ncm_proba, pad_columns, vote
 
 __all__ = [
     "KNNMemory",
@@ -161,7 +161,7 @@ class KNNMemory:
         self.hnsw_threshold = hnsw_threshold
         self.regression = regression
         self.seed = seed
-        configure_faiss()  # the same search path as serving (see models.kernels)
+        # FAISS's thread count and BLAS threshold are set once in streamcl.models.kernels.
         self._reset()
 
     def _reset(self) -> None:

@@ -21,6 +21,13 @@ import numpy as np
 
 __all__ = ["forward", "knn_search", "ncm_proba", "pad_columns", "vote"]
 
+# Small searches: OpenMP threads cost more than they give, and the BLAS kernel beats FAISS's
+# per-query scan already for a handful of queries (2x for 16 queries). Set once for every
+# process that predicts: the two kernels round differently (~1e-5), so the learner and the
+# serving replicas must use the same one to predict the same.
+faiss.omp_set_num_threads(1)
+faiss.cvar.distance_compute_blas_threshold = 4
+
 
 def forward(params: list[np.ndarray], x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Logits ``(batch, n_outputs)`` float32 and post-ReLU activations of each hidden layer.
@@ -47,19 +54,6 @@ def pad_columns(a: np.ndarray, width: int) -> np.ndarray:
     out = np.zeros((a.shape[0], width), dtype=a.dtype)
     out[:, : a.shape[1]] = a
     return out
-
-
-def configure_faiss() -> None:
-    """Set FAISS's process-wide search options the same way in every role.
-
-    Small searches: OpenMP threads cost more than they give, and the BLAS kernel beats
-    FAISS's per-query scan already for a handful of queries (2x for 16 queries). Both
-    options change the float summation order, so a learner and a serving replica must
-    share them for their predictions of one model version to agree to 1e-6. Called when
-    this module is imported, so every process that predicts has them.
-    """
-    faiss.omp_set_num_threads(1)
-    faiss.cvar.distance_compute_blas_threshold = 4
 
 
 def knn_search(keys: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -173,6 +167,3 @@ def ncm_proba(
     p /= np.add.reduce(p, 1, keepdims=True)
     p = 0.98 * p + 0.02 / seen.sum()
     return (p if every else np.where(seen, p, 0.0)).astype(np.float32)
-
-
-configure_faiss()

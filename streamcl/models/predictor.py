@@ -136,6 +136,10 @@ class Snapshot:
         Key space of the kNN memory, ``"input"`` or ``"embedding"`` (last hidden layer).
     recent : tuple or None
         ``(keys, targets)`` read-only copies of the short-term kNN memory (same key space).
+    temporal : numpy.ndarray or None
+        The temporal expert's output for the next event
+        (:mod:`streamcl.learning.temporal`): ``(n_classes,)`` probabilities given the last
+        label, or ``(1,)`` the last value (regression).
     """
 
     features: FeatureView
@@ -151,6 +155,7 @@ class Snapshot:
     target_scale: tuple[float, float] = (0.0, 1.0)
     space: str = "input"
     recent: tuple[np.ndarray, np.ndarray] | None = None
+    temporal: np.ndarray | None = None
 
     @property
     def schema(self) -> FeatureSchema:
@@ -182,6 +187,9 @@ class Snapshot:
         if self.prototypes is not None and not regression and "prototypes" in self.weights:
             means, counts, temperature = self.prototypes
             parts["prototypes"] = ncm_proba(x, means, counts, temperature, n)
+        if self.temporal is not None and "temporal" in self.weights:
+            t = self.temporal
+            parts["temporal"] = np.full(len(x), t[0]) if regression else np.tile(t, (len(x), 1))
         out = combine(parts, self.weights)
         if regression:
             return [Prediction(float(v), {}) for v in out.tolist()]

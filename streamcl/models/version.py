@@ -122,6 +122,7 @@ def _snapshot_state(s: Snapshot) -> dict[str, Any]:
         "target_scale": s.target_scale,
         "space": s.space,
         "recent": s.recent,
+        "temporal": s.temporal,
     }
 
 
@@ -184,6 +185,7 @@ def _snapshot(state: Mapping[str, Any]) -> Snapshot:
         target_scale=tuple(state["target_scale"]),  # type: ignore[arg-type]
         space=str(state["space"]),
         recent=state["recent"],
+        temporal=state.get("temporal"),
     )
 
 

@@ -47,7 +47,7 @@ def add_keyed_predict_route(
         body = await read_json(request, PredictRequest, settings)
         found = await asyncio.to_thread(versions.get, key)
         if found is not None:
-            return await predict_body(found.snapshot, body, decoder, settings, metrics)
+            return await predict_body(found, body, decoder, settings, metrics)
         if fallback is not None:
             return await predict_body(fallback(), body, decoder, settings, metrics)
         raise HTTPError(404, "unknown_key", "key", f"no model version published for key {key!r}")

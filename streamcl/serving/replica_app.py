@@ -17,8 +17,10 @@ from fastapi.responses import JSONResponse, Response
 
 from streamcl.events import EventDecoder
 from streamcl.metrics import CONTENT_TYPE_LATEST, Metrics
+from streamcl.models.keys import KeyedVersions
 from streamcl.serving import dashboard
 from streamcl.serving.api import add_common, add_predict_route
+from streamcl.serving.keyed import add_keyed_predict_route
 from streamcl.serving.replica import Replica
 from streamcl.settings import Settings
 
@@ -38,7 +40,12 @@ def decoder_from_settings(settings: Settings) -> EventDecoder:
     )
 
 
-def create_replica_app(replica: Replica, settings: Settings, follower: Any = None) -> FastAPI:
+def create_replica_app(
+    replica: Replica,
+    settings: Settings,
+    follower: Any = None,
+    keyed: KeyedVersions | None = None,
+) -> FastAPI:
     """The replica's FastAPI app; starts and stops following versions with the server.
 
     Parameters
@@ -49,6 +56,10 @@ def create_replica_app(replica: Replica, settings: Settings, follower: Any = Non
         Validated settings (``server``, ``events``, ``serve``).
     follower
         An announcements follower started and stopped with the app, or None.
+    keyed
+        Per-key model versions (``learner.partitioning: key``): adds
+        ``POST /v1/models/{key}/predict``; a key with no version yet is answered by the
+        served model when ``learner.template`` is set, else 404 ``unknown_key``.
     """
     metrics: Metrics = replica.metrics
 
@@ -67,7 +78,11 @@ def create_replica_app(replica: Replica, settings: Settings, follower: Any = Non
     app = FastAPI(title="streamcl serving", version="1", lifespan=lifespan)
     current = lambda: replica.model  # noqa: E731
     add_common(app, settings.server, metrics, current, lambda: replica.ready()[0])
-    add_predict_route(app, settings.server, decoder_from_settings(settings), metrics, current)
+    decoder = decoder_from_settings(settings)
+    add_predict_route(app, settings.server, decoder, metrics, current)
+    if keyed is not None:
+        fallback = current if settings.learner.template is not None else None
+        add_keyed_predict_route(app, settings.server, decoder, metrics, keyed, fallback)
 
     @app.get("/v1/model")
     async def model() -> dict[str, Any]:

@@ -73,6 +73,7 @@ class KeyedLoop(StreamLoop):
         **kwargs: Any,
     ) -> None:
         super().__init__(source, keyed, decoder, metrics, dedup_window=0, **kwargs)  # type: ignore[arg-type]
+        self.history = None  # one model's series; per key there is no single one
         self.keyed = keyed
         self.key_field = key_field
         self._routes: list[Route] = []
@@ -122,7 +123,7 @@ class KeyedLoop(StreamLoop):
                     event = self.decoder.decode_row(record.value, record.offset)
                 route = (f"{record.topic}:{record.partition}", self.model_key(record, event))
                 model = self.keyed.model(*route)
-                self.check_kinds(event, pending.setdefault(route, {}), model.learner.featurizer)
+                self.check_kinds(event, pending.setdefault(route, {}), model.learner)
             except DecodeError as exc:
                 self.reject(record, exc)
                 continue

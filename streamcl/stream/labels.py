@@ -279,6 +279,7 @@ class LabelJoin:
                 if not isinstance(record.value, bytes):
                     raise DecodeError("bad_type", "", "a label record must be JSON bytes")
                 label = decode_label(record.value, self.max_payload_bytes)
+                self.learner.check_label(label.label)
             except DecodeError as exc:
                 reject(record, exc)
                 continue

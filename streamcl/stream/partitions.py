@@ -35,7 +35,7 @@ from streamcl.models.format import fingerprint_diff, pack, unpack
 from streamcl.models.store import ObjectStore, StoreNotFoundError
 from streamcl.stream.checkpoint_store import IncompatibleCheckpointError
 
-__all__ = ["PartitionState", "PartitionStore", "partition_prefix"]
+__all__ = ["PartitionState", "PartitionStore", "partition_prefix", "read_partition"]
 
 log = logging.getLogger(__name__)
 

@@ -68,8 +68,9 @@ class StreamLoop:
 
     Attributes
     ----------
-    history : History
-        Downsampled time series for ``GET /v1/history`` (one point per read chunk at most).
+    history : History or None
+        Downsampled time series for ``GET /v1/history`` (one point per read chunk at most);
+        None for per-key models, whose series are per key.
     ledger : IdLedger
         Count and digest of the ids of learned events (checkpointed: exactly-once proof).
     hold : str or None
@@ -122,7 +123,7 @@ class StreamLoop:
         )
         self.dedup = DedupWindow(dedup_window)
         self.ledger = IdLedger()
-        self.history = History(history_points)
+        self.history: History | None = History(history_points)
         self.hold: str | None = None
         self.before_step: Callable[[], None] | None = None
         self.after_step: Callable[[], None] | None = None
@@ -210,25 +211,29 @@ class StreamLoop:
             events.append(event)
         return kept, events
 
-    def check_kinds(self, event: Event, pending: dict[str, str], featurizer: Any = None) -> None:
-        """Check that each feature keeps its kind (number or category).
+    def check_kinds(self, event: Event, pending: dict[str, str], learner: Any = None) -> None:
+        """Check that each feature keeps its kind (number or category), the label its type.
 
         Kinds are fixed when a feature is first learned; ``pending`` holds the kinds first
-        seen earlier in the same read (or request), not learned yet. ``featurizer`` is the
-        learner's unless given (a per-key model's).
+        seen earlier in the same read (or request), not learned yet, keyed by field
+        (``features.<name>``, ``label``). A class label keeps the type (int or str) of the
+        classes learned (:meth:`~streamcl.learning.learner.Learner.check_label`). ``learner``
+        is the loop's unless given (a per-key model's).
 
         Raises
         ------
         DecodeError
-            ``type_mismatch`` naming ``features.<name>``.
+            ``type_mismatch`` naming ``features.<name>`` or ``label``.
         """
-        featurizer = featurizer if featurizer is not None else self.learner.featurizer
+        learner = learner if learner is not None else self.learner
+        featurizer = learner.featurizer
         featurizer.check(event)
         for name, value in event.features.items():
             if name not in featurizer.kinds:
                 kind = kind_of(value)
-                if pending.setdefault(name, kind) != kind:
-                    raise mismatch(name, pending[name], value)
+                if pending.setdefault(f"features.{name}", kind) != kind:
+                    raise mismatch(name, pending[f"features.{name}"], value)
+        learner.check_label(event.label, pending)
 
     def reject(self, record: Record, exc: DecodeError) -> None:
         """Count a rejected record and send it to the dead-letter sink."""
@@ -268,7 +273,7 @@ class StreamLoop:
                     handled += self.join_labels(label_records)
         if self.labels is not None:
             self.labels.tick()
-        if handled:
+        if handled and self.history is not None:
             self.history.record(self)
         return handled
 
