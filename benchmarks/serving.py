@@ -13,9 +13,10 @@ In one invocation, on loopback, with ``hey`` (Debian's compiled HTTP load genera
 
 Prints one line per phase and, last, one JSON object with ``allinone_p50_ms``,
 ``allinone_p99_ms``, ``replica_p50_ms``, ``replica_p99_ms``, ``replica_max_rps``,
-``two_replicas_max_rps``, ``age_p99_s`` (plus error counts and the CPU count). Every process
-shares this machine's cores: on 2 cores the learner, the replicas and ``hey`` compete, so two
-replicas cannot double the rate of one.
+``two_replicas_max_rps``, ``age_p99_s`` (plus error counts, the CPU count and each server's
+CPU milliseconds per answered request, which a loaded machine distorts less than latency).
+Every process shares this machine's cores: on 2 cores the learner, the replicas and ``hey``
+compete, so two replicas cannot double the rate of one.
 
 Usage::
 
@@ -108,6 +109,12 @@ class Proc:
         self.log.close()
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def hey(url: str, seconds: float, rate: float | None, body: Path) -> subprocess.Popen[str]:
     """Start ``hey`` against ``url``/v1/predict (``rate`` total requests/s, None: flat out)."""
     cmd = [shutil.which("hey") or "hey", "-z", f"{seconds}s", "-c", str(CONNECTIONS)]
@@ -132,9 +139,17 @@ def parse_hey(out: str) -> dict[str, float]:
     }
 
 
-def run_hey(url: str, seconds: float, rate: float | None, body: Path) -> dict[str, float]:
+def run_hey(
+    url: str, seconds: float, rate: float | None, body: Path, server: Proc | None = None
+) -> dict[str, float]:
+    """One ``hey`` run; with ``server``, also its CPU ms per answered request."""
+    before = cpu_s(server.popen.pid) if server is not None else 0.0
     out, _ = hey(url, seconds, rate, body).communicate(timeout=seconds + 60)
-    return parse_hey(out)
+    result = parse_hey(out)
+    if server is not None:
+        spent = cpu_s(server.popen.pid) - before
+        result["server_cpu_ms_per_request"] = 1000 * spent / max(result["ok"], 1)
+    return result
 
 
 def sample_ages(url: str, stop: threading.Event, ages: list[float]) -> None:
@@ -168,7 +183,7 @@ def main() -> int:
         allinone = Proc(tmp, "allinone", ["run"], learn)
         procs.append(allinone)
         allinone.wait_ready()
-        a = run_hey(allinone.url, args.seconds, args.rate, body)
+        a = run_hey(allinone.url, args.seconds, args.rate, body, allinone)
         print(f"all-in-one at {args.rate:g} req/s: {a}", flush=True)
         allinone.stop()
         procs.remove(allinone)
@@ -183,7 +198,7 @@ def main() -> int:
         stop = threading.Event()
         sampler = threading.Thread(target=sample_ages, args=(replica.url, stop, ages))
         sampler.start()
-        r = run_hey(replica.url, args.seconds, args.rate, body)
+        r = run_hey(replica.url, args.seconds, args.rate, body, replica)
         stop.set()
         sampler.join()
         print(f"replica at {args.rate:g} req/s: {r}; {len(ages)} age samples", flush=True)
@@ -205,6 +220,8 @@ def main() -> int:
         replica_p50_ms=r["p50_ms"],
         replica_p99_ms=r["p99_ms"],
         replica_rps=r["rps"],
+        allinone_cpu_ms_per_request=a["server_cpu_ms_per_request"],
+        replica_cpu_ms_per_request=r["server_cpu_ms_per_request"],
         replica_max_rps=one["rps"],
         two_replicas_max_rps=sum(t["rps"] for t in two),
         age_p50_s=float(np.percentile(ages, 50)) if ages else None,
