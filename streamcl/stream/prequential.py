@@ -19,6 +19,7 @@ from streamcl.errors import DecodeError
 from streamcl.events import Event, EventDecoder
 from streamcl.learning.learner import Learner, Prediction, Snapshot
 from streamcl.metrics import Metrics
+from streamcl.stream.decode import BatchDecoder
 from streamcl.stream.dedup import DedupWindow, IdLedger
 from streamcl.stream.labels import LabelJoin
 from streamcl.stream.scores import PrequentialScore, RegressionScore
@@ -121,6 +122,7 @@ class StreamLoop:
         self.after_step: Callable[[], None] | None = None
         self._calls: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue(max_queue)
         self._failures = 0
+        self._batch: BatchDecoder | None = None
 
     # -- ingestion ---------------------------------------------------------------------------
     def submit(self, events: list[Event]) -> Future[list[Prediction]]:
@@ -182,16 +184,19 @@ class StreamLoop:
             self.dedup.seen_or_add(event.id)
 
     def decode(self, records: Sequence[Record]) -> tuple[list[Record], list[Event]]:
-        """Decode records; rejected ones go to the dead-letter sink and are counted."""
+        """Decode records (a chunk at a time, :mod:`.decode`); rejected ones are dead-lettered.
+
+        Rejections are counted and sent to the dead-letter sink with their reason and field.
+        """
         kept: list[Record] = []
         events: list[Event] = []
         kinds: dict[str, str] = {}
-        for record in records:
+        if self._batch is None or self._batch.decoder is not self.decoder:
+            self._batch = BatchDecoder(self.decoder)
+        for record, event in zip(records, self._batch.decode(records), strict=True):
             try:
-                if isinstance(record.value, bytes):
-                    event = self.decoder.decode_json(record.value)
-                else:
-                    event = self.decoder.decode_row(record.value, record.offset)
+                if isinstance(event, DecodeError):
+                    raise event
                 self.check_kinds(event, kinds)
                 if self.dedup.seen_or_add(event.id):
                     raise DecodeError("duplicate_id", "id", f"event id {event.id!r} seen recently")
