@@ -12,6 +12,8 @@ from streamcl.connectors.base import Record
 
 from streamcl.errors import DecodeError
 from streamcl.events import Event, EventDecoder
+from streamcl.service import Service
+from streamcl.settings import load_settings
 from streamcl.stream.decode import BatchDecoder, make_event
 
 
@@ -196,3 +198,49 @@ def test_make_event_is_the_event_model_construct_builds() -> None:
     assert built.model_fields_set == constructed.model_fields_set
     assert built.model_dump() == constructed.model_dump()
     assert Event.model_validate(built.model_dump()) == built
+
+
+def _check_kinds_reference(known: dict[str, str], event: Event, pending: dict[str, str]) -> None:
+    """The loop's kind check as it was before its one-pass fast path."""
+    for name, value in event.features.items():
+        kind = "category" if isinstance(value, str) else "number"
+        if known.get(name, kind) != kind:
+            raise DecodeError("type_mismatch", f"features.{name}", f"expected a {known[name]}")
+    for name, value in event.features.items():
+        if name not in known:
+            kind = "category" if isinstance(value, str) else "number"
+            if pending.setdefault(name, kind) != kind:
+                raise DecodeError("type_mismatch", f"features.{name}", f"expected a {kind}")
+
+
+_KIND_FEATURES = st.dictionaries(
+    st.sampled_from("abcd"), st.integers(0, 3) | st.sampled_from(["s", "t"]), max_size=4
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from("abcd"), st.sampled_from(["number", "category"])),
+    st.lists(_KIND_FEATURES, min_size=1, max_size=5),
+)
+def test_the_loop_kind_check_rejects_as_before(
+    known: dict[str, str], chunk: list[dict[str, Any]]
+) -> None:
+    service = Service(load_settings(source={"kind": "none"}))
+    service.loop.learner.featurizer.kinds.update(known)
+    ours: dict[str, str] = {}
+    theirs: dict[str, str] = {}
+    for i, features in enumerate(chunk):
+        event = Event(id=str(i), features=features)
+        outcome = []
+        for check, pending in (
+            (service.loop.check_kinds, ours),
+            (lambda e, p: _check_kinds_reference(known, e, p), theirs),
+        ):
+            try:
+                check(event, pending)
+                outcome.append(None)
+            except DecodeError as exc:
+                outcome.append((exc.reason, exc.field))
+        assert outcome[0] == outcome[1]
+        assert ours == theirs

@@ -219,7 +219,18 @@ class StreamLoop:
             ``type_mismatch`` naming ``features.<name>``.
         """
         featurizer = self.learner.featurizer
-        featurizer.check(event)
+        known, fresh = featurizer.kinds, []
+        for name, value in event.features.items():  # the usual case in one pass: no mismatch
+            kind = "category" if isinstance(value, str) else "number"
+            expected = known.get(name) or pending.get(name)
+            if expected is None:
+                fresh.append((name, kind))
+            elif expected != kind:
+                break
+        else:
+            pending.update(fresh)
+            return
+        featurizer.check(event)  # a mismatch: name it as featurizer.check would, then pending
         for name, value in event.features.items():
             if name not in featurizer.kinds:
                 kind = "category" if isinstance(value, str) else "number"
