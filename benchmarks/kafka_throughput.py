@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from kafka_broker import TansuBroker, unique_topic
+from streamcl.connectors.base import Record
 from streamcl.connectors.kafka import KafkaSource
 
 from streamcl.events import EventDecoder
@@ -190,18 +191,21 @@ def _source_only(bootstrap: str, topic: str, n: int, partitions: int) -> dict[st
             seen += len(records)
         out[f"{key}_records_per_s"] = round(seen / (time.perf_counter() - t0))
         source.close()
-    rate = _confluent_consume(bootstrap, topic, n, partitions)
-    if rate is not None:
-        out["confluent_kafka_consume_records_per_s"] = rate
+    for key, decode in (("consume", False), ("consume_and_decode", True)):
+        rate = _confluent_consume(bootstrap, topic, n, partitions, decoder if decode else None)
+        out[f"confluent_kafka_{key}_records_per_s"] = rate
     return out
 
 
-def _confluent_consume(bootstrap: str, topic: str, n: int, partitions: int) -> int | None:
-    """Records/s for confluent-kafka's ``consume(2000)`` over the whole topic, or None."""
-    try:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-    except ImportError:
-        return None
+def _confluent_consume(
+    bootstrap: str, topic: str, n: int, partitions: int, decoder: BatchDecoder | None
+) -> int:
+    """Records/s for confluent-kafka's ``consume(500)`` over the whole topic.
+
+    With ``decoder``: each batch also made into records and decoded, as the loop would.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False}
     )
@@ -210,12 +214,28 @@ def _confluent_consume(bootstrap: str, topic: str, n: int, partitions: int) -> i
     deadline = time.perf_counter() + 120
     while seen < n and time.perf_counter() < deadline:
         before = time.perf_counter()
-        batch = consumer.consume(2_000, 0.1)
+        batch = [m for m in consumer.consume(500, 0.1) if m.error() is None]
         if batch and t0 is None:
             t0 = before
-        seen += sum(1 for m in batch if m.error() is None)
+        if decoder is not None:
+            decoder.decode([_record(m) for m in batch])
+        seen += len(batch)
     consumer.close()
-    return None if t0 is None else round(seen / (time.perf_counter() - t0))
+    return 0 if t0 is None else round(seen / (time.perf_counter() - t0))
+
+
+def _record(m: Any) -> Record:
+    """A confluent-kafka message as the source's record (what a librdkafka source would do)."""
+    kind, ts = m.timestamp()
+    return Record(
+        value=m.value() or b"",
+        key=m.key(),
+        topic=m.topic(),
+        partition=m.partition(),
+        offset=m.offset(),
+        timestamp=ts / 1000.0 if kind else None,
+        headers=tuple((h, v or b"") for h, v in m.headers() or ()),
+    )
 
 
 if __name__ == "__main__":
