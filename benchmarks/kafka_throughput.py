@@ -8,7 +8,8 @@ confluent-kafka (librdkafka) side by side, end-to-end events/s (first poll to la
 learned) with the predictions produced by kafka-python and then by confluent-kafka
 (``runs``), the time until the lag gauge reads 0, and what bounds the loop: the share of the
 loop thread's wall time spent in poll, decode, learn and produce (``time_shares``), and the
-process CPU seconds against the loop thread's (background client threads). Usage::
+process CPU seconds against the loop thread's (background client threads); ``bound_by``
+names the largest share. Usage::
 
     .venv/bin/python benchmarks/kafka_throughput.py [--events 45312] [--batch-size 32]
         [--partitions 2] [--no-predictions]
@@ -165,7 +166,8 @@ def _service_run(
         "end_to_end_events_per_s": round(loop.events_handled / (done - first)),
         "end_to_end_incl_group_join_events_per_s": round(loop.events_handled / (done - started)),
         "seconds_until_lag_0": round(lag_zero - started, 2),
-        "time_shares": shares.report(done - first),
+        "time_shares": (parts := shares.report(done - first)),
+        "bound_by": max(parts, key=parts.__getitem__),
         "process_cpu_s": round(cpu1 - cpu0, 2),
         "loop_thread_cpu_s": round(thread1 - thread0, 2),
         "loop_wall_s": round(done - first, 2),
