@@ -64,3 +64,27 @@ def test_an_unreachable_broker_is_counted_never_raised() -> None:
     producer.send("t", b"v", b"k", [])
     producer.flush(timeout_s=3.0)
     assert producer.failures == 1 and len(errors) == 1
+
+
+class _Capture:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
+
+    def send(self, topic: str, value: bytes, key: bytes | None, headers: Any) -> None:
+        self.sent.append((topic, value, key))
+
+    def poll(self) -> None:
+        pass
+
+
+def test_a_prediction_batch_serialises_as_one_json_object_per_event() -> None:
+    sink = KafkaPredictionSink("preds", {})
+    sink._out = _Capture()  # type: ignore[assignment]
+    probs = [{"UP": 0.1 + 1e-17, "DOWN": 0.9}, {}]
+    sink.send(["a", "é"], ["UP", None], probs, 3)
+    (t1, v1, k1), (_, v2, k2) = sink._out.sent  # type: ignore[attr-defined]
+    first, second = json.loads(v1), json.loads(v2)
+    assert (t1, k1, k2) == ("preds", b"a", "é".encode())
+    assert first["probabilities"] == probs[0] and first["label"] == "UP"
+    assert second == {**second, "id": "é", "label": None, "probabilities": {}, "model_version": 3}
+    assert first["ts"] == second["ts"] > 1.7e9
