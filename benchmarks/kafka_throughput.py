@@ -1,12 +1,18 @@
 """End-to-end Kafka throughput: elec2 through tansu into the service until the lag is 0.
 
-elec2 is produced to a local tansu broker, then consumed, decoded, predicted and learned.
+elec2 is produced to a local tansu broker, then consumed, decoded, predicted, learned and
+(by default) each prediction produced to a predictions topic, by the service's own loop.
 
-Prints produce rate, end-to-end events/s (first poll to last event learned) and the time
-until the lag gauge reads 0. Usage::
+Prints (last line, JSON): produce rate, consume-only rate of kafka-python and of
+confluent-kafka (librdkafka) side by side, end-to-end events/s (first poll to last event
+learned) with the predictions produced by kafka-python and then by confluent-kafka
+(``runs``), the time until the lag gauge reads 0, and what bounds the loop: the share of the
+loop thread's wall time spent in poll, decode, learn and produce (``time_shares``), and the
+process CPU seconds against the loop thread's (background client threads); ``bound_by``
+names the largest share. Usage::
 
-    .venv/bin/python benchmarks/kafka_throughput.py [--events 45312] [--batch-size 256]
-        [--partitions 2] [--predictions]
+    .venv/bin/python benchmarks/kafka_throughput.py [--events 45312] [--batch-size 32]
+        [--partitions 2] [--no-predictions]
 """
 
 from __future__ import annotations
@@ -15,115 +21,223 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from kafka_broker import TansuBroker, unique_topic
+from streamcl.connectors.base import Record
 from streamcl.connectors.kafka import KafkaSource
 
 from streamcl.events import EventDecoder
 from streamcl.produce import load_events, produce_events
 from streamcl.service import Service
 from streamcl.settings import load_settings
+from streamcl.stream.decode import BatchDecoder
+
+
+class Shares:
+    """Wall seconds spent in named parts of the loop thread (wrapped instance methods)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, obj: Any, method: str, part: str) -> None:
+        """Replace ``obj.method`` by a wrapper that adds its wall time to ``part``."""
+        inner: Callable[..., Any] = getattr(obj, method)
+        self.seconds.setdefault(part, 0.0)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[part] += time.perf_counter() - t0
+
+        setattr(obj, method, timed)
+
+    def report(self, total_s: float) -> dict[str, float]:
+        """Each part's share of ``total_s`` seconds, and ``other`` for the rest."""
+        out = {k: round(v / total_s, 3) for k, v in self.seconds.items()}
+        out["other"] = round(1 - sum(out.values()), 3)
+        return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=45_312, help="events of elec2 to produce")
-    p.add_argument("--batch-size", type=int, default=256, help="learner micro-batch")
-    p.add_argument("--max-poll-records", type=int, default=2_000)
+    p.add_argument("--batch-size", type=int, default=None, help="micro-batch (default: 32)")
+    p.add_argument("--max-poll-records", type=int, default=None, help="default: settings'")
     p.add_argument("--partitions", type=int, default=2)
-    p.add_argument("--predictions", action="store_true", help="also produce predictions")
+    p.add_argument("--no-predictions", action="store_true", help="no predictions topic")
     p.add_argument("--learner", default="{}", help="extra learner settings, JSON")
+    p.add_argument("--kafka", default="{}", help="extra kafka settings, JSON")
     args = p.parse_args()
     broker = TansuBroker().start()
     try:
         topic = broker.create_topic(unique_topic("bench"), args.partitions)
-        preds = broker.create_topic(unique_topic("bench-preds")) if args.predictions else None
+        preds = None if args.no_predictions else broker.create_topic(unique_topic("preds"))
         events = list(load_events("builtin://elec2", limit=args.events))
         t0 = time.perf_counter()
         produce_events(events, topic, broker.bootstrap)
         produce_s = time.perf_counter() - t0
-        consume_s, decode_s = _source_only(broker.bootstrap, topic, len(events))
-        settings = load_settings(
-            None,
-            source={"kind": "kafka", "target": "class"},
-            learner={"batch_size": args.batch_size, **json.loads(args.learner)},
-            kafka={
-                "bootstrap_servers": broker.bootstrap,
-                "topic": topic,
-                "group_id": f"g-{topic}",
-                "predictions_topic": preds,
-                "session_timeout_ms": 2000,
-                "heartbeat_interval_ms": 500,
-                "fetch_max_wait_ms": 100,
-                "max_poll_records": args.max_poll_records,
-                "commit_interval_s": 1.0,
-            },
-        )
-        service = Service(settings)
-        loop, registry = service.loop, service.metrics.registry
-        started = time.perf_counter()
-        first = done = lag_zero = None
-        while time.perf_counter() - started < 300:
-            loop.step(timeout_s=0.1)
-            now = time.perf_counter()
-            if first is None and loop.events_handled:
-                first = now
-            if done is None and loop.events_handled >= len(events):
-                done = now
-            lags = [
-                registry.get_sample_value(
-                    "streamcl_consumer_lag", {"topic": topic, "partition": str(i)}
-                )
-                for i in range(args.partitions)
-            ]
-            if done is not None and all(v == 0 for v in lags):
-                lag_zero = now
-                break
-        service.stop()
-        assert done is not None and first is not None and lag_zero is not None, "did not finish"
-        n = loop.events_handled
-        print(
-            json.dumps(
-                {
-                    "events": n,
-                    "batch_size": args.batch_size,
-                    "partitions": args.partitions,
-                    "predictions_topic": bool(preds),
-                    "produce_events_per_s": round(n / produce_s),
-                    "source_only_records_per_s": round(n / consume_s),
-                    "source_and_decode_events_per_s": round(n / decode_s),
-                    "join_to_first_event_s": round(first - started, 2),
-                    "end_to_end_events_per_s": round(n / (done - first)),
-                    "end_to_end_incl_group_join_events_per_s": round(n / (done - started)),
-                    "seconds_until_lag_0": round(lag_zero - started, 2),
-                    "prequential_accuracy": round(loop.score.accuracy, 4),
-                }
-            )
-        )
+        n = len(events)
+        figures: dict[str, Any] = {
+            "events": n,
+            "partitions": args.partitions,
+            "predictions_topic": bool(preds),
+            "produce_events_per_s": round(n / produce_s),
+            **_source_only(broker.bootstrap, topic, n, args.partitions),
+        }
+        clients = ["kafka-python", "confluent-kafka"] if preds else ["kafka-python"]
+        figures["runs"] = {
+            client: _service_run(args, broker.bootstrap, topic, preds, n, client)
+            for client in clients
+        }
+        print(json.dumps(figures))
     finally:
         broker.stop()
 
 
-def _source_only(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
-    """Seconds to read ``n`` records with the bare source; then to read and decode them."""
-    out = []
-    for decode in (False, True):
+def _service_run(
+    args: argparse.Namespace, bootstrap: str, topic: str, preds: str | None, n: int, client: str
+) -> dict[str, Any]:
+    """Run the service's loop (its own consumer group) until all is learned and the lag is 0.
+
+    ``client`` is ``kafka.producer_client``: the client that produces the predictions.
+    """
+    learner = {**json.loads(args.learner)}
+    if args.batch_size is not None:
+        learner["batch_size"] = args.batch_size
+    kafka: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "topic": topic,
+        "group_id": f"g-{topic}-{client}",
+        "producer_client": client,
+        "predictions_topic": preds,
+        "session_timeout_ms": 2000,
+        "heartbeat_interval_ms": 500,
+        "fetch_max_wait_ms": 100,
+        "commit_interval_s": 1.0,
+        **json.loads(args.kafka),
+    }
+    if args.max_poll_records is not None:
+        kafka["max_poll_records"] = args.max_poll_records
+    settings = load_settings(
+        None, source={"kind": "kafka", "target": "class"}, learner=learner, kafka=kafka
+    )
+    service = Service(settings)
+    loop, registry = service.loop, service.metrics.registry
+    shares = Shares()
+    assert loop.source is not None
+    shares.wrap(loop.source, "read", "poll")
+    shares.wrap(loop, "decode", "decode")
+    shares.wrap(loop, "_process_in_batches", "learn")
+    if loop.on_predictions is not None:
+        shares.wrap(loop, "on_predictions", "produce")
+    started = time.perf_counter()
+    first = done = lag_zero = None
+    cpu0 = thread0 = 0.0
+    while time.perf_counter() - started < 300:
+        loop.step(timeout_s=0.1)
+        now = time.perf_counter()
+        if first is None and loop.events_handled:
+            first, cpu0, thread0 = now, time.process_time(), time.thread_time()
+            shares.seconds = dict.fromkeys(shares.seconds, 0.0)
+        if done is None and loop.events_handled >= n:
+            done, cpu1, thread1 = now, time.process_time(), time.thread_time()
+        lags = [
+            registry.get_sample_value(
+                "streamcl_consumer_lag", {"topic": topic, "partition": str(i)}
+            )
+            for i in range(args.partitions)
+        ]
+        if done is not None and all(v == 0 for v in lags):
+            lag_zero = now
+            break
+    service.stop()
+    assert done is not None and first is not None and lag_zero is not None, "did not finish"
+    return {
+        "batch_size": settings.learner.batch_size,
+        "max_poll_records": settings.kafka.max_poll_records,
+        "join_to_first_event_s": round(first - started, 2),
+        "end_to_end_events_per_s": round(loop.events_handled / (done - first)),
+        "end_to_end_incl_group_join_events_per_s": round(loop.events_handled / (done - started)),
+        "seconds_until_lag_0": round(lag_zero - started, 2),
+        "time_shares": (parts := shares.report(done - first)),
+        "bound_by": max(parts, key=parts.__getitem__),
+        "process_cpu_s": round(cpu1 - cpu0, 2),
+        "loop_thread_cpu_s": round(thread1 - thread0, 2),
+        "loop_wall_s": round(done - first, 2),
+        "prequential_accuracy": round(loop.score.accuracy, 4),
+    }
+
+
+def _source_only(bootstrap: str, topic: str, n: int, partitions: int) -> dict[str, int]:
+    """Records/s reading ``n`` records with the bare source, then reading and batch decoding.
+
+    And confluent-kafka's consume rate on the same topic, for comparison.
+    """
+    out: dict[str, int] = {}
+    decoder = BatchDecoder(EventDecoder(target="class"))
+    for key, decode in (("source_only", False), ("source_and_decode", True)):
         config = {"bootstrap_servers": bootstrap, "group_id": None, "auto_offset_reset": "earliest"}
         source = KafkaSource([topic], config)
-        decoder = EventDecoder(target="class")
         seen, t0 = 0, time.perf_counter()
         while seen < n and time.perf_counter() - t0 < 120:
             records = source.read(2_000, 0.1)
             if decode:
-                for r in records:
-                    decoder.decode_json(r.value)  # type: ignore[arg-type]
+                decoder.decode(records)
             seen += len(records)
-        out.append(time.perf_counter() - t0)
+        out[f"{key}_records_per_s"] = round(seen / (time.perf_counter() - t0))
         source.close()
-    return out[0], out[1]
+    for key, decode in (("consume", False), ("consume_and_decode", True)):
+        rate = _confluent_consume(bootstrap, topic, n, partitions, decoder if decode else None)
+        out[f"confluent_kafka_{key}_records_per_s"] = rate
+    return out
+
+
+def _confluent_consume(
+    bootstrap: str, topic: str, n: int, partitions: int, decoder: BatchDecoder | None
+) -> int:
+    """Records/s for confluent-kafka's ``consume(500)`` over the whole topic.
+
+    With ``decoder``: each batch also made into records and decoded, as the loop would.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(topic, i, OFFSET_BEGINNING) for i in range(partitions)])
+    seen, t0 = 0, None
+    deadline = time.perf_counter() + 120
+    while seen < n and time.perf_counter() < deadline:
+        before = time.perf_counter()
+        batch = [m for m in consumer.consume(500, 0.1) if m.error() is None]
+        if batch and t0 is None:
+            t0 = before
+        if decoder is not None:
+            decoder.decode([_record(m) for m in batch])
+        seen += len(batch)
+    consumer.close()
+    return 0 if t0 is None else round(seen / (time.perf_counter() - t0))
+
+
+def _record(m: Any) -> Record:
+    """A confluent-kafka message as the source's record (what a librdkafka source would do)."""
+    kind, ts = m.timestamp()
+    return Record(
+        value=m.value() or b"",
+        key=m.key(),
+        topic=m.topic(),
+        partition=m.partition(),
+        offset=m.offset(),
+        timestamp=ts / 1000.0 if kind else None,
+        headers=tuple((h, v or b"") for h, v in m.headers() or ()),
+    )
 
 
 if __name__ == "__main__":

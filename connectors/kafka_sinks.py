@@ -17,9 +17,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+import msgspec
 from kafka import KafkaProducer
 from streamcl.connectors.base import Record
 from streamcl.connectors.kafka_config import producer_config
+from streamcl.connectors.kafka_rdkafka import RdKafkaProducer, rdkafka_config
 
 if TYPE_CHECKING:
     from streamcl.settings import Settings
@@ -73,6 +75,9 @@ class _LazyProducer:
         except Exception as exc:  # buffer full, too large, no metadata: count, never raise
             self.failed(exc)
 
+    def poll(self) -> None:
+        """Nothing to serve: kafka-python runs callbacks on its own IO thread."""
+
     def flush(self, timeout_s: float = 5.0) -> None:
         if self._producer is not None:
             try:
@@ -112,11 +117,14 @@ class _TopicSink:
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self.topic = topic
-        self._out = _LazyProducer(config, on_error)
+        self._out: _LazyProducer | RdKafkaProducer = _LazyProducer(config, on_error)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Self:
         """A sink for the topic ``settings.kafka.<setting>`` names.
+
+        With ``kafka.producer_client: confluent-kafka`` it sends through librdkafka
+        (:class:`~streamcl.connectors.kafka_rdkafka.RdKafkaProducer`).
 
         Raises
         ------
@@ -126,7 +134,10 @@ class _TopicSink:
         topic = getattr(settings.kafka, cls.setting)
         if not topic:
             raise ValueError(f"kafka.{cls.setting} is not set")
-        return cls(topic, producer_config(settings.kafka), **kwargs)
+        sink = cls(topic, producer_config(settings.kafka), **kwargs)
+        if settings.kafka.producer_client == "confluent-kafka":
+            sink._out = RdKafkaProducer(rdkafka_config(settings.kafka), kwargs.get("on_error"))
+        return sink
 
     def flush(self) -> None:
         """Wait until every record sent so far is acknowledged (or failed)."""
@@ -222,18 +233,24 @@ class KafkaPredictionSink(_TopicSink):
         probabilities: Sequence[Mapping[str, float]],
         model_version: int,
     ) -> None:
-        """Send one prediction per id (``labels`` and ``probabilities`` aligned with ``ids``)."""
+        """Send one prediction per id (``labels`` and ``probabilities`` aligned with ``ids``).
+
+        The batch is serialised by msgspec (JSON, about 1 microsecond a record).
+        """
         now = time.time()
-        dumps = json.dumps
+        encode, send, topic = _ENCODER.encode, self._out.send, self.topic
         for event_id, label, probs in zip(ids, labels, probabilities, strict=True):
-            value = dumps(
+            value = encode(
                 {
                     "id": event_id,
                     "label": label,
                     "probabilities": probs,
                     "model_version": model_version,
                     "ts": now,
-                },
-                separators=(",", ":"),
-            ).encode("utf-8")
-            self._out.send(self.topic, value, event_id.encode("utf-8"), [])
+                }
+            )
+            send(topic, value, event_id.encode("utf-8"), [])
+        self._out.poll()
+
+
+_ENCODER = msgspec.json.Encoder()

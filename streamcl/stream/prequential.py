@@ -20,6 +20,7 @@ from streamcl.events import Event, EventDecoder
 from streamcl.learning.learner import Learner, Prediction, Snapshot
 from streamcl.metrics import Metrics
 from streamcl.models.schema import kind_of, mismatch
+from streamcl.stream.decode import BatchDecoder
 from streamcl.stream.dedup import DedupWindow, IdLedger
 from streamcl.stream.history import History
 from streamcl.stream.labels import LabelJoin
@@ -130,6 +131,7 @@ class StreamLoop:
         self.before_learn: Callable[[Sequence[Event]], None] | None = None
         self._calls: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue(max_queue)
         self._failures = 0
+        self._batch: BatchDecoder | None = None
 
     # -- ingestion ---------------------------------------------------------------------------
     def submit(self, events: list[Event]) -> Future[list[Prediction]]:
@@ -191,16 +193,19 @@ class StreamLoop:
             self.dedup.seen_or_add(event.id)
 
     def decode(self, records: Sequence[Record]) -> tuple[list[Record], list[Event]]:
-        """Decode records; rejected ones go to the dead-letter sink and are counted."""
+        """Decode records (a chunk at a time, :mod:`.decode`); rejected ones are dead-lettered.
+
+        Rejections are counted and sent to the dead-letter sink with their reason and field.
+        """
         kept: list[Record] = []
         events: list[Event] = []
         kinds: dict[str, str] = {}
-        for record in records:
+        if self._batch is None or self._batch.decoder is not self.decoder:
+            self._batch = BatchDecoder(self.decoder)
+        for record, event in zip(records, self._batch.decode(records), strict=True):
             try:
-                if isinstance(record.value, bytes):
-                    event = self.decoder.decode_json(record.value)
-                else:
-                    event = self.decoder.decode_row(record.value, record.offset)
+                if isinstance(event, DecodeError):
+                    raise event
                 self.check_kinds(event, kinds)
                 if self.dedup.seen_or_add(event.id):
                     raise DecodeError("duplicate_id", "id", f"event id {event.id!r} seen recently")
@@ -227,7 +232,19 @@ class StreamLoop:
         """
         learner = learner if learner is not None else self.learner
         featurizer = learner.featurizer
-        featurizer.check(event)
+        known, fresh = featurizer.kinds, []
+        for name, value in event.features.items():  # the usual case in one pass: no mismatch
+            kind = kind_of(value)
+            expected = known.get(name) or pending.get(f"features.{name}")
+            if expected is None:
+                fresh.append((f"features.{name}", kind))
+            elif expected != kind:
+                break
+        else:
+            pending.update(fresh)
+            learner.check_label(event.label, pending)
+            return
+        featurizer.check(event)  # a mismatch: name it as featurizer.check would, then pending
         for name, value in event.features.items():
             if name not in featurizer.kinds:
                 kind = kind_of(value)
