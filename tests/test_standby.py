@@ -103,12 +103,14 @@ def test_the_standby_takes_over_each_time_the_active_is_killed(
             live.append(Learner(tmp_path, next(names), config))
             live[-1].wait_up()
         producer.join(120)
-        deadline = time.monotonic() + 60
+        deadline, learned = time.monotonic() + 120, 0
         while time.monotonic() < deadline:
             found = active(live)
-            if found and found[0].model()["learned_ids"] >= N:
+            learned = found[0].model()["learned_ids"] if found else learned
+            if learned >= N:
                 break
             time.sleep(0.5)
+        assert learned >= N, f"the active learner learned {learned} of {N} events in time"
     finally:
         for learner in live:
             learner.stop(signal.SIGTERM)
