@@ -567,7 +567,7 @@ def main() -> None:
         print("\n## every model, every stream\n")
         print(table(results))
     if not args.no_regression:
-        reg = regression(args.events, SEEDS["heldout"], settings, len(models) > 1)
+        reg = regression(args.events, SEEDS["heldout"], settings, args.models != ["streamcl"])
         print("\n## regression (MAE, lower is better)\n")
         cols = [c for c in ("streamcl", "mean", "LinearRegression", "HATR", "ARFR") if c in reg[0]]
         print("| stream | n | " + " | ".join(cols) + " |\n|---|---|" + "---|" * len(cols))

@@ -214,14 +214,14 @@ def test_triggers_every_n_events_or_t_seconds(tmp_path: Path) -> None:
         loop.step(0.0)
         loop.after_step()  # type: ignore[misc]
     assert len(cp.checkpointer.paths()) == 2  # after 64 and 128 events (keep=3)
-    timed = Service(make_settings(tmp_path / "t", every_events=10_000, every_seconds=0.05))
+    timed = Service(make_settings(tmp_path / "t", every_events=10_000, every_seconds=1.0))
     timed.loop.step(0.0)
     timed.loop.after_step()  # type: ignore[misc]
     assert timed.checkpoints.checkpointer.paths() == []  # type: ignore[union-attr]
-    time.sleep(0.06)
+    time.sleep(1.05)
     timed.loop.after_step()  # type: ignore[misc]
     assert len(timed.checkpoints.checkpointer.paths()) == 1  # type: ignore[union-attr]
-    time.sleep(0.06)
+    time.sleep(1.05)
     timed.loop.after_step()  # type: ignore[misc]  # nothing new: no checkpoint
     assert len(timed.checkpoints.checkpointer.paths()) == 1  # type: ignore[union-attr]
 
