@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
 
 from streamcl.produce import load_events, produce_events
 from streamcl.service import Service
@@ -50,8 +51,15 @@ def _learn(service: Service, n: int, timeout_s: float = 30.0) -> None:
 def _recreate(broker: Any, topic: str, n: int) -> None:
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     admin.delete_topics([topic])
-    time.sleep(0.3)
-    admin.create_topics([NewTopic(topic, 1, 1)])
+    deadline = time.monotonic() + 10.0  # the broker may still hold the name for a moment
+    while True:
+        try:
+            admin.create_topics([NewTopic(topic, 1, 1)])
+            break
+        except TopicAlreadyExistsError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     admin.close()
     produce_events(
         load_events("builtin://elec2", limit=n, id_prefix="new-"), topic, broker.bootstrap
