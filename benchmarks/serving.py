@@ -49,8 +49,6 @@ BODY = {
     "instances": [
         {
             "features": {
-                "date": 0.9,
-                "day": 2,
                 "period": 0.5,
                 "nswprice": 0.05,
                 "nswdemand": 0.42,
