@@ -11,29 +11,18 @@ import math
 import os
 import random
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
+from learners import Learner
 
 from streamcl.stream.checkpoint_store import Checkpointer, unpack
 from streamcl.stream.dedup import ids_digest
 
-STREAMCL = str(Path(sys.executable).parent / "streamcl")
 N = 3_000
 #: uvicorn shuts down gracefully on SIGTERM, then re-raises it: exit 0 or "killed by SIGTERM".
 GRACEFUL = (0, -signal.SIGTERM)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_events(path: Path, n: int) -> list[str]:
@@ -46,40 +35,18 @@ def write_events(path: Path, n: int) -> list[str]:
     return ids
 
 
-class Proc:
-    """One ``streamcl run`` subprocess on a loopback port."""
+class Proc(Learner):
+    """One ``streamcl run`` subprocess on a loopback port, replaying ``data``."""
 
     def __init__(
         self, tmp: Path, data: Path, rate: float, round_no: int, hidden: tuple[int, ...] = (16,)
     ) -> None:
-        self.port = free_port()
         config = {
             "source": {"kind": "file", "path": str(data), "target": None, "rate": rate},
             "learner": {"hidden": list(hidden), "batch_size": 16},
             "checkpoint": {"dir": str(tmp / "ckpt"), "every_events": 200, "every_seconds": 0.5},
-            "server": {"host": "127.0.0.1", "port": self.port},
         }
-        cfg = tmp / f"config-{round_no}.yaml"
-        cfg.write_text(yaml.safe_dump(config))
-        self.log = tmp / f"service-{round_no}.log"
-        with self.log.open("wb") as out:
-            self.popen = subprocess.Popen(
-                [STREAMCL, "run", "--config", str(cfg)], stdout=out, stderr=subprocess.STDOUT
-            )
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=5.0)
-
-    def model(self) -> dict[str, Any]:
-        return self.client.get("/v1/model").json()  # type: ignore[no-any-return]
-
-    def wait_up(self, timeout_s: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.popen.poll() is None, self.log.read_text()[-3000:]
-            try:
-                return self.model()
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError(f"service did not come up: {self.log.read_text()[-3000:]}")
+        super().__init__(tmp, f"service-{round_no}", config)
 
     def wait_for(self, learned: int, timeout_s: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
@@ -91,14 +58,7 @@ class Proc:
         raise AssertionError(f"no progress to {learned}: {self.model()}")
 
     def kill(self, sig: int) -> int:
-        self.client.close()
-        self.popen.send_signal(sig)
-        try:
-            return self.popen.wait(30)
-        finally:
-            if self.popen.poll() is None:
-                self.popen.kill()
-                self.popen.wait(5)
+        return self.stop(sig)
 
 
 def finish(tmp: Path, data: Path, ids: list[str], round_no: int) -> dict[str, Any]:
