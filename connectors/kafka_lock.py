@@ -136,7 +136,7 @@ class KafkaLock:
         """
         heartbeat = consumer._coordinator.heartbeat
         received = heartbeat.received_heartbeat
-        limit = self.lease_fraction * float(self.config.get("session_timeout_ms", 45_000)) / 1000
+        limit = self.lease_s
 
         def received_heartbeat() -> None:
             if (
@@ -164,11 +164,30 @@ class KafkaLock:
             return False
         if coordinator.state is not MemberState.STABLE or coordinator.rejoin_needed:
             return False
-        limit = self.lease_fraction * float(self.config.get("session_timeout_ms", 45_000)) / 1000
-        last = max(heartbeat.last_receive, heartbeat.last_reset)
-        if time.monotonic() - last >= limit:
-            self._expire(limit)
+        return self._lease_left(heartbeat)
+
+    @property
+    def lease_s(self) -> float:
+        """Seconds a heartbeat answer keeps the lease: ``lease_fraction`` of the session."""
+        return self.lease_fraction * float(self.config.get("session_timeout_ms", 45_000)) / 1000
+
+    def _lease_left(self, heartbeat: Any) -> bool:
+        if time.monotonic() - max(heartbeat.last_receive, heartbeat.last_reset) >= self.lease_s:
+            self._expire(self.lease_s)
         return not self._expired
+
+    @property
+    def lease_fresh(self) -> bool:
+        """True while assigned with an unexpired lease, even with a rejoin pending.
+
+        A clean revocation (still a member, heartbeats answered) keeps it; a zombie whose
+        heartbeats had a gap past the lease has lost it, and must not write a checkpoint.
+        """
+        consumer = self._consumer
+        heartbeat = getattr(getattr(consumer, "_coordinator", None), "heartbeat", None)
+        if not self._assigned or heartbeat is None:
+            return False
+        return self._lease_left(heartbeat)
 
     def ensure_topic(self) -> None:
         """Create the lock topic with one partition unless it exists."""

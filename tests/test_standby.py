@@ -62,11 +62,6 @@ def zombie_round(live: list[Learner]) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (issue 14, open): a takeover can lose a few events; 3 and 9 of 6,000 were "
-    "never learned in 2 of about 6 full-suite runs. Runs every time; fix before resolving.",
-)
 def test_the_standby_takes_over_each_time_the_active_is_killed(
     kafka_broker: Any, new_topic: Any, tmp_path: Path
 ) -> None:

@@ -78,8 +78,12 @@ class StandbyRunner:
         log.warning("lost the learner lock: stopped learning")
 
     def _hand_off(self) -> None:
-        """A clean revocation: checkpoint everything learned, stop, let the lock go."""
-        if self.checkpoints is not None:
+        """A clean revocation: checkpoint everything learned, stop, let the lock go.
+
+        Only while the lease is fresh: a zombie (paused past its session, then revoked on
+        its rejoin) has a stale model, and its checkpoint would be the newest file.
+        """
+        if self.checkpoints is not None and getattr(self.lock, "lease_fresh", True):
             self.checkpoints.checkpoint("handoff")
         self._stand_down()
 
@@ -117,8 +121,11 @@ class _FencedSource:
     """A source whose reads come back empty unless the lock is held *after* the read.
 
     A process paused inside ``poll()`` past its session wakes up with records in hand; the
-    check after the read drops them before they are learned or their predictions published
-    (the position they advanced is reset by the restore at the next takeover).
+    check after the read drops them before they are learned or their predictions published,
+    and seeks each partition back to its first dropped record. Without the seek the
+    position would run ahead of the model: the lease can come back (a rebalance that
+    leaves the lock here), or a hand-off checkpoint can follow, and the dropped records
+    would never be learned.
     """
 
     def __init__(self, source: Any, lock: Any) -> None:
@@ -127,7 +134,15 @@ class _FencedSource:
 
     def read(self, max_records: int, timeout_s: float) -> list[Any]:
         records: list[Any] = self._source.read(max_records, timeout_s)
-        return records if self._lock.held else []
+        if not records or self._lock.held:
+            return records
+        first: dict[str, int] = {}
+        for r in records:
+            key = f"{r.topic}:{r.partition}"
+            first[key] = min(first.get(key, r.offset), r.offset)
+        self._source.seek(first)
+        log.warning("dropped %d records read while not holding the lock", len(records))
+        return []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._source, name)
