@@ -13,6 +13,7 @@ from typing import Any
 from unittest.mock import MagicMock
 
 from streamcl.connectors.base import Record
+
 from streamcl.stream.standby import StandbyRunner
 
 
