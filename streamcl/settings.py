@@ -65,6 +65,12 @@ class EventSettings(_Section):
     dedup_window: int = Field(
         100_000, ge=0, description="Recent event ids remembered to reject duplicates; 0 = off."
     )
+    key_dedup_window: int = Field(
+        1_000,
+        ge=0,
+        description="With learner.partitioning: key, recent event ids remembered per key (saved "
+        "with the key's model, so the window moves with its partition); 0 = off.",
+    )
 
 
 class MemorySettings(_Section):

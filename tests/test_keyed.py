@@ -193,3 +193,33 @@ def test_each_keys_model_is_published_and_served_by_key(tmp_path: Path) -> None:
     assert unknown.json()["error"]["reason"] == "unknown_key"
     assert unknown.json()["error"]["field"] == "key"
     assert publisher.published >= 8  # 4 keys, two checkpoints
+
+
+def test_a_repeated_event_id_is_rejected_per_key_even_after_its_partition_moves(
+    tmp_path: Path,
+) -> None:
+    pairs = keyed_events(300, keys=4, seed=7)
+    repeats = [pairs[10], pairs[40], pairs[200], pairs[250]]  # sent again, later in the stream
+    stream = pairs[:150] + repeats[:2] + pairs[150:] + repeats
+    s = settings(tmp_path)
+    store = DirectoryStore(tmp_path / "s")
+    source = PartitionedSource(stream)
+    first = instance(s, source, store)
+    source.assign()
+    run(first, steps=12)
+    first.checkpoint("periodic")
+    second = instance(s, source, store)  # the partitions move: windows restored with models
+    source.next = {p: 0 for p in source.next}
+    source.assign()
+    run(second)
+    second.checkpoint("end")
+    assert ledgers(store) == expected(pairs)  # each id learned once, repeats never
+    counted = [
+        cp.loop.metrics.registry.get_sample_value(
+            "streamcl_rejected_events_total", {"reason": "duplicate_id"}
+        )
+        or 0
+        for cp in (first, second)
+    ]
+    assert sum(counted) == first.loop.rejected + second.loop.rejected == 6
+    assert counted[1] >= 4  # the last four, two of them learned before the move

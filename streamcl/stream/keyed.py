@@ -28,7 +28,7 @@ from typing import Any
 from streamcl.learning.learner import Learner, Snapshot
 from streamcl.metrics import Metrics
 from streamcl.settings import Settings
-from streamcl.stream.dedup import IdLedger
+from streamcl.stream.dedup import DedupWindow, IdLedger
 from streamcl.stream.partitions import PartitionStore
 from streamcl.stream.scores import PrequentialScore, RegressionScore
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class KeyModel:
-    """The model of one key: learner, prequential score and ledger of learned ids.
+    """The model of one key: learner, prequential score, ledger of learned ids, recent ids.
 
     Attributes
     ----------
@@ -56,6 +56,7 @@ class KeyModel:
     learner: Learner
     score: PrequentialScore | RegressionScore
     ledger: IdLedger = field(default_factory=IdLedger)
+    dedup: DedupWindow = field(default_factory=lambda: DedupWindow(0))
     dirty: bool = True
 
     def state_dict(self) -> dict[str, Any]:
@@ -64,6 +65,7 @@ class KeyModel:
             "learner": self.learner.state_dict(),
             "score": self.score.state_dict(),
             "ledger": self.ledger.state_dict(),
+            "dedup": self.dedup.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -71,6 +73,8 @@ class KeyModel:
         self.learner.load_state_dict(dict(state["learner"]))
         self.score.load_state_dict(dict(state["score"]))
         self.ledger.load_state_dict(dict(state["ledger"]))
+        if "dedup" in state:  # absent from checkpoints written before the per-key window
+            self.dedup.load_state_dict(dict(state["dedup"]))
 
 
 class KeyedLearner:
@@ -154,7 +158,8 @@ class KeyedLearner:
         learner = self._new_learner()
         window = self.settings.metrics.window
         score = RegressionScore(window) if learner.regression else PrequentialScore(window)
-        return KeyModel(key, partition, learner, score)
+        dedup = DedupWindow(self.settings.events.key_dedup_window)
+        return KeyModel(key, partition, learner, score, dedup=dedup)
 
     def model(self, partition: str, key: str) -> KeyModel:
         """The live model of ``key`` on ``partition``: loaded from the store or created.

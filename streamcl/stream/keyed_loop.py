@@ -59,8 +59,9 @@ class KeyedLoop(StreamLoop):
 
     Notes
     -----
-    Ids are not de-duplicated across records here (exactly-once comes from the
-    per-partition offsets; a window of ids would have to move with the partitions too).
+    A repeated event id is rejected (``duplicate_id``) within each key's window of recent
+    ids (``events.key_dedup_window``), which is saved with the key's model and so moves
+    with its partition; exactly-once through crashes comes from the per-partition offsets.
     """
 
     def __init__(
@@ -124,6 +125,8 @@ class KeyedLoop(StreamLoop):
                 route = (f"{record.topic}:{record.partition}", self.model_key(record, event))
                 model = self.keyed.model(*route)
                 self.check_kinds(event, pending.setdefault(route, {}), model.learner)
+                if model.dedup.seen_or_add(event.id):
+                    raise DecodeError("duplicate_id", "id", f"event id {event.id!r} seen recently")
             except DecodeError as exc:
                 self.reject(record, exc)
                 continue
