@@ -6,8 +6,10 @@ import random
 
 import numpy as np
 import pytest
+from river import drift
 
 from streamcl.events import Event
+from streamcl.learning.detectors import adwin_until, page_hinkley_until
 from streamcl.learning.drift import DriftMonitor, detector_state, load_detector, make_detector
 from streamcl.learning.learner import Learner
 from streamcl.learning.training import Recovery
@@ -218,3 +220,51 @@ def test_delayed_labels_quiet_on_a_stationary_stream() -> None:
 def test_input_drift_is_watched_on_events_without_labels() -> None:
     learner = _learn_delayed(_rule_stream(2500, None, shift_at=1500))
     assert any(r.detector == "input" and r.event >= 1500 for r in learner.drift.log)
+
+
+@pytest.mark.parametrize("mode", ["up", "down", "both"])
+def test_page_hinkley_batch_feed_equals_river_updates(mode: str) -> None:
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.normal(m, 1, 400) for m in (0, 3, 0)]).tolist()
+    ours = drift.PageHinkley(min_instances=30, threshold=20.0, mode=mode)
+    theirs = drift.PageHinkley(min_instances=30, threshold=20.0, mode=mode)
+    start, fired = 0, []
+    while start < len(values):
+        chunk = values[start : start + 37]
+        j = page_hinkley_until(ours, chunk)
+        for k, v in enumerate(chunk if j is None else chunk[: j + 1]):
+            theirs.update(v)
+            assert theirs.drift_detected == (k == j)
+        assert detector_state(ours) == detector_state(theirs)
+        assert ours.drift_detected == theirs.drift_detected
+        if j is not None:
+            fired.append(start + j)
+        start += len(chunk) if j is None else j + 1
+    assert fired  # the shift was detected (and the test compared detections)
+
+
+def test_adwin_batch_feed_equals_river_updates() -> None:
+    values = _errors(600, [0.1, 0.6, 0.05, 0.5], seed=4).tolist()
+    ours, theirs = make_detector("adwin"), make_detector("adwin")
+    accepted: list[int] = []
+
+    def accept(j: int) -> bool:  # every other detection stops the feed
+        accepted.append(j)
+        return len(accepted) % 2 == 0
+
+    start, detections = 0, 0
+    while start < len(values):
+        chunk = values[start : start + 50]
+        n_before = len(accepted)
+        j = adwin_until(ours, chunk, accept)
+        expected = []
+        for k, v in enumerate(chunk if j is None else chunk[: j + 1]):
+            theirs.update(v)
+            if theirs.drift_detected:
+                expected.append(k)
+        assert accepted[n_before:] == expected
+        detections += len(expected)
+        assert ours.drift_detected == theirs.drift_detected
+        assert (ours.width, ours.estimation) == (theirs.width, theirs.estimation)
+        start += len(chunk) if j is None else j + 1
+    assert detections >= 2

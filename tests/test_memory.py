@@ -209,3 +209,22 @@ def test_knn_vote_reacts_inside_a_batch() -> None:
     assert (alone.argmax(1) == 0).all()
     votes, _ = mem.predict(batch, 2, batch_neighbours(batch, np.ones(6)))
     assert votes[0].argmax() == 0 and (votes[1:].argmax(1) == 1).all()
+
+
+@pytest.mark.parametrize("query_width", [3, 5, 8])
+def test_knn_search_equals_faiss_knn_on_padded_or_cut_queries(query_width: int) -> None:
+    import faiss
+
+    from streamcl.models.kernels import knn_search, pad_columns
+
+    rng = np.random.default_rng(7)
+    keys = rng.standard_normal((300, 5)).astype(np.float32)
+    keys[100:120] = keys[0]  # ties: faiss orders them by row
+    queries = rng.standard_normal((40, query_width))
+    queries[:5, : min(5, query_width)] = keys[0, : min(5, query_width)]
+    d, i = knn_search(keys, queries[:, ::1], 12)  # float64: converted
+    q = np.ascontiguousarray(pad_columns(queries.astype(np.float32), 5)[:, :5])
+    ref_d, ref_i = faiss.knn(q, keys, 12)
+    assert np.array_equal(d, ref_d) and np.array_equal(i, ref_i)
+    d2, i2 = knn_search(keys, q[:, :5][::2], 400)  # strided rows; k clipped to the keys
+    assert d2.shape == (20, 300) and np.array_equal(i2[:, :12], ref_i[::2])

@@ -24,8 +24,6 @@ Page, E. S. (1954). Continuous inspection schemes. Biometrika 41. (Page-Hinkley)
 
 from __future__ import annotations
 
-import math
-import random
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -33,6 +31,14 @@ from typing import Any
 
 import numpy as np
 from river import drift
+
+from streamcl.learning.detectors import (
+    adwin_until,
+    detector_state,
+    load_detector,
+    make_detector,
+    page_hinkley_until,
+)
 
 __all__ = [
     "DriftMonitor",
@@ -129,113 +135,6 @@ class DriftRecord:
     kind: str
     statistic: float
     window: int
-
-
-def make_detector(kind: str, delta: float = 0.002, seed: int = 0, clock: int = 1) -> Any:
-    """A fresh river detector: ``"adwin"``, ``"kswin"`` or ``"page_hinkley"``.
-
-    ``clock`` is ADWIN's number of updates between checks for a change (river's default
-    is 32, which delays detection by up to 32 events; 1 costs ~0.3 us more per update).
-
-    Raises
-    ------
-    ValueError
-        Unknown ``kind``.
-    """
-    if kind == "adwin":
-        return drift.ADWIN(delta=delta, clock=clock)  # type: ignore[no-untyped-call]
-    if kind == "kswin":
-        return drift.KSWIN(alpha=0.005, window_size=100, stat_size=30, seed=seed)
-    if kind == "page_hinkley":
-        return drift.PageHinkley(min_instances=30, delta=0.005, threshold=50.0, mode="up")
-    raise ValueError(f"unknown drift detector {kind!r}")
-
-
-def detector_state(det: Any) -> dict[str, Any]:
-    """Plain-data state of a river detector (no pickle).
-
-    ADWIN's window lives in river's Rust helper, whose own serde encoding (not a pickle) is
-    stored as a uint8 array next to its constructor arguments; KSWIN's window and
-    ``random.Random`` state and Page-Hinkley's running sums are plain numbers.
-    """
-    if isinstance(det, drift.ADWIN):
-        reduced: Any = det._helper.__reduce_ex__(2)
-        _, args, blob = reduced[:3]
-        return {
-            "kind": "adwin",
-            "args": list(args[1:]),
-            "blob": np.frombuffer(blob, np.uint8).copy(),
-            "params": {
-                "delta": det.delta,
-                "clock": det.clock,
-                "max_buckets": det.max_buckets,
-                "min_window_length": det.min_window_length,
-                "grace_period": det.grace_period,
-            },
-        }
-    if isinstance(det, drift.KSWIN):
-        version, internal, gauss = det._rng.getstate()
-        return {
-            "kind": "kswin",
-            "window": list(det.window),
-            "n": det.n,
-            "p_value": det.p_value,
-            "rng": [version, list(internal), gauss],
-            "params": {
-                "alpha": det.alpha,
-                "window_size": det.window_size,
-                "stat_size": det.stat_size,
-                "seed": det.seed,
-            },
-        }
-    if isinstance(det, drift.PageHinkley):
-        return {
-            "kind": "page_hinkley",
-            "n": det._x_mean.n,
-            "mean": det._x_mean._mean,
-            "sum_increase": det._sum_increase,
-            "sum_decrease": det._sum_decrease,
-            "min_increase": _enc(det._min_increase),
-            "max_decrease": _enc(det._max_decrease),
-            "params": {
-                "min_instances": det.min_instances,
-                "delta": det.delta,
-                "threshold": det.threshold,
-                "alpha": det.alpha,
-                "mode": det.mode,
-            },
-        }
-    raise TypeError(f"cannot serialise drift detector {type(det).__name__}")
-
-
-def _enc(x: float) -> float | str:
-    return x if math.isfinite(x) else repr(x)
-
-
-def load_detector(state: dict[str, Any]) -> Any:
-    """Rebuild a river detector from :func:`detector_state`'s output."""
-    kind, params = state["kind"], state["params"]
-    det: Any
-    if kind == "adwin":
-        det = drift.ADWIN(**params)  # type: ignore[no-untyped-call]
-        helper = type(det._helper)(*state["args"])
-        helper.__setstate__(np.asarray(state["blob"], dtype=np.uint8).tobytes())
-        det._helper = helper
-        return det
-    if kind == "kswin":
-        det = drift.KSWIN(**params)
-        det.window = deque(state["window"], maxlen=det.window_size)
-        det.n, det.p_value = int(state["n"]), float(state["p_value"])
-        version, internal, gauss = state["rng"]
-        det._rng = random.Random()
-        det._rng.setstate((version, tuple(internal), gauss))
-        return det
-    det = drift.PageHinkley(**params)
-    det._x_mean.n, det._x_mean._mean = state["n"], state["mean"]
-    det._sum_increase, det._sum_decrease = state["sum_increase"], state["sum_decrease"]
-    det._min_increase = float(state["min_increase"])
-    det._max_decrease = float(state["max_decrease"])
-    return det
 
 
 class DriftMonitor:
@@ -336,14 +235,10 @@ class DriftMonitor:
             scale = self.distance_scale if self.distance_scale > 0 else mean
             ratios = np.minimum(distances / (scale + 1e-9), 20.0)
             self.distance_scale = 0.99 * scale + 0.01 * mean
-            for j, d in enumerate(ratios.tolist()):
-                self.input_det.update(d)
-                if self.input_det.drift_detected:
-                    found.append(
-                        self._record("input", "page_hinkley", self.input_det, event + j, "")
-                    )
-                    self.input_det = make_detector("page_hinkley")
-                    break
+            j = page_hinkley_until(self.input_det, ratios.tolist())
+            if j is not None:
+                found.append(self._record("input", "page_hinkley", self.input_det, event + j, ""))
+                self.input_det = make_detector("page_hinkley")
         return found
 
     def update_loss(
@@ -363,15 +258,25 @@ class DriftMonitor:
         if det is None:
             return None, len(values)
         pos = range(len(values)) if positions is None else np.asarray(positions).tolist()
-        width = int(det.width) if isinstance(det, drift.ADWIN) else 0
+        if isinstance(det, drift.ADWIN):
+            width = int(det.width)
+            j = adwin_until(det, values, lambda j: self._worse(values[: j + 1], width + j + 1))
+        else:
+            j = self._feed(det, values)
+        if j is None:
+            self.recent.extend(values)
+            return None, len(values)
+        self.recent.extend(values[: j + 1])
+        event_id = ids[j] if j < len(ids) else ""
+        return self._record("loss", self.detector, det, event + pos[j], event_id), j + 1
+
+    def _feed(self, det: Any, values: list[float]) -> int | None:
+        """KSWIN or Page-Hinkley: ``update`` per value up to a detection of an increase."""
         for j, e in enumerate(values):
             det.update(e)
-            if det.drift_detected and self._worse(values[: j + 1], width + j + 1):
-                self.recent.extend(values[: j + 1])
-                event_id = ids[j] if j < len(ids) else ""
-                return self._record("loss", self.detector, det, event + pos[j], event_id), j + 1
-        self.recent.extend(values)
-        return None, len(values)
+            if det.drift_detected and self._worse(values[: j + 1], j + 1):
+                return j
+        return None
 
     def _worse(self, latest: list[float], width_before: int) -> bool:
         """Whether a detection is an increase of the error (a decrease is no drift).

@@ -295,19 +295,21 @@ class Learner:
         """:meth:`predict_learn` up to and including the first loss drift's event."""
         x = self.featurizer.transform(events, learn=True)
         self._restandardise()
-        parts, nearest = self._parts(x, self._known(events))
+        known = self._known(events)
+        parts, nearest = self._parts(x, known)
         ready = bool(parts) and (self.regression or bool(self.classes))
         rows = [i for i, e in enumerate(events) if e.label is not None]
         labels: list[Label] = [events[i].label for i in rows]  # type: ignore[misc]
-        losses = self._losses(parts, rows, labels) if ready and rows else {}
+        y = self._known_targets(known, rows)
+        losses = self._losses(parts, rows, y) if ready and rows else {}
         combined = self._combine(parts, rows, losses, len(events)) if ready else None
         n, cut = len(events), None
         if rows and combined is not None:
-            n, cut = self._score(parts, combined, rows, labels, losses, events, nearest)
+            n, cut = self._score(parts, combined, rows, y, losses, events, nearest)
             if n < len(events):  # a drift ended the batch early
                 events, x, combined = events[:n], x[:n], combined[:n]
                 labels = labels[: np.searchsorted(rows, n)]
-                rows = rows[: len(labels)]
+                rows, y = rows[: len(labels)], y[: len(labels)]
         elif nearest is not None:  # no label (yet): the input detector still watches
             found = self.drift.update(np.zeros(0), [], self.events_seen, nearest)
             cuts = [self._on_drift(record, self.events_seen + n) for record in found]
@@ -315,7 +317,8 @@ class Learner:
         predictions = self._to_predictions(combined, n)
         self.featurizer.learn(events)
         if rows:
-            self.learn_matrix(x[rows], labels, self.events_seen + np.asarray(rows, np.int64))
+            times = self.events_seen + np.asarray(rows, np.int64)
+            self.learn_matrix(x[rows], labels, times, None if self.regression else y)
         if cut is not None:  # after the batch's own pre-change rows went in
             self._trim(cut)
         self.events_seen += n
@@ -328,6 +331,13 @@ class Learner:
             return np.array([nan if e.label is None else float(e.label) for e in events])  # type: ignore[arg-type]
         index = self.class_index
         return np.array([nan if e.label is None else index.get(e.label, nan) for e in events])
+
+    def _known_targets(self, known: np.ndarray, rows: list[int]) -> np.ndarray:
+        """:meth:`_targets` of the labelled ``rows``, from :meth:`_known`'s ``known``."""
+        y = known[rows]
+        if self.regression:
+            return y
+        return np.where(y == y, y, -1.0).astype(np.int64)  # NaN: a class not seen yet
 
     def _restandardise(self) -> None:
         """Keep stored rows in the featurizer's current scale (:func:`restandardise`)."""
@@ -357,10 +367,9 @@ class Learner:
         return (~correct).astype(np.float64), correct
 
     def _losses(
-        self, parts: dict[str, np.ndarray], rows: list[int], labels: list[Label]
+        self, parts: dict[str, np.ndarray], rows: list[int], y: np.ndarray
     ) -> dict[str, np.ndarray]:
-        """Each predictor's loss on the labelled rows (:func:`predictor_losses`)."""
-        y = self._targets(labels)
+        """Each predictor's loss on the labelled rows, targets ``y`` (:meth:`_targets`)."""
         return predictor_losses(parts, rows, y, self.regression, self.trainer.target_std())
 
     def _combine(
@@ -375,12 +384,14 @@ class Learner:
         parts: dict[str, np.ndarray],
         combined: np.ndarray,
         rows: list[int],
-        labels: list[Label],
+        y: np.ndarray,
         losses: dict[str, np.ndarray],
         events: Sequence[Event],
         nearest: np.ndarray | None,
     ) -> tuple[int, int | None]:
         """Drift detection, Hedge update and recovery metrics on the labelled rows.
+
+        ``y``: their targets (:meth:`_targets`).
 
         Returns
         -------
@@ -389,7 +400,6 @@ class Learner:
             loss drift was detected; and the stream offset before which memories are to be
             trimmed (the drift asked for it), or None.
         """
-        y = self._targets(labels)
         errors, correct = self._errors(
             combined[rows] if self.regression else combined[rows].argmax(1), y
         )
@@ -465,6 +475,7 @@ class Learner:
         x: np.ndarray,
         labels: Sequence[Label | float],
         times: np.ndarray | None = None,
+        classes: np.ndarray | None = None,
     ) -> float:
         """One optimiser step on features ``x`` and ``labels``, then memory insertion.
 
@@ -478,6 +489,9 @@ class Learner:
         times
             ``(batch,)`` int64 stream offsets of the rows, which decide what a drift's
             memory trim forgets; all rows get :attr:`events_seen` when None.
+        classes
+            ``(batch,)`` int64 class indices of ``labels`` (``-1``: a class not seen yet),
+            if known already (classification).
 
         Returns
         -------
@@ -491,6 +505,8 @@ class Learner:
         if self.regression:
             y = np.array(labels, dtype=np.float64)
             self.trainer.observe_targets(y)
+        elif classes is not None and len(classes) and np.minimum.reduce(classes) >= 0:
+            y = classes.astype(np.float64)  # every class seen before
         else:
             for label in labels:
                 if label not in self.class_index:

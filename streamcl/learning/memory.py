@@ -26,6 +26,7 @@ Vitter, J. S. (1985). Random sampling with a reservoir. ACM TOMS 11(1).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import faiss
@@ -97,15 +98,23 @@ def _merge(
 
     Returns ``d, t`` unchanged when no extra neighbour is nearer than the ``k``-th one.
     """
-    if d.shape[1] >= k and not (extra_d < d[:, -1:]).any():
+    if d.shape[1] >= k and not np.logical_or.reduce(extra_d < d[:, -1:], None):
         return d, t
     all_d = np.concatenate((d, extra_d), 1)
     all_t = np.concatenate((t, extra_t), 1)
     if all_d.shape[1] <= k:
         return all_d, all_t
-    idx = np.argpartition(all_d, k - 1, axis=1)[:, :k]
-    rows = np.arange(len(all_d))[:, None]
+    idx = all_d.argpartition(k - 1, axis=1)[:, :k]  # np.argpartition, without its wrapper
+    rows = _column(len(all_d))
     return all_d[rows, idx], all_t[rows, idx]
+
+
+@functools.lru_cache(maxsize=16)
+def _column(n: int) -> np.ndarray:
+    """``arange(n)[:, None]`` int64, cached read-only (the same batch sizes every step)."""
+    rows = np.arange(n)[:, None]
+    rows.flags.writeable = False
+    return rows
 
 
 def _per_row(time: int | np.ndarray, n: int) -> np.ndarray:
@@ -311,11 +320,11 @@ class KNNMemory:
         if self.size == 0:
             raise ValueError("the kNN memory is empty")
         k = self.k if k is None else k
+        if self._hnsw is None:  # knn_search pads or cuts the queries to the key width
+            return knn_search(self.keys[: self.size], queries, k)
         q = np.ascontiguousarray(
             pad_columns(queries.astype(np.float32, copy=False), self.width)[:, : self.width]
         )
-        if self._hnsw is None:
-            return knn_search(self.keys[: self.size], q, k)
         _, cand = self._hnsw.search(q, min(2 * k, self.size))
         cand = np.where(cand < 0, 0, cand)
         d = ((self.keys[cand] - q[:, None, :]) ** 2).sum(-1)
