@@ -67,6 +67,7 @@ from streamcl.learning.combination import (
     predictor_losses,
     sequential_mixture,
 )
+from streamcl.learning.delayed import ExpertOutputs, StepOutputs, delayed_losses, event_outputs
 from streamcl.learning.drift import DriftMonitor, DriftRecord
 from streamcl.learning.features import Featurizer
 from streamcl.learning.memory import KNNMemory, Prototypes, ReplayBuffer, batch_neighbours
@@ -165,6 +166,7 @@ class Learner:
         self._exported: dict[str, int] = {}
         self._label_recent: deque[int] = deque(maxlen=1_000)  # class indices, for trimming
         self._space: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # stored rows' scale
+        self._outputs: list[StepOutputs] = []  # the last predict_learn's expert outputs
 
     # -- properties used by the loop, the API and other components ---------------------------
     @property
@@ -275,6 +277,7 @@ class Learner:
             One per event, each made before the event (or any later one) was learned.
         """
         predictions: list[Prediction] = []
+        self._outputs = []
         while len(predictions) < len(events):
             rest = events[len(predictions) :]
             predictions += self._predict_learn(rest[: self._step_size(len(rest))])
@@ -313,6 +316,7 @@ class Learner:
             cuts = [self._on_drift(record, self.events_seen + n) for record in found]
             cut = max((c for c in cuts if c is not None), default=None)
         predictions = self._to_predictions(combined, n)
+        self._outputs.append((parts if ready else {}, n))
         self.featurizer.learn(events)
         if rows:
             self.learn_matrix(x[rows], labels, self.events_seen + np.asarray(rows, np.int64))
@@ -320,6 +324,14 @@ class Learner:
             self._trim(cut)
         self.events_seen += n
         return predictions
+
+    def expert_outputs(self, indices: Sequence[int]) -> list[ExpertOutputs | None]:
+        """Each expert's output for events ``indices`` of the last :meth:`predict_learn`.
+
+        What a pending event keeps for :meth:`learn_delayed` (:mod:`~.delayed`); None
+        where the learner was not ready to predict.
+        """
+        return event_outputs(self._outputs, indices)
 
     def _known(self, events: Sequence[Event]) -> np.ndarray:
         """``(batch,)`` float64 targets of ``events``; NaN: no label, or a class not seen yet."""
@@ -408,6 +420,14 @@ class Learner:
         self.recovery.update(correct[:m])
         cuts = [self._on_drift(record, self.events_seen + rows[m - 1] + 1) for record in found]
         return n, max((c for c in cuts if c is not None), default=None)
+
+    def _hedge_delayed(self, outputs: list[ExpertOutputs | None], y: np.ndarray) -> None:
+        """Hedge update from joined events' event-time expert outputs (:mod:`~.delayed`)."""
+        losses = delayed_losses(outputs, y, self.regression, self.trainer.target_std())
+        d = self.settings.hedge_decay
+        for name, values in losses.items():
+            if name in self.hedge:
+                self.hedge[name] = hedge_losses(self.hedge[name], values, d)
 
     def _on_drift(self, record: DriftRecord, scored: int) -> int | None:
         """Take the configured actions for a drift (see the module docstring).
@@ -527,15 +547,16 @@ class Learner:
         labels: Sequence[Label],
         predicted: Sequence[Label | None],
         ids: Sequence[str],
+        experts: Sequence[ExpertOutputs | None] | None = None,
     ) -> float:
         """Learn events whose labels arrived after they were predicted (the label join).
 
         The predictions recorded at event time are scored against the labels first: the
-        recovery metrics and the loss drift detector see them in join order, and a drift
-        takes its actions as in :meth:`predict_learn` (the memory trim counts the joined
-        labels back from the current stream offset). Then one :meth:`learn_matrix` step.
-        The Hedge weights are not updated: the predictors' own outputs at event time are
-        not kept with a pending event.
+        recovery metrics and the loss drift detector see them in join order, the Hedge
+        weights learn from each expert's event-time output (``experts``, :mod:`~.delayed`),
+        and a drift takes its actions as in :meth:`predict_learn` (the memory trim counts
+        the joined labels back from the current stream offset; the Hedge weights start
+        afresh after the detecting event). Then one :meth:`learn_matrix` step.
 
         Parameters
         ----------
@@ -548,6 +569,9 @@ class Learner:
             event is learned but not scored).
         ids
             ``batch`` event ids, for the drift log.
+        experts
+            ``batch`` outputs of :meth:`expert_outputs` kept with the pending events
+            (None, or None entries: the Hedge weights do not learn from those events).
 
         Returns
         -------
@@ -570,6 +594,9 @@ class Learner:
                 if not self.regression:
                     self._label_recent.extend(y[start : start + used].tolist())
                 self.recovery.update(correct[start : start + used])
+                if experts is not None:
+                    outputs = [experts[i] for i in scored[start : start + used]]
+                    self._hedge_delayed(outputs, y[start : start + used])
                 start += used
                 at = None if record is None else self._on_drift(record, self.events_seen)
                 if at is not None:
