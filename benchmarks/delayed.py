@@ -10,7 +10,7 @@ events in one process:
 - ``no_hedge_on_join``: the pending events keep no expert outputs (the behaviour before
   they were kept: the weights never move when every label is delayed);
 - ``no_drift_actions``: the drift detector still resets the Hedge weights, but no learning
-  rate restart and no memory trim;
+  rate restart and no memory trim (``lr_restart_only``, ``trim_memory_only``: one of them);
 - ``no_drift``: no loss detector at all.
 
 ``delay 0`` (labels with their events, ``predict_learn``) is the reference. Accuracy is
@@ -37,25 +37,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from prequential import elec2
 from streamcl.connectors.base import Record
+from suite import settings_from
 
 from streamcl.events import Event, EventDecoder
 from streamcl.learning.learner import Learner
 from streamcl.metrics import Metrics
-from streamcl.settings import DriftSettings, LearnerSettings
 from streamcl.stream.labels import LabelJoin, PendingLabels
 from streamcl.stream.prequential import StreamLoop
 
-VARIANTS: dict[str, dict[str, Any]] = {
-    "defaults": {},
-    "no_hedge_on_join": {},
-    "no_drift_actions": {"drift": DriftSettings(actions=())},
-    "no_drift": {"drift": DriftSettings(detector="none")},
+VARIANTS: dict[str, list[str]] = {
+    "defaults": [],
+    "no_hedge_on_join": [],
+    "no_drift_actions": ["drift.actions=[]"],
+    "lr_restart_only": ["drift.actions=[lr_restart]"],
+    "trim_memory_only": ["drift.actions=[trim_memory]"],
+    "no_drift": ["drift.detector=none"],
 }
 
 
-def run(rows: list[tuple[dict[str, Any], int]], delay: int, variant: str) -> dict[str, Any]:
+def run(
+    rows: list[tuple[dict[str, Any], int]], delay: int, variant: str, base: list[str]
+) -> dict[str, Any]:
     """One prequential pass; accuracy of the event-time predictions, events per CPU second."""
-    learner = Learner(LearnerSettings(**VARIANTS[variant]))
+    learner = Learner(settings_from(base + VARIANTS[variant]))
     if variant == "no_hedge_on_join":
         learner.expert_outputs = lambda indices: [None] * len(indices)  # type: ignore[method-assign]
     loop = StreamLoop(None, learner, EventDecoder(target="class"), Metrics())
@@ -94,10 +98,13 @@ def main() -> None:
     parser.add_argument("--delays", type=int, nargs="*", default=[100, 1_000])
     parser.add_argument("--limit", type=int, default=None, help="first events of elec2 only")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--set", nargs="*", default=[], dest="overrides", help="settings of every variant"
+    )
     args = parser.parse_args()
     rows = elec2(args.limit)
     summary: dict[str, dict[str, float]] = {}
-    reference = run(rows, 0, "defaults")
+    reference = run(rows, 0, "defaults", args.overrides)
     print(f"labels with events: accuracy {reference['accuracy']}", flush=True)
     summary["delay_0"] = {"defaults": reference["accuracy"]}
     print("| delay (events) | variant | accuracy | loss drifts | events/CPU s | weights |")
@@ -105,7 +112,7 @@ def main() -> None:
     for delay in args.delays:
         summary[f"delay_{delay}"] = {}
         for variant in args.variants:
-            r = run(rows, delay, variant)
+            r = run(rows, delay, variant, args.overrides)
             summary[f"delay_{delay}"][variant] = r["accuracy"]
             print(
                 f"| {delay} | {variant} | {r['accuracy']:.4f} | {r['loss_drifts']} "

@@ -173,6 +173,14 @@ class LearnerSettings(_Section):
     temporal_decay: float = Field(
         0.999, gt=0, le=1, description="Temporal expert: per-event decay of transition counts."
     )
+    linear: bool = Field(
+        True,
+        description="Linear expert in the combination: online softmax regression on the "
+        "standardised inputs (streamcl.learning.linear; classification only).",
+    )
+    linear_lr: float = Field(
+        0.05, gt=0, le=10.0, description="Linear expert: SGD step size per event."
+    )
     hedge_eta: float = Field(1.0, gt=0, description="Hedge learning rate of the combination.")
     hedge_decay: float = Field(
         0.95, gt=0, le=1, description="Per-event decay of the predictors' cumulative losses."

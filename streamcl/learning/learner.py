@@ -70,6 +70,7 @@ from streamcl.learning.combination import (
 from streamcl.learning.delayed import ExpertOutputs, StepOutputs, delayed_losses, event_outputs
 from streamcl.learning.drift import DriftMonitor, DriftRecord
 from streamcl.learning.features import Featurizer
+from streamcl.learning.linear import SoftmaxRegression
 from streamcl.learning.memory import KNNMemory, Prototypes, ReplayBuffer, batch_neighbours
 from streamcl.learning.network import MLP
 from streamcl.learning.plasticity import ShrinkPerturb
@@ -146,6 +147,7 @@ class Learner:
         self.prototypes = (
             Prototypes(m.prototype_decay) if m.prototypes and not self.regression else None
         )
+        self.linear = SoftmaxRegression(s.linear_lr) if s.linear and not self.regression else None
         self.replay = ReplayBuffer(m.replay_capacity, m.replay_balanced, s.seed)
         self.drift = DriftMonitor(
             d.detector, d.delta, d.input_detector if m.knn else "none", d.log_size, s.seed, d.clock
@@ -156,6 +158,7 @@ class Learner:
             + (["recent"] if self.recent else [])
             + (["prototypes"] if self.prototypes else [])
             + (["temporal"] if self.temporal else [])
+            + (["linear"] if self.linear else [])
         )
         self.hedge = dict.fromkeys(names, 0.0)
         self.recovery = Recovery(window=500)
@@ -239,6 +242,8 @@ class Learner:
                 parts["recent"], _ = self.recent.predict(keys, n, batch)
         if self.prototypes is not None and len(self.prototypes.counts):
             parts["prototypes"] = self.prototypes.predict(x, n)
+        if self.linear is not None and self.linear.ready:
+            parts["linear"] = self.linear.predict(x, n)
         if self.temporal is not None and self.temporal.ready:
             parts["temporal"] = self.temporal.predict(
                 np.full(len(x), math.nan) if known is None else known, n
@@ -536,6 +541,8 @@ class Learner:
                 self.recent.add(keys, y, t)
         if self.prototypes is not None:
             self.prototypes.learn(x, y.astype(np.int64), len(self.classes))
+        if self.linear is not None:
+            self.linear.learn(x, y.astype(np.int64), len(self.classes))
         self.replay.add(x, y, t)
         self.version += 1
         self.events_learned += len(labels)
@@ -625,7 +632,10 @@ class Learner:
         temporal = None
         if self.temporal is not None and self.temporal.ready:
             temporal = self.temporal.next_output(len(self.classes))
+        linear = self.linear.copy_arrays() if self.linear and self.linear.ready else None
         weights = self.weights()
+        if linear is None:
+            weights.pop("linear", None)
         if temporal is None:
             weights.pop("temporal", None)
         if keys is None:
@@ -647,6 +657,7 @@ class Learner:
             m.space,
             recent,
             temporal,
+            linear,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -657,6 +668,7 @@ class Learner:
             + (self.knn.nbytes if self.knn else 0)
             + (self.recent.nbytes if self.recent else 0)
             + (self.prototypes.nbytes if self.prototypes else 0)
+            + (self.linear.nbytes if self.linear else 0)
         )
         return {
             "task": self.settings.task,
@@ -735,6 +747,7 @@ class Learner:
                 "recent": None if self.recent is None else self.recent.state_dict(),
                 "prototypes": None if self.prototypes is None else self.prototypes.state_dict(),
                 "temporal": None if self.temporal is None else self.temporal.state_dict(),
+                "linear": None if self.linear is None else self.linear.state_dict(),
                 "replay": self.replay.state_dict(),
                 "drift": self.drift.state_dict(),
                 "hedge": dict(self.hedge),
@@ -770,6 +783,8 @@ class Learner:
             self.recent.load_state_dict(state["recent"])
         if self.temporal is not None and state.get("temporal") is not None:
             self.temporal.load_state_dict(state["temporal"])
+        if self.linear is not None and state.get("linear") is not None:
+            self.linear.load_state_dict(state["linear"])
         if self.prototypes is not None and state["prototypes"] is not None:
             self.prototypes.load_state_dict(state["prototypes"])
         self.replay.load_state_dict(state["replay"])
