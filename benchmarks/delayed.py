@@ -6,12 +6,13 @@ label arrives ``delay`` events later on the labels "topic" and joins the pending
 events in one process:
 
 - ``defaults``: the Hedge weights learn from the experts' outputs kept with the pending
-  events (:mod:`streamcl.learning.delayed`);
-- ``no_hedge_on_join``: the pending events keep no expert outputs (the behaviour before
-  they were kept: the weights never move when every label is delayed);
-- ``no_drift_actions``: the drift detector still resets the Hedge weights, but no learning
-  rate restart and no memory trim (``lr_restart_only``, ``trim_memory_only``: one of them);
-- ``no_drift``: no loss detector at all.
+  events (:mod:`streamcl.learning.delayed`, with ``hedge_delayed_scale`` and
+  ``hedge_delayed_decay``); a loss drift found on delayed labels is logged and resets the
+  Hedge weights, but takes no action (``drift.delayed_actions``);
+- ``before``: what the learner did before: no expert outputs kept (the weights never move
+  when every label is delayed), and the drift actions (``lr_restart``, ``trim_memory``);
+- ``no_hedge_on_join``, ``with_drift_actions``, ``lr_restart_only``, ``trim_memory_only``:
+  one of those changes at a time; ``no_drift``: no loss detector at all.
 
 ``delay 0`` (labels with their events, ``predict_learn``) is the reference. Accuracy is
 over all events; throughput is events per CPU second (``time.process_time``).
@@ -45,12 +46,14 @@ from streamcl.metrics import Metrics
 from streamcl.stream.labels import LabelJoin, PendingLabels
 from streamcl.stream.prequential import StreamLoop
 
+ACT = "drift.delayed_actions=[lr_restart,trim_memory]"
 VARIANTS: dict[str, list[str]] = {
     "defaults": [],
+    "before": [ACT],  # no Hedge update on join, drift actions on delayed labels
     "no_hedge_on_join": [],
-    "no_drift_actions": ["drift.actions=[]"],
-    "lr_restart_only": ["drift.actions=[lr_restart]"],
-    "trim_memory_only": ["drift.actions=[trim_memory]"],
+    "with_drift_actions": [ACT],
+    "lr_restart_only": ["drift.delayed_actions=[lr_restart]"],
+    "trim_memory_only": ["drift.delayed_actions=[trim_memory]"],
     "no_drift": ["drift.detector=none"],
 }
 
@@ -60,7 +63,7 @@ def run(
 ) -> dict[str, Any]:
     """One prequential pass; accuracy of the event-time predictions, events per CPU second."""
     learner = Learner(settings_from(base + VARIANTS[variant]))
-    if variant == "no_hedge_on_join":
+    if variant in ("before", "no_hedge_on_join"):
         learner.expert_outputs = lambda indices: [None] * len(indices)  # type: ignore[method-assign]
     loop = StreamLoop(None, learner, EventDecoder(target="class"), Metrics())
     loop.labels = LabelJoin(PendingLabels(), "labels", learner, loop.score, loop.metrics)

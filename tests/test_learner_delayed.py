@@ -40,7 +40,7 @@ def test_joined_labels_score_the_outputs_stored_at_event_time() -> None:
     )
     assert learner.hedge["knn"] < learner.hedge["mlp"]
     w = learner.weights()
-    assert w["knn"] > 100 * w["mlp"]
+    assert w["knn"] > 10 * w["mlp"]
     untouched = [k for k in learner.hedge if k not in names]
     assert all(learner.hedge[k] == 0.0 for k in untouched)
 
@@ -67,26 +67,24 @@ def test_event_outputs_follow_the_steps_of_a_call() -> None:
     assert got[2] is not None and got[2][0] == ("a",) and np.allclose(got[2][1], [[0.6, 0.4]])
 
 
-def _sticky(n: int) -> list[Event]:
+def _rule(n: int) -> list[Event]:
     rng = np.random.default_rng(1)
-    labels = np.cumsum(rng.random(n) < 0.03) % 3  # runs of ~30 events, noise features
+    x = rng.normal(size=(n, 2))
     return [
-        Event(
-            id=str(i), features={"a": float(rng.normal()), "b": float(rng.normal())}, label=int(y)
-        )
-        for i, y in enumerate(labels)
+        Event(id=str(i), features={"a": float(a), "b": float(b)}, label=int(a + b > 0))
+        for i, (a, b) in enumerate(x)
     ]
 
 
 def test_the_stream_loop_keeps_outputs_with_pending_events_and_hedge_learns_on_join() -> None:
-    # Labels arrive one batch late: only the stored outputs can tell the temporal expert
-    # (the one that pays on sticky labels) from the others.
+    # Labels arrive one batch late and are independent of each other: only the stored
+    # outputs can tell that the temporal expert (the label before) is worth nothing here.
     learner = Learner(LearnerSettings(label_lags=0, batch_size=8))
     loop = StreamLoop(
         ListSource([]), learner, EventDecoder(target="class"), Metrics(), batch_size=8
     )
     loop.labels = LabelJoin(PendingLabels(), "labels", learner, loop.score, loop.metrics)
-    events = _sticky(1_500)
+    events = _rule(1_500)
     previous: list[Event] = []
     for i in range(0, len(events), 8):
         batch = events[i : i + 8]
@@ -101,7 +99,8 @@ def test_the_stream_loop_keeps_outputs_with_pending_events_and_hedge_learns_on_j
         loop.labels.join(records, lambda r, exc: None)
         previous = batch
     assert learner.events_learned == len(events) - len(previous)
-    assert learner.weights()["temporal"] > 0.5
+    weights = learner.weights()
+    assert weights["temporal"] < 0.02 and max(weights.values()) > 0.3, weights
 
 
 def test_pending_expert_outputs_survive_a_checkpoint() -> None:

@@ -429,21 +429,25 @@ class Learner:
     def _hedge_delayed(self, outputs: list[ExpertOutputs | None], y: np.ndarray) -> None:
         """Hedge update from joined events' event-time expert outputs (:mod:`~.delayed`)."""
         losses = delayed_losses(outputs, y, self.regression, self.trainer.target_std())
-        d = self.settings.hedge_decay
+        s = self.settings
         for name, values in losses.items():
             if name in self.hedge:
-                self.hedge[name] = hedge_losses(self.hedge[name], values, d)
+                scaled = s.hedge_delayed_scale * values
+                self.hedge[name] = hedge_losses(self.hedge[name], scaled, s.hedge_delayed_decay)
 
-    def _on_drift(self, record: DriftRecord, scored: int) -> int | None:
+    def _on_drift(self, record: DriftRecord, scored: int, delayed: bool = False) -> int | None:
         """Take the configured actions for a drift (see the module docstring).
 
         ``scored`` is the stream offset just after the last scored event. The change is
         placed at the maximum-likelihood split of the recent prequential accuracy (at most
         ADWIN's window, or 500 events, back). Returns that offset if the memories are to be
         trimmed to what came after it (:meth:`_trim`, once the batch is learned), else None.
+        ``delayed``: found on delayed labels, the actions are ``drift.delayed_actions``.
         """
         d = self.settings.drift
         actions = d.actions if record.detector == "loss" else d.input_actions
+        if delayed:  # found on delayed labels (learn_delayed)
+            actions = d.delayed_actions
         age = self.recovery.change_age(record.window or 500)
         if record.detector == "loss":
             self.recovery.on_drift(age)
@@ -605,7 +609,7 @@ class Learner:
                     outputs = [experts[i] for i in scored[start : start + used]]
                     self._hedge_delayed(outputs, y[start : start + used])
                 start += used
-                at = None if record is None else self._on_drift(record, self.events_seen)
+                at = None if record is None else self._on_drift(record, self.events_seen, True)
                 if at is not None:
                     cut = at if cut is None else max(cut, at)
         loss = self.learn_matrix(x, labels)
