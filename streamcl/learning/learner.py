@@ -4,8 +4,10 @@ Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 
 1. featurize (label lags see only labels of earlier events, :mod:`streamcl.learning.features`);
 2. predict with every predictor -- the MLP, the long-term kNN memory, a short-term kNN
-   memory of the latest events (Losing et al. 2016's self-adjusting memory) and the class
-   prototypes, each on or off by setting -- and combine them with Hedge weights; the
+   memory of the latest events (Losing et al. 2016's self-adjusting memory), the class
+   prototypes, the temporal expert (:mod:`~streamcl.learning.temporal`) and the linear
+   expert (:mod:`~streamcl.learning.linear`), each on or off by setting -- and combine them
+   with Hedge weights; the
    weights and the kNN votes use the labels of the batch's earlier events, known before
    each event is predicted (:mod:`streamcl.learning.combination`,
    :func:`streamcl.learning.memory.batch_neighbours`); stored rows follow the running scaler
@@ -26,8 +28,11 @@ Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 
 Labels that arrive after their events (the join in :mod:`streamcl.stream.labels`) go through
 :meth:`Learner.learn_delayed`: the event-time predictions are scored for the loss drift
-detector and the recovery metrics, then the rows are learned. Events without a label still
-feed the input drift detector when they are predicted.
+detector and the recovery metrics, each expert's event-time output (kept with the pending
+event, :meth:`Learner.expert_outputs`) updates the Hedge weights
+(:mod:`streamcl.learning.delayed`), then the rows are learned; a loss drift found there takes
+``drift.delayed_actions``. Events without a label still feed the input drift detector when
+they are predicted.
 
 Default hyper-parameters (``LearnerSettings``) are the ones ``benchmarks/prequential.py``
 measures: one setting for elec2 and river's synthetic drift streams alike, no per-dataset

@@ -1,7 +1,8 @@
 """Immutable model snapshots and the prediction combination: what serving needs to predict.
 
-Prediction is a mixture of up to three predictors: the parametric head (``"mlp"``), the kNN
-memory (``"knn"``) and the class prototypes (``"prototypes"``), weighted by Hedge weights
+Prediction is a mixture of the predictors: the parametric head (``"mlp"``), the kNN
+memories (``"knn"``, ``"recent"``), the class prototypes (``"prototypes"``), the temporal
+expert (``"temporal"``) and the linear expert (``"linear"``), weighted by Hedge weights
 learned online from each predictor's own prequential loss (Freund, Y. & Schapire, R. E.
 1997, A decision-theoretic generalization of on-line learning, JCSS 55(1)). No task labels.
 
