@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from streamcl.models.kernels import pad_columns
 from streamcl.models.predictor import linear_proba
 
 __all__ = ["SoftmaxRegression"]
@@ -74,14 +75,15 @@ class SoftmaxRegression:
         if len(y) == 0:
             return
         self._grow(n_classes, x.shape[1])
+        x = pad_columns(x, self.weights.shape[1])
         p = self.predict(x, len(self.bias))
         p[np.arange(len(y)), y] -= 1.0  # d(log loss)/d(logits), per event
-        width = min(x.shape[1], self.weights.shape[1])
-        grad = p.T @ x[:, :width]  # (n_classes, width), summed over the batch
+        p *= self.lr
+        step = p.T @ x  # lr * (n_classes, width) gradient, summed over the batch
         if self.l2:
-            grad += (self.l2 * len(y)) * self.weights[:, :width]
-        self.weights[:, :width] -= self.lr * grad
-        self.bias -= self.lr * np.add.reduce(p, 0)
+            step += (self.lr * self.l2 * len(y)) * self.weights
+        self.weights -= step
+        self.bias -= np.add.reduce(p, 0)
 
     def _grow(self, n_classes: int, width: int) -> None:
         c, w = self.weights.shape

@@ -103,6 +103,10 @@ def linear_proba(
         x = x[:, :width]
     elif x.shape[1] < width:
         x = pad_columns(x, width)
+    if len(bias) == n_classes:  # the usual case: no copy, no padding
+        logits = x @ weights.T
+        logits += bias
+        return softmax(logits)
     logits = np.zeros((len(x), n_classes), dtype=np.float32)
     c = min(n_classes, len(bias))
     logits[:, :c] = x @ weights[:c].T + bias[:c]
