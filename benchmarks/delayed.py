@@ -21,6 +21,7 @@ Usage::
 
     python benchmarks/delayed.py                    # delays 100 and 1000, ~10 min
     python benchmarks/delayed.py --delays 100 --limit 10000
+    python benchmarks/delayed.py --stream "SEA abrupt" --events 12000   # a suite generator
 
 The last line is a JSON object ``{"delay_<d>": {variant: accuracy}}``.
 """
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from prequential import elec2
 from streamcl.connectors.base import Record
-from suite import settings_from
+from suite import GENERATORS, settings_from
 
 from streamcl.events import Event, EventDecoder
 from streamcl.learning.learner import Learner
@@ -100,12 +101,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--delays", type=int, nargs="*", default=[100, 1_000])
     parser.add_argument("--limit", type=int, default=None, help="first events of elec2 only")
+    parser.add_argument(
+        "--stream", default="elec2", help="elec2, or a generator of benchmarks/suite.py (seed 1)"
+    )
+    parser.add_argument("--events", type=int, default=12_000, help="events of a generator")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument(
         "--set", nargs="*", default=[], dest="overrides", help="settings of every variant"
     )
     args = parser.parse_args()
-    rows = elec2(args.limit)
+    rows = (
+        elec2(args.limit) if args.stream == "elec2" else GENERATORS[args.stream][1](1, args.events)
+    )
     summary: dict[str, dict[str, float]] = {}
     reference = run(rows, 0, "defaults", args.overrides)
     print(f"labels with events: accuracy {reference['accuracy']}", flush=True)
