@@ -133,6 +133,12 @@ class DriftSettings(_Section):
     actions: tuple[Literal["lr_restart", "shrink_perturb", "trim_memory"], ...] = Field(
         ("lr_restart", "trim_memory"), description="Actions taken on a loss drift."
     )
+    delayed_actions: tuple[Literal["lr_restart", "shrink_perturb", "trim_memory"], ...] = Field(
+        (),
+        description="Actions taken on a loss drift found on delayed labels (the label join): "
+        "none by default, they cost 2.8 points on elec2 with labels 100 events late "
+        "(benchmarks/delayed.py).",
+    )
     input_actions: tuple[Literal["lr_restart", "shrink_perturb", "trim_memory"], ...] = Field(
         (), description="Actions taken on an input drift (logged and counted regardless)."
     )
@@ -179,7 +185,29 @@ class LearnerSettings(_Section):
     temporal_decay: float = Field(
         0.999, gt=0, le=1, description="Temporal expert: per-event decay of transition counts."
     )
+    linear: bool = Field(
+        True,
+        description="Linear expert in the combination: online softmax regression on the "
+        "standardised inputs (streamcl.learning.linear; classification only).",
+    )
+    linear_lr: float = Field(
+        0.05, gt=0, le=10.0, description="Linear expert: SGD step size per event."
+    )
     hedge_eta: float = Field(1.0, gt=0, description="Hedge learning rate of the combination.")
+    hedge_delayed_scale: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Weight of a delayed label's loss in the Hedge cumulative losses, relative "
+        "to a label that came with its event: a smaller learning rate for delayed feedback.",
+    )
+    hedge_delayed_decay: float = Field(
+        0.99,
+        gt=0,
+        le=1,
+        description="Per-event decay of the Hedge cumulative losses on delayed labels (a "
+        "longer memory than hedge_decay: delayed losses are older and noisier).",
+    )
     hedge_decay: float = Field(
         0.95, gt=0, le=1, description="Per-event decay of the predictors' cumulative losses."
     )

@@ -72,6 +72,11 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
     "temporal_no_lags_decay": ({"label_lags": 0, "temporal_decay": 0.9}, {}),
     "no_temporal": ({"temporal": False}, {}),
+    "linear_mlp_only": (
+        {"temporal": False, "linear_lr": 0.3, "memory": {"knn": False, "prototypes": False}},
+        {},
+    ),
+    "no_linear": ({"linear": False}, {}),
     "regression": ({"task": "regression", "label_lags": 2}, {}),
     "regression_absolute_no_knn": (
         {"task": "regression", "loss": "absolute", "memory": {"knn": False}},

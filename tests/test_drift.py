@@ -13,7 +13,7 @@ from streamcl.learning.detectors import adwin_until, page_hinkley_until
 from streamcl.learning.drift import DriftMonitor, detector_state, load_detector, make_detector
 from streamcl.learning.learner import Learner
 from streamcl.learning.training import Recovery
-from streamcl.settings import LearnerSettings
+from streamcl.settings import DriftSettings, LearnerSettings
 
 
 def _errors(n: int, rates: list[float], seed: int = 0) -> np.ndarray:
@@ -182,9 +182,12 @@ def test_learner_input_drift_is_logged() -> None:
     assert any(r.detector == "input" and r.event >= 1500 for r in learner.drift.log)
 
 
-def _learn_delayed(events: list[Event], delay: int = 100) -> Learner:
+ACT = DriftSettings(delayed_actions=("lr_restart", "trim_memory"))
+
+
+def _learn_delayed(events: list[Event], delay: int = 100, drift: DriftSettings = ACT) -> Learner:
     """Events arrive without labels; each label joins ``delay`` events later."""
-    learner = Learner(LearnerSettings(label_lags=0, batch_size=32))
+    learner = Learner(LearnerSettings(label_lags=0, batch_size=32, drift=drift))
     waiting: list[tuple[str, np.ndarray, object, int]] = []
     for i in range(0, len(events), 32):
         batch = [Event(id=e.id, features=e.features) for e in events[i : i + 32]]
@@ -210,6 +213,13 @@ def test_delayed_labels_feed_the_loss_drift_detector() -> None:
     assert learner.trainer.restart_at is not None
     assert learner.knn is not None and learner.knn.size < LearnerSettings().memory.capacity
     assert learner.summary()["window_accuracy"] > 0.8  # recovered
+
+
+def test_a_drift_on_delayed_labels_takes_no_action_by_default() -> None:
+    learner = _learn_delayed(_rule_stream(4000, flip_at=2000), drift=DriftSettings())
+    assert any(r.detector == "loss" and r.event >= 2000 for r in learner.drift.log)
+    assert learner.trainer.restart_at is None
+    assert learner.knn is not None and learner.knn.size == learner.knn.capacity
 
 
 def test_delayed_labels_quiet_on_a_stationary_stream() -> None:

@@ -4,8 +4,10 @@ Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 
 1. featurize (label lags see only labels of earlier events, :mod:`streamcl.learning.features`);
 2. predict with every predictor -- the MLP, the long-term kNN memory, a short-term kNN
-   memory of the latest events (Losing et al. 2016's self-adjusting memory) and the class
-   prototypes, each on or off by setting -- and combine them with Hedge weights; the
+   memory of the latest events (Losing et al. 2016's self-adjusting memory), the class
+   prototypes, the temporal expert (:mod:`~streamcl.learning.temporal`) and the linear
+   expert (:mod:`~streamcl.learning.linear`), each on or off by setting -- and combine them
+   with Hedge weights; the
    weights and the kNN votes use the labels of the batch's earlier events, known before
    each event is predicted (:mod:`streamcl.learning.combination`,
    :func:`streamcl.learning.memory.batch_neighbours`); stored rows follow the running scaler
@@ -26,8 +28,11 @@ Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 
 Labels that arrive after their events (the join in :mod:`streamcl.stream.labels`) go through
 :meth:`Learner.learn_delayed`: the event-time predictions are scored for the loss drift
-detector and the recovery metrics, then the rows are learned. Events without a label still
-feed the input drift detector when they are predicted.
+detector and the recovery metrics, each expert's event-time output (kept with the pending
+event, :meth:`Learner.expert_outputs`) updates the Hedge weights
+(:mod:`streamcl.learning.delayed`), then the rows are learned; a loss drift found there takes
+``drift.delayed_actions``. Events without a label still feed the input drift detector when
+they are predicted.
 
 Default hyper-parameters (``LearnerSettings``) are the ones ``benchmarks/prequential.py``
 measures: one setting for elec2 and river's synthetic drift streams alike, no per-dataset
@@ -67,8 +72,10 @@ from streamcl.learning.combination import (
     predictor_losses,
     sequential_mixture,
 )
+from streamcl.learning.delayed import ExpertOutputs, StepOutputs, delayed_losses, event_outputs
 from streamcl.learning.drift import DriftMonitor, DriftRecord
 from streamcl.learning.features import Featurizer
+from streamcl.learning.linear import SoftmaxRegression
 from streamcl.learning.memory import KNNMemory, Prototypes, ReplayBuffer, batch_neighbours
 from streamcl.learning.network import MLP
 from streamcl.learning.plasticity import ShrinkPerturb
@@ -145,6 +152,7 @@ class Learner:
         self.prototypes = (
             Prototypes(m.prototype_decay) if m.prototypes and not self.regression else None
         )
+        self.linear = SoftmaxRegression(s.linear_lr) if s.linear and not self.regression else None
         self.replay = ReplayBuffer(m.replay_capacity, m.replay_balanced, s.seed)
         self.drift = DriftMonitor(
             d.detector, d.delta, d.input_detector if m.knn else "none", d.log_size, s.seed, d.clock
@@ -155,6 +163,7 @@ class Learner:
             + (["recent"] if self.recent else [])
             + (["prototypes"] if self.prototypes else [])
             + (["temporal"] if self.temporal else [])
+            + (["linear"] if self.linear else [])
         )
         self.hedge = dict.fromkeys(names, 0.0)
         self.recovery = Recovery(window=500)
@@ -165,6 +174,7 @@ class Learner:
         self._exported: dict[str, int] = {}
         self._label_recent: deque[int] = deque(maxlen=1_000)  # class indices, for trimming
         self._space: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # stored rows' scale
+        self._outputs: list[StepOutputs] = []  # the last predict_learn's expert outputs
 
     # -- properties used by the loop, the API and other components ---------------------------
     @property
@@ -237,6 +247,8 @@ class Learner:
                 parts["recent"], _ = self.recent.predict(keys, n, batch)
         if self.prototypes is not None and len(self.prototypes.counts):
             parts["prototypes"] = self.prototypes.predict(x, n)
+        if self.linear is not None and self.linear.ready:
+            parts["linear"] = self.linear.predict(x, n)
         if self.temporal is not None and self.temporal.ready:
             parts["temporal"] = self.temporal.predict(
                 np.full(len(x), math.nan) if known is None else known, n
@@ -275,6 +287,7 @@ class Learner:
             One per event, each made before the event (or any later one) was learned.
         """
         predictions: list[Prediction] = []
+        self._outputs = []
         while len(predictions) < len(events):
             rest = events[len(predictions) :]
             predictions += self._predict_learn(rest[: self._step_size(len(rest))])
@@ -315,6 +328,7 @@ class Learner:
             cuts = [self._on_drift(record, self.events_seen + n) for record in found]
             cut = max((c for c in cuts if c is not None), default=None)
         predictions = self._to_predictions(combined, n)
+        self._outputs.append((parts if ready else {}, n))
         self.featurizer.learn(events)
         if rows:
             times = self.events_seen + np.asarray(rows, np.int64)
@@ -323,6 +337,14 @@ class Learner:
             self._trim(cut)
         self.events_seen += n
         return predictions
+
+    def expert_outputs(self, indices: Sequence[int]) -> list[ExpertOutputs | None]:
+        """Each expert's output for events ``indices`` of the last :meth:`predict_learn`.
+
+        What a pending event keeps for :meth:`learn_delayed` (:mod:`~.delayed`); None
+        where the learner was not ready to predict.
+        """
+        return event_outputs(self._outputs, indices)
 
     def _known(self, events: Sequence[Event]) -> np.ndarray:
         """``(batch,)`` float64 targets of ``events``; NaN: no label, or a class not seen yet."""
@@ -419,16 +441,28 @@ class Learner:
         cuts = [self._on_drift(record, self.events_seen + rows[m - 1] + 1) for record in found]
         return n, max((c for c in cuts if c is not None), default=None)
 
-    def _on_drift(self, record: DriftRecord, scored: int) -> int | None:
+    def _hedge_delayed(self, outputs: list[ExpertOutputs | None], y: np.ndarray) -> None:
+        """Hedge update from joined events' event-time expert outputs (:mod:`~.delayed`)."""
+        losses = delayed_losses(outputs, y, self.regression, self.trainer.target_std())
+        s = self.settings
+        for name, values in losses.items():
+            if name in self.hedge:
+                scaled = s.hedge_delayed_scale * values
+                self.hedge[name] = hedge_losses(self.hedge[name], scaled, s.hedge_delayed_decay)
+
+    def _on_drift(self, record: DriftRecord, scored: int, delayed: bool = False) -> int | None:
         """Take the configured actions for a drift (see the module docstring).
 
         ``scored`` is the stream offset just after the last scored event. The change is
         placed at the maximum-likelihood split of the recent prequential accuracy (at most
         ADWIN's window, or 500 events, back). Returns that offset if the memories are to be
         trimmed to what came after it (:meth:`_trim`, once the batch is learned), else None.
+        ``delayed``: found on delayed labels, the actions are ``drift.delayed_actions``.
         """
         d = self.settings.drift
         actions = d.actions if record.detector == "loss" else d.input_actions
+        if delayed:  # found on delayed labels (learn_delayed)
+            actions = d.delayed_actions
         age = self.recovery.change_age(record.window or 500)
         if record.detector == "loss":
             self.recovery.on_drift(age)
@@ -532,6 +566,8 @@ class Learner:
                 self.recent.add(keys, y, t)
         if self.prototypes is not None:
             self.prototypes.learn(x, y.astype(np.int64), len(self.classes))
+        if self.linear is not None:
+            self.linear.learn(x, y.astype(np.int64), len(self.classes))
         self.replay.add(x, y, t)
         self.version += 1
         self.events_learned += len(labels)
@@ -543,15 +579,16 @@ class Learner:
         labels: Sequence[Label],
         predicted: Sequence[Label | None],
         ids: Sequence[str],
+        experts: Sequence[ExpertOutputs | None] | None = None,
     ) -> float:
         """Learn events whose labels arrived after they were predicted (the label join).
 
         The predictions recorded at event time are scored against the labels first: the
-        recovery metrics and the loss drift detector see them in join order, and a drift
-        takes its actions as in :meth:`predict_learn` (the memory trim counts the joined
-        labels back from the current stream offset). Then one :meth:`learn_matrix` step.
-        The Hedge weights are not updated: the predictors' own outputs at event time are
-        not kept with a pending event.
+        recovery metrics and the loss drift detector see them in join order, the Hedge
+        weights learn from each expert's event-time output (``experts``, :mod:`~.delayed`),
+        and a drift takes its actions as in :meth:`predict_learn` (the memory trim counts
+        the joined labels back from the current stream offset; the Hedge weights start
+        afresh after the detecting event). Then one :meth:`learn_matrix` step.
 
         Parameters
         ----------
@@ -564,6 +601,9 @@ class Learner:
             event is learned but not scored).
         ids
             ``batch`` event ids, for the drift log.
+        experts
+            ``batch`` outputs of :meth:`expert_outputs` kept with the pending events
+            (None, or None entries: the Hedge weights do not learn from those events).
 
         Returns
         -------
@@ -586,8 +626,11 @@ class Learner:
                 if not self.regression:
                     self._label_recent.extend(y[start : start + used].tolist())
                 self.recovery.update(correct[start : start + used])
+                if experts is not None:
+                    outputs = [experts[i] for i in scored[start : start + used]]
+                    self._hedge_delayed(outputs, y[start : start + used])
                 start += used
-                at = None if record is None else self._on_drift(record, self.events_seen)
+                at = None if record is None else self._on_drift(record, self.events_seen, True)
                 if at is not None:
                     cut = at if cut is None else max(cut, at)
         loss = self.learn_matrix(x, labels)
@@ -614,7 +657,10 @@ class Learner:
         temporal = None
         if self.temporal is not None and self.temporal.ready:
             temporal = self.temporal.next_output(len(self.classes))
+        linear = self.linear.copy_arrays() if self.linear and self.linear.ready else None
         weights = self.weights()
+        if linear is None:
+            weights.pop("linear", None)
         if temporal is None:
             weights.pop("temporal", None)
         if keys is None:
@@ -636,6 +682,7 @@ class Learner:
             m.space,
             recent,
             temporal,
+            linear,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -646,6 +693,7 @@ class Learner:
             + (self.knn.nbytes if self.knn else 0)
             + (self.recent.nbytes if self.recent else 0)
             + (self.prototypes.nbytes if self.prototypes else 0)
+            + (self.linear.nbytes if self.linear else 0)
         )
         return {
             "task": self.settings.task,
@@ -724,6 +772,7 @@ class Learner:
                 "recent": None if self.recent is None else self.recent.state_dict(),
                 "prototypes": None if self.prototypes is None else self.prototypes.state_dict(),
                 "temporal": None if self.temporal is None else self.temporal.state_dict(),
+                "linear": None if self.linear is None else self.linear.state_dict(),
                 "replay": self.replay.state_dict(),
                 "drift": self.drift.state_dict(),
                 "hedge": dict(self.hedge),
@@ -759,6 +808,8 @@ class Learner:
             self.recent.load_state_dict(state["recent"])
         if self.temporal is not None and state.get("temporal") is not None:
             self.temporal.load_state_dict(state["temporal"])
+        if self.linear is not None and state.get("linear") is not None:
+            self.linear.load_state_dict(state["linear"])
         if self.prototypes is not None and state["prototypes"] is not None:
             self.prototypes.load_state_dict(state["prototypes"])
         self.replay.load_state_dict(state["replay"])

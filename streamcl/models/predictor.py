@@ -1,7 +1,8 @@
 """Immutable model snapshots and the prediction combination: what serving needs to predict.
 
-Prediction is a mixture of up to three predictors: the parametric head (``"mlp"``), the kNN
-memory (``"knn"``) and the class prototypes (``"prototypes"``), weighted by Hedge weights
+Prediction is a mixture of the predictors: the parametric head (``"mlp"``), the kNN
+memories (``"knn"``, ``"recent"``), the class prototypes (``"prototypes"``), the temporal
+expert (``"temporal"``) and the linear expert (``"linear"``), weighted by Hedge weights
 learned online from each predictor's own prequential loss (Freund, Y. & Schapire, R. E.
 1997, A decision-theoretic generalization of on-line learning, JCSS 55(1)). No task labels.
 
@@ -23,11 +24,11 @@ import numpy as np
 import torch
 
 from streamcl.events import Event, Label
-from streamcl.models.kernels import forward, knn_search, ncm_proba, vote
+from streamcl.models.kernels import forward, knn_search, ncm_proba, pad_columns, vote
 from streamcl.models.schema import FeatureSchema
 from streamcl.models.view import FeatureView
 
-__all__ = ["Prediction", "Snapshot", "combine", "softmax", "to_predictions"]
+__all__ = ["Prediction", "Snapshot", "combine", "linear_proba", "softmax", "to_predictions"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,29 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / np.add.reduce(e, 1, keepdims=True)  # type: ignore[no-any-return]
 
 
+def linear_proba(
+    x: np.ndarray, weights: np.ndarray, bias: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """Softmax regression probabilities ``softmax(x W^T + b)`` ``(batch, n_classes)`` float32.
+
+    ``x`` ``(batch, n_columns)`` is cut or zero-padded to ``weights`` ``(c, width)``; classes
+    beyond ``c`` get logit 0 (:mod:`streamcl.learning.linear`).
+    """
+    width = weights.shape[1]
+    if x.shape[1] > width:
+        x = x[:, :width]
+    elif x.shape[1] < width:
+        x = pad_columns(x, width)
+    if len(bias) == n_classes:  # the usual case: no copy, no padding
+        logits = x @ weights.T
+        logits += bias
+        return softmax(logits)
+    logits = np.zeros((len(x), n_classes), dtype=np.float32)
+    c = min(n_classes, len(bias))
+    logits[:, :c] = x @ weights[:c].T + bias[:c]
+    return softmax(logits)
+
+
 def _forward(
     params: Sequence[tuple[torch.Tensor, torch.Tensor]], x: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -140,6 +164,9 @@ class Snapshot:
         The temporal expert's output for the next event
         (:mod:`streamcl.learning.temporal`): ``(n_classes,)`` probabilities given the last
         label, or ``(1,)`` the last value (regression).
+    linear : tuple or None
+        ``(weights (n_classes, width) float32, bias (n_classes,) float32)`` of the linear
+        expert (:mod:`streamcl.learning.linear`).
     """
 
     features: FeatureView
@@ -156,6 +183,7 @@ class Snapshot:
     space: str = "input"
     recent: tuple[np.ndarray, np.ndarray] | None = None
     temporal: np.ndarray | None = None
+    linear: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def schema(self) -> FeatureSchema:
@@ -190,6 +218,8 @@ class Snapshot:
         if self.temporal is not None and "temporal" in self.weights:
             t = self.temporal
             parts["temporal"] = np.full(len(x), t[0]) if regression else np.tile(t, (len(x), 1))
+        if self.linear is not None and not regression and "linear" in self.weights:
+            parts["linear"] = linear_proba(x, self.linear[0], self.linear[1], n)
         out = combine(parts, self.weights)
         if regression:
             return [Prediction(float(v), {}) for v in out.tolist()]

@@ -123,6 +123,7 @@ def _snapshot_state(s: Snapshot) -> dict[str, Any]:
         "space": s.space,
         "recent": s.recent,
         "temporal": s.temporal,
+        "linear": s.linear,
     }
 
 
@@ -186,6 +187,7 @@ def _snapshot(state: Mapping[str, Any]) -> Snapshot:
         space=str(state["space"]),
         recent=state["recent"],
         temporal=state.get("temporal"),
+        linear=None if state.get("linear") is None else tuple(state["linear"]),  # type: ignore[arg-type]
     )
 
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from streamcl.connectors.base import Record
 from streamcl.errors import DecodeError
 from streamcl.events import Event, Label, loads_strict
+from streamcl.learning.delayed import ExpertOutputs, outputs_from_state, outputs_state
 
 if TYPE_CHECKING:
     from streamcl.learning.learner import Learner, Prediction
@@ -80,11 +81,16 @@ class Pending:
         The label predicted at event time.
     held_at : float
         When it was held, epoch seconds.
+    experts : tuple or None
+        Each expert's output at event time (:data:`~streamcl.learning.delayed.ExpertOutputs`:
+        names and ``(n_experts, n_classes)`` float32), which the Hedge weights learn from
+        on join; None when the learner was not ready.
     """
 
     row: np.ndarray
     predicted: Label | None
     held_at: float
+    experts: ExpertOutputs | None = None
 
 
 class PendingLabels:
@@ -128,7 +134,13 @@ class PendingLabels:
     def __len__(self) -> int:
         return len(self.events)
 
-    def hold(self, event_id: str, row: np.ndarray, predicted: Label | None) -> Label | None:
+    def hold(
+        self,
+        event_id: str,
+        row: np.ndarray,
+        predicted: Label | None,
+        experts: ExpertOutputs | None = None,
+    ) -> Label | None:
         """Hold a predicted event; returns its label if that label already arrived."""
         now = self.clock()
         self.expire(now)
@@ -139,7 +151,7 @@ class PendingLabels:
         if event_id in self.events:  # a repeated id replaces the older event
             del self.events[event_id]
             self.expired += 1
-        self.events[event_id] = Pending(np.asarray(row, dtype=np.float32), predicted, now)
+        self.events[event_id] = Pending(np.asarray(row, dtype=np.float32), predicted, now, experts)
         while len(self.events) > self.max_size:
             self.events.popitem(last=False)
             self.expired += 1
@@ -175,7 +187,10 @@ class PendingLabels:
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON-able state (rows as lists of floats), for checkpoints."""
         return {
-            "events": [[i, p.row.tolist(), p.predicted, p.held_at] for i, p in self.events.items()],
+            "events": [
+                [i, p.row.tolist(), p.predicted, p.held_at, outputs_state(p.experts)]
+                for i, p in self.events.items()
+            ],
             "early": [[i, label, t] for i, (label, t) in self.early.items()],
             "joined": self.joined,
             "expired": self.expired,
@@ -185,15 +200,22 @@ class PendingLabels:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (order, rows and deadlines kept)."""
         self._reset()
-        for event_id, row, predicted, held_at in state["events"]:
-            self.events[str(event_id)] = Pending(
-                np.asarray(row, dtype=np.float32), predicted, float(held_at)
+        for event_id, row, predicted, held_at, *experts in state["events"]:
+            self.events[str(event_id)] = Pending(  # experts: absent in older checkpoints
+                np.asarray(row, dtype=np.float32),
+                predicted,
+                float(held_at),
+                outputs_from_state(experts[0] if experts else None),
             )
         for event_id, label, t in state["early"]:
             self.early[str(event_id)] = (label, float(t))
         self.joined = int(state["joined"])
         self.expired = int(state["expired"])
         self.unmatched = int(state["unmatched"])
+
+
+#: ``(id, row, predicted, label, delay seconds, expert outputs)`` of a joined event.
+_Match = tuple[str, np.ndarray, Label | None, Label, float, ExpertOutputs | None]
 
 
 class LabelJoin:
@@ -249,17 +271,24 @@ class LabelJoin:
         return [i for i, e in enumerate(events) if e.label is None]
 
     def hold(
-        self, events: Sequence[Event], rows: np.ndarray, predictions: Sequence[Prediction]
+        self,
+        events: Sequence[Event],
+        rows: np.ndarray,
+        predictions: Sequence[Prediction],
+        experts: Sequence[ExpertOutputs | None] | None = None,
     ) -> int:
         """Hold unlabelled ``events`` (``rows``: ``(len(events), n_columns)`` float32).
 
-        Events whose label came early are learned at once. Returns how many were learned.
+        ``experts``: each event's expert outputs (``Learner.expert_outputs``), kept for the
+        Hedge update on join. Events whose label came early are learned at once. Returns
+        how many were learned.
         """
-        matched: list[tuple[str, np.ndarray, Label | None, Label, float]] = []
-        for event, row, prediction in zip(events, rows, predictions, strict=True):
-            label = self.store.hold(event.id, row.copy(), prediction.label)
+        outputs = [None] * len(events) if experts is None else experts
+        matched: list[_Match] = []
+        for event, row, prediction, out in zip(events, rows, predictions, outputs, strict=True):
+            label = self.store.hold(event.id, row.copy(), prediction.label, out)
             if label is not None:
-                matched.append((event.id, row, prediction.label, label, 0.0))
+                matched.append((event.id, row, prediction.label, label, 0.0, out))
         self._learn(matched)
         self._export()
         return len(matched)
@@ -273,7 +302,7 @@ class LabelJoin:
             Label records handled (joined, waiting or rejected).
         """
         now = self.store.clock()
-        matched: list[tuple[str, np.ndarray, Label | None, Label, float]] = []
+        matched: list[_Match] = []
         for record in records:
             try:
                 if not isinstance(record.value, bytes):
@@ -286,7 +315,9 @@ class LabelJoin:
             pending = self.store.match(label.id, label.label)
             if pending is not None:
                 delay = max(0.0, now - pending.held_at)
-                matched.append((label.id, pending.row, pending.predicted, label.label, delay))
+                matched.append(
+                    (label.id, pending.row, pending.predicted, label.label, delay, pending.experts)
+                )
         self._learn(matched)
         self._export()
         return len(records)
@@ -296,7 +327,7 @@ class LabelJoin:
         self.store.expire()
         self._export()
 
-    def _learn(self, matched: list[tuple[str, np.ndarray, Label | None, Label, float]]) -> None:
+    def _learn(self, matched: list[_Match]) -> None:
         if not matched:
             return
         width = max(self.learner.featurizer.n_columns, max(len(m[1]) for m in matched))
@@ -307,9 +338,13 @@ class LabelJoin:
             for i, (_, row, *_rest) in enumerate(chunk):
                 x[i, : len(row)] = row
             self.learner.learn_delayed(
-                x, [c[3] for c in chunk], [c[2] for c in chunk], [c[0] for c in chunk]
+                x,
+                [c[3] for c in chunk],
+                [c[2] for c in chunk],
+                [c[0] for c in chunk],
+                [c[5] for c in chunk],
             )
-            for _, _, predicted, actual, delay in chunk:
+            for _, _, predicted, actual, delay, _ in chunk:
                 self.score.update(predicted, actual)
                 m.label_join_delay.observe(delay)
             if self.on_learned is not None:

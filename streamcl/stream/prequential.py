@@ -344,7 +344,12 @@ class StreamLoop:
         rows = self.learner.featurizer.transform(events, learn=True) if held else None
         predictions = self.learner.predict_learn(events)
         if self.labels is not None and rows is not None:
-            self.labels.hold([events[i] for i in held], rows[held], [predictions[i] for i in held])
+            self.labels.hold(
+                [events[i] for i in held],
+                rows[held],
+                [predictions[i] for i in held],
+                self.learner.expert_outputs(held),
+            )
         learned = 0
         for event, prediction in zip(events, predictions, strict=True):
             if event.label is not None:
