@@ -4,8 +4,9 @@ In one invocation, on loopback, with ``hey`` (Debian's compiled HTTP load genera
 
 1. ``streamcl run`` (all-in-one) learning elec2 in a loop at full speed; ``hey`` at
    ``--rate`` requests/s (500) for ``--seconds`` (30) against its ``/v1/predict``.
-2. ``streamcl run --role learner`` learning elec2 in a loop at full speed and publishing a
-   version every second to a directory store, plus one ``streamcl serve`` replica; ``hey`` at
+2. ``streamcl run --role learner`` learning elec2 in a loop at full speed and publishing
+   versions to a directory store (the default ``models`` settings: a candidate every 0.5 s,
+   scored by the quality gate), plus one ``streamcl serve`` replica; ``hey`` at
    the same rate against the replica, while the replica's ``/v1/model`` age is sampled every
    0.1 s (``age_p99_s``).
 3. The replica's maximum rate (``hey`` unthrottled for ``--max-seconds``), then a second
@@ -174,7 +175,7 @@ def main() -> int:
     body = tmp / "body.json"
     body.write_text(json.dumps(BODY))
     learn: dict[str, Any] = {"source": {"kind": "file", "path": "builtin://elec2", "loop": True}}
-    models = {"store": str(tmp / "models"), "publish_every_seconds": 1.0}
+    models = {"store": str(tmp / "models")}  # the defaults: a version every 0.5 s, gated
     result: dict[str, Any] = {"cpus": os.cpu_count(), "rate": args.rate, "seconds": args.seconds}
     procs: list[Proc] = []
     try:

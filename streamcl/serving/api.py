@@ -36,6 +36,7 @@ from streamcl.serving import dashboard
 from streamcl.serving.auth import token_guard
 from streamcl.serving.body import read_json
 from streamcl.serving.errors import HTTPError, install_error_handlers
+from streamcl.serving.fastpredict import FastPredict, decode_features
 from streamcl.serving.instrument import HTTPMetricsMiddleware
 from streamcl.serving.openapi import install_openapi
 from streamcl.serving.v2 import v2_router
@@ -148,30 +149,8 @@ def limit(n: int, field: str, settings: ServerSettings) -> None:
 def decode_instances(
     body: PredictRequest, decoder: EventDecoder, schema: FeatureSchema, impute: bool
 ) -> tuple[list[Event], list[str]]:
-    """The instances of a predict request as events (ids ``"0"``, ``"1"``...).
-
-    Each instance is checked against ``schema``, the features the model learned, by the same
-    rules as the stream's decoding (unknown, missing and mistyped features are refused).
-
-    Returns
-    -------
-    tuple[list[Event], list[str]]
-        The events, and the fields imputed (``impute`` allows missing features).
-
-    Raises
-    ------
-    HTTPError
-        422 naming ``instances.<i>.<field>``.
-    """
-    events, imputed = [], []
-    for i, inst in enumerate(body.instances):
-        try:
-            events.append(decoder.validate({"id": str(i), "features": inst.features}))
-            missing = schema.check(inst.features, "features.", impute)
-        except DecodeError as exc:
-            raise HTTPError(422, exc.reason, f"instances.{i}.{exc.field}", exc.detail) from None
-        imputed += [f"instances.{i}.features.{name}" for name in missing]
-    return events, imputed
+    """The instances of a predict request as events; see :func:`decode_features`."""
+    return decode_features([inst.features for inst in body.instances], decoder, schema, impute)
 
 
 async def predict_instances(
@@ -191,7 +170,15 @@ def add_predict_route(
     metrics: Metrics,
     current: Callable[[], CurrentModel | None],
 ) -> None:
-    """``POST /v1/predict`` over whatever ``current()`` returns at request time."""
+    """``POST /v1/predict`` over whatever ``current()`` returns at request time.
+
+    Well-formed requests are answered by :class:`~streamcl.serving.fastpredict.FastPredict`
+    in front of the app; the route answers the others (and is what the OpenAPI document
+    describes).
+    """
+    app.add_middleware(
+        FastPredict, settings=settings, decoder=decoder, metrics=metrics, current=current
+    )
 
     @app.post(
         "/v1/predict", response_model=PredictResponse, openapi_extra=_body_schema(PredictRequest)

@@ -31,6 +31,7 @@ __all__ = [
     "error_body",
     "error_response",
     "install_error_handlers",
+    "is_json",
 ]
 
 log = logging.getLogger("streamcl.http")
@@ -168,7 +169,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_middleware(JSONContentTypeMiddleware)
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
+    """``content_type`` is ``application/json`` or ``application/*+json`` (parameters aside)."""
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
@@ -193,7 +195,7 @@ class JSONContentTypeMiddleware:
             content_type = headers.get(b"content-type", b"").decode("latin-1")
             if b"inference-header-content-length" in headers:
                 content_type = "binary tensors (Inference-Header-Content-Length)"
-            if has_body and content_type and not _is_json(content_type):
+            if has_body and content_type and not is_json(content_type):
                 detail = f"expected application/json, got {content_type!r}"
                 log.info(
                     "%s %s -> 415 unsupported_media_type: %s",

@@ -118,10 +118,13 @@ class Publisher:
         if self.gate.pending >= MAX_TRIALS:
             return
         events = self.loop.events_handled - self._last_events
-        due = now - self._last_at >= interval or events >= self.settings.publish_every_events
-        if not due:
+        timely = now - self._last_at >= interval
+        if not timely and events < self.settings.publish_every_events:
             return
-        self._last_at, self._last_events = now, self.loop.events_handled
+        # On a fixed grid, not from whenever the step ended: otherwise each interval grows
+        # by the step that overran it (a version every ~1.4 s instead of 1 s under load).
+        self._last_at = max(self._last_at + interval, now - interval) if timely else now
+        self._last_events = self.loop.events_handled
         snapshot = self.loop.snapshot
         if snapshot.version == self._last_steps or snapshot.version == 0:
             self._heartbeat()
