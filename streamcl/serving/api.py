@@ -2,9 +2,11 @@
 
 :func:`create_app` is the all-in-one (or learner-only) app of ``streamcl run``; the serving
 replica's app (``streamcl serve``) is :func:`streamcl.serving.replica_app.create_replica_app`.
-Both answer ``POST /v1/predict`` through :func:`predict_instances`, which takes "the current
-model": any object with ``.predict(events)`` and ``.version`` (the loop's in-process
-snapshot, or a loaded :class:`~streamcl.models.version.ModelVersion`).
+Both answer ``POST /v1/predict`` over "the current model": any object with
+``.predict(events)`` and ``.version`` (the loop's in-process snapshot, or a loaded
+:class:`~streamcl.models.version.ModelVersion`); well-formed requests through
+:class:`~streamcl.serving.fastpredict.FastPredict` in front of the app, the others (errors
+included) through the route and :func:`predict_instances`.
 
 Routes never touch the learner directly: predictions come from the snapshot the loop
 published last, and ingested events are messages to the loop (see
