@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from streamcl.events import Event
@@ -72,6 +74,6 @@ def test_a_published_version_carries_the_linear_expert() -> None:
     b = np.array([list(p.probabilities.values()) for p in got])
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
     # without the linear expert's state the replica would predict something else
-    alone = snapshot.__class__(**{**snapshot.__dict__, "linear": None})
+    alone = dataclasses.replace(snapshot, linear=None)
     c = np.array([list(p.probabilities.values()) for p in alone.predict(probe)])
     assert np.abs(a - c).max() > 1e-3
