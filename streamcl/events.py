@@ -217,11 +217,21 @@ class EventDecoder:
         Raises
         ------
         DecodeError
-            As :meth:`validate`, e.g. ``non_finite`` for a cell holding ``nan``.
+            As :meth:`validate`, e.g. ``non_finite`` for a cell holding ``nan``;
+            ``bad_row`` for a row with fewer or more cells than the header (``csv``'s
+            ``DictReader`` gives missing cells as None and extra ones under the key None).
         """
         features: dict[str, Any] = {}
         label: Any = None
         event_id = str(row_number)
+        if None in row or None in row.values():
+            short = [str(n) for n, c in row.items() if c is None]
+            detail = (
+                f"row {row_number} has no cell for column(s) {', '.join(short)}"
+                if short
+                else f"row {row_number} has more cells than the header"
+            )
+            raise DecodeError("bad_row", short[0] if short else "", detail)
         for name, cell in row.items():
             if name == self.target:
                 label = parse_cell(cell) if cell != "" else None

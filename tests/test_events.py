@@ -103,6 +103,31 @@ def test_csv_nan_cell_is_rejected(decoder: EventDecoder) -> None:
     assert (info.value.reason, info.value.field) == ("non_finite", "features.a")
 
 
+def test_csv_rows_with_missing_or_extra_cells_are_rejected_by_name(
+    decoder: EventDecoder, tmp_path: Any
+) -> None:
+    with pytest.raises(DecodeError) as info:  # csv.DictReader gives a missing cell as None
+        decoder.decode_row({"a": "1", "b": None, "y": None}, 7)  # type: ignore[dict-item]
+    assert (info.value.reason, info.value.field) == ("bad_row", "b")
+    assert "row 7" in info.value.detail and "b, y" in info.value.detail
+    with pytest.raises(DecodeError) as info:  # ... and extra cells under the key None
+        decoder.decode_row({"a": "1", "y": "0", None: ["9"]}, 8)  # type: ignore[dict-item]
+    assert info.value.reason == "bad_row" and "more cells" in info.value.detail
+
+
+def test_a_file_with_ragged_rows_learns_every_other_row(tmp_path: Any) -> None:
+    from streamcl.replay import replay
+    from streamcl.settings import load_settings
+
+    path = tmp_path / "ragged.csv"
+    rows = [f"{i % 7},{i % 3},{i % 2}" for i in range(200)]
+    rows[50], rows[120] = "3", "1,2,0,9"  # a short row and a long one
+    path.write_text("a,b,y\n" + "\n".join(rows) + "\n")
+    settings = load_settings(None, source={"kind": "file", "path": str(path), "target": "y"})
+    summary = replay(settings)
+    assert (summary["events"], summary["rejected"]) == (198, 2)
+
+
 def test_parse_cell_prefers_int_then_float_then_text() -> None:
     assert parse_cell("3") == 3 and isinstance(parse_cell("3"), int)
     assert parse_cell("3.5") == 3.5
