@@ -17,6 +17,27 @@ from streamcl.serving.api import create_app
 from streamcl.serving.httpserver import server_config
 from streamcl.settings import load_settings
 
+#: One elec2-shaped instance's features (the columns a model learned from elec2 needs).
+FEATURES = {
+    "period": 0.5,
+    "nswprice": 0.06,
+    "nswdemand": 0.4,
+    "vicprice": 0.003,
+    "vicdemand": 0.42,
+    "transfer": 0.41,
+}
+
+
+def raw_request(url: str, data: bytes, wait_s: float = 5.0) -> bytes:
+    """Send ``data`` as is to the server at ``url`` and read until it closes (bytes)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait_s) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
 
 def free_port() -> int:
     with socket.socket() as s:

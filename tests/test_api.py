@@ -11,20 +11,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from live_server import FEATURES
 from sources import ListSource, elec2_rows
 
 from streamcl.service import Service
 from streamcl.serving.api import create_app
 from streamcl.settings import load_settings
-
-FEATURES = {
-    "period": 0.5,
-    "nswprice": 0.06,
-    "nswdemand": 0.4,
-    "vicprice": 0.003,
-    "vicdemand": 0.42,
-    "transfer": 0.41,
-}
 
 
 def _client(source: Any = None, **sections: Any) -> Iterator[TestClient]:

@@ -10,18 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from live_server import elec2_events, live_server
+from live_server import FEATURES, elec2_events, live_server, raw_request
 
 from streamcl.service import Service
-
-FEATURES = {
-    "period": 0.5,
-    "nswprice": 0.06,
-    "nswdemand": 0.4,
-    "vicprice": 0.003,
-    "vicdemand": 0.42,
-    "transfer": 0.41,
-}
 
 
 @pytest.fixture(scope="module")
@@ -116,18 +107,10 @@ def test_404_and_405_have_the_error_shape(server: tuple[str, Service]) -> None:
     assert "POST" in r.headers["allow"]
 
 
-def _raw(url: str, data: bytes, wait_s: float = 5.0) -> bytes:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=wait_s) as s:
-        s.sendall(data)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-        return out
-
-
 def test_uvicorn_level_400_has_the_error_shape(server: tuple[str, Service]) -> None:
-    out = _raw(server[0], b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+    out = raw_request(
+        server[0], b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"
+    )
     head, _, body = out.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
     assert b'"reason": "bad_request"' in body
@@ -135,11 +118,11 @@ def test_uvicorn_level_400_has_the_error_shape(server: tuple[str, Service]) -> N
 
 def test_slow_headers_and_slow_bodies_are_timed_out(server: tuple[str, Service]) -> None:
     started = time.monotonic()
-    out = _raw(server[0], b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n")  # headers never end
+    out = raw_request(server[0], b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n")  # headers never end
     assert out.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 4
     started = time.monotonic()
     head = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-    out = _raw(server[0], head + b"Content-Length: 100\r\n\r\n{")  # body never ends
+    out = raw_request(server[0], head + b"Content-Length: 100\r\n\r\n{")  # body never ends
     assert out.startswith(b"HTTP/1.1 408") and b'"timeout"' in out
     assert time.monotonic() - started < 4
 

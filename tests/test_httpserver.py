@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from live_server import live_server
-
-FEATURES = {
-    "period": 0.5,
-    "nswprice": 0.06,
-    "nswdemand": 0.4,
-    "vicprice": 0.003,
-    "vicdemand": 0.42,
-    "transfer": 0.41,
-}
+from live_server import FEATURES, live_server, raw_request
 
 
 @pytest.fixture(scope="module", params=["httptools", "h11"])
@@ -32,16 +22,6 @@ def url(server: tuple[str, str]) -> str:
     return server[0]
 
 
-def _raw(url: str, data: bytes, wait_s: float = 5.0) -> bytes:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=wait_s) as s:
-        s.sendall(data)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-        return out
-
-
 def test_predicts_over_keep_alive_connections(url: str) -> None:
     with httpx.Client(base_url=url, timeout=10) as client:
         for _ in range(5):
@@ -50,7 +30,7 @@ def test_predicts_over_keep_alive_connections(url: str) -> None:
 
 
 def test_unparsable_request_gets_the_error_shape(url: str) -> None:
-    out = _raw(url, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+    out = raw_request(url, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
     head, _, body = out.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
     assert b'"reason": "bad_request"' in body
@@ -59,20 +39,20 @@ def test_unparsable_request_gets_the_error_shape(url: str) -> None:
 def test_headers_above_the_limit_are_refused(server: tuple[str, str]) -> None:
     url, parser = server
     big = b"X-Filler: " + b"a" * 4096
-    out = _raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + big)  # unfinished
+    out = raw_request(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + big)  # unfinished
     assert out.startswith(b"HTTP/1.1 400") and b'"bad_request"' in out
     if parser == "httptools":  # h11 bounds only its buffer of an unfinished request
-        out = _raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n\r\n")
+        out = raw_request(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n\r\n")
         assert out.startswith(b"HTTP/1.1 400") and b"above 2048 bytes" in out
-    small = _raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    small = raw_request(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert small.startswith(b"HTTP/1.1 200")
 
 
 def test_slow_headers_time_out_and_idle_connections_close(url: str) -> None:
     started = time.monotonic()
-    out = _raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never end
+    out = raw_request(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never end
     assert out.startswith(b"HTTP/1.1 408") and b'"timeout"' in out
     assert time.monotonic() - started < 4
     started = time.monotonic()
-    assert _raw(url, b"") == b""  # connected, never sent a byte: closed without an answer
+    assert raw_request(url, b"") == b""  # connected, never sent a byte: closed without an answer
     assert time.monotonic() - started < 4
