@@ -32,6 +32,16 @@ def hedge_weights(hedge: Mapping[str, float], eta: float) -> dict[str, float]:
     return {n: v / total for n, v in raw.items()}
 
 
+def log_loss(picked: np.ndarray) -> np.ndarray:
+    """``-log p`` in nats of the probabilities ``picked`` given to the true class (any shape).
+
+    Probabilities are clipped to ``[MIN_PROBABILITY, 1]``, so a loss is at most
+    ``-log MIN_PROBABILITY``.
+    """
+    clipped = np.minimum(np.maximum(picked, MIN_PROBABILITY), 1.0)  # np.clip, without its wrapper
+    return -np.log(clipped)  # type: ignore[no-any-return]
+
+
 def predictor_losses(
     parts: Mapping[str, np.ndarray],
     rows: list[int],
@@ -59,8 +69,7 @@ def predictor_losses(
     yk = np.where(known, y, 0)
     worst = -math.log(MIN_PROBABILITY)
     picked = _stack(list(parts.values()))[:, rows, yk]  # (parts, n_labelled)
-    clipped = np.minimum(np.maximum(picked, MIN_PROBABILITY), 1.0)  # np.clip, without its wrapper
-    return dict(zip(parts, np.where(known, -np.log(clipped), worst), strict=True))
+    return dict(zip(parts, np.where(known, log_loss(picked), worst), strict=True))
 
 
 def sequential_mixture(

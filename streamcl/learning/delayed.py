@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from streamcl.learning.combination import MIN_PROBABILITY
+from streamcl.learning.combination import MIN_PROBABILITY, log_loss
 
 __all__ = ["ExpertOutputs", "StepOutputs", "delayed_losses", "event_outputs", "outputs_state"]
 
@@ -105,7 +105,7 @@ def delayed_losses(
         if regression:
             picked = ((values - target) / scale) ** 2
         elif 0 <= target < values.shape[1]:
-            picked = -np.log(np.minimum(np.maximum(values[:, int(target)], MIN_PROBABILITY), 1.0))
+            picked = log_loss(values[:, int(target)])
         else:
             picked = np.full(len(names), worst)
         for name, loss in zip(names, picked.tolist(), strict=True):
