@@ -23,13 +23,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from streamcl.events import Label
+from streamcl.learning.adaptation import on_drift, trim
 from streamcl.learning.combination import MIN_PROBABILITY, log_loss
+from streamcl.learning.training import hedge_losses
 
-__all__ = ["ExpertOutputs", "StepOutputs", "delayed_losses", "event_outputs", "outputs_state"]
+if TYPE_CHECKING:
+    from streamcl.learning.learner import Learner
+
+__all__ = [
+    "ExpertOutputs",
+    "StepOutputs",
+    "delayed_losses",
+    "event_outputs",
+    "learn_delayed",
+    "outputs_state",
+]
 
 #: ``(names, (n_experts, n_classes) or (n_experts,) float32)`` of one event.
 ExpertOutputs = tuple[tuple[str, ...], np.ndarray]
@@ -126,3 +139,79 @@ def outputs_from_state(state: Sequence[Any] | None) -> ExpertOutputs | None:
         return None
     names, values = state
     return tuple(str(n) for n in names), np.asarray(values, dtype=np.float32)
+
+
+def learn_delayed(
+    learner: Learner,
+    x: np.ndarray,
+    labels: Sequence[Label],
+    predicted: Sequence[Label | None],
+    ids: Sequence[str],
+    experts: Sequence[ExpertOutputs | None] | None = None,
+) -> float:
+    """Learn events whose labels arrived after they were predicted (the label join).
+
+    The predictions recorded at event time are scored against the labels first: the
+    recovery metrics and the loss drift detector see them in join order, the Hedge
+    weights learn from each expert's event-time output (``experts``, :mod:`~.delayed`),
+    and a drift takes its actions as in :meth:`predict_learn` (the memory trim counts
+    the joined labels back from the current stream offset; the Hedge weights start
+    afresh after the detecting event). Then one :meth:`learn_matrix` step.
+
+    Parameters
+    ----------
+    x
+        ``(batch, n_columns)`` float32 rows as featurized at event time.
+    labels
+        ``batch`` labels (class labels or numbers).
+    predicted
+        ``batch`` predictions made at event time (None: the model was not ready, the
+        event is learned but not scored).
+    ids
+        ``batch`` event ids, for the drift log.
+    experts
+        ``batch`` outputs of :meth:`expert_outputs` kept with the pending events
+        (None, or None entries: the Hedge weights do not learn from those events).
+
+    Returns
+    -------
+    float
+        :meth:`learn_matrix`'s loss.
+    """
+    scored = [i for i, p in enumerate(predicted) if p is not None]
+    cut = None
+    if scored:
+        y = learner.targets([labels[i] for i in scored])
+        given = [p for p in predicted if p is not None]  # aligned with ``scored``
+        errors, correct = learner.errors(learner.targets(given), y)
+        names = [ids[i] for i in scored]
+        start = 0
+        while start < len(scored):
+            at_now = np.zeros(len(scored) - start, np.int64)  # detected at this offset
+            record, used = learner.drift.update_loss(
+                errors[start:], names[start:], learner.events_seen, at_now
+            )
+            if not learner.regression:
+                learner.recent_labels.extend(y[start : start + used].tolist())
+            learner.recovery.update(correct[start : start + used])
+            if experts is not None:
+                outputs = [experts[i] for i in scored[start : start + used]]
+                _hedge_delayed(learner, outputs, y[start : start + used])
+            start += used
+            at = None if record is None else on_drift(learner, record, learner.events_seen, True)
+            if at is not None:
+                cut = at if cut is None else max(cut, at)
+    loss = learner.learn_matrix(x, labels)
+    if cut is not None:
+        trim(learner, cut)
+    return loss
+
+
+def _hedge_delayed(learner: Learner, outputs: list[ExpertOutputs | None], y: np.ndarray) -> None:
+    """Hedge update from joined events' event-time expert outputs (:mod:`~.delayed`)."""
+    losses = delayed_losses(outputs, y, learner.regression, learner.trainer.target_std())
+    s = learner.settings
+    for name, values in losses.items():
+        if name in learner.hedge:
+            scaled = s.hedge_delayed_scale * values
+            learner.hedge[name] = hedge_losses(learner.hedge[name], scaled, s.hedge_delayed_decay)

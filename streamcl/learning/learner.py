@@ -46,12 +46,13 @@ Concurrency contract: one thread (the stream loop) owns a :class:`Learner` and i
 writer; serving uses :meth:`Learner.snapshot` (see :mod:`~streamcl.learning.snapshot`: how it stays
 consistent and lock-free).
 
-Checkpoint API (for :mod:`streamcl.stream.checkpoint`): :meth:`Learner.state_dict` returns nested
-dicts/lists of ``torch.Tensor``, ``numpy.ndarray`` (numeric dtypes; the HNSW index, if any,
-as ``faiss.serialize_index`` uint8 bytes) and JSON-able scalars (str, int, float, bool,
-None; dict keys are str) -- no pickled objects; river detectors are stored as plain data
-(:func:`streamcl.learning.drift.detector_state`). :meth:`Learner.load_state_dict` restores it into a
-learner built with the same settings; predictions after a round trip are identical.
+Checkpoint API (for :mod:`streamcl.stream.checkpoint`): :meth:`Learner.state_dict` and
+:meth:`Learner.load_state_dict` (:mod:`~streamcl.learning.learner_state`: plain nested data,
+no pickled objects; predictions after a round trip are identical).
+
+Where the rest lives: a drift's actions in :mod:`~streamcl.learning.adaptation`, the
+delayed-label path in :mod:`~streamcl.learning.delayed`, the snapshot, summary and metrics
+in :mod:`~streamcl.learning.report`.
 """
 
 from __future__ import annotations
@@ -66,19 +67,19 @@ import torch
 
 from streamcl.errors import DecodeError
 from streamcl.events import Event, Label
+from streamcl.learning import learner_state, report
+from streamcl.learning.adaptation import on_drift, trim
 from streamcl.learning.combination import (
-    classes_changed,
     hedge_weights,
     predictor_losses,
     sequential_mixture,
 )
-from streamcl.learning.delayed import ExpertOutputs, StepOutputs, delayed_losses, event_outputs
-from streamcl.learning.drift import DriftMonitor, DriftRecord
+from streamcl.learning.delayed import ExpertOutputs, StepOutputs, event_outputs, learn_delayed
+from streamcl.learning.drift import DriftMonitor
 from streamcl.learning.features import Featurizer
 from streamcl.learning.linear import SoftmaxRegression
 from streamcl.learning.memory import KNNMemory, Prototypes, ReplayBuffer, batch_neighbours
 from streamcl.learning.network import MLP
-from streamcl.learning.plasticity import ShrinkPerturb
 from streamcl.learning.snapshot import Prediction, Snapshot, softmax, to_predictions
 from streamcl.learning.standardise import restandardise
 from streamcl.learning.temporal import LabelTransitions
@@ -110,6 +111,13 @@ class Learner:
     classes : list
         Class labels in output order. ``version`` counts learning steps,
         ``events_learned`` labelled rows learned, ``skipped_steps`` non-finite steps skipped.
+    recent_labels : deque[int]
+        The last 1,000 labelled events' class indices (for the drift's memory trim).
+    stored_scale : tuple | None
+        The scaler state the stored rows are in (:func:`~.standardise.restandardise`).
+    memory_copy, exported
+        Caches of :mod:`~.report`: the kNN memory's last copied arrays ``(version, keys,
+        targets)`` and the counts already exported to the metrics.
     """
 
     def __init__(
@@ -170,10 +178,12 @@ class Learner:
         self.version = 0
         self.events_learned = 0
         self.events_seen = 0
-        self._memory_copy: tuple[int, np.ndarray, np.ndarray] | None = None
-        self._exported: dict[str, int] = {}
-        self._label_recent: deque[int] = deque(maxlen=1_000)  # class indices, for trimming
-        self._space: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # stored rows' scale
+        self.memory_copy: tuple[int, np.ndarray, np.ndarray] | None = None
+        self.exported: dict[str, int] = {}
+        self.recent_labels: deque[int] = deque(maxlen=1_000)  # class indices, for trimming
+        self.stored_scale: tuple[np.ndarray, np.ndarray, np.ndarray] | None = (
+            None  # stored rows' scale
+        )
         self._outputs: list[StepOutputs] = []  # the last predict_learn's expert outputs
 
     # -- properties used by the loop, the API and other components ---------------------------
@@ -325,7 +335,7 @@ class Learner:
                 rows, y = rows[: len(labels)], y[: len(labels)]
         elif nearest is not None:  # no label (yet): the input detector still watches
             found = self.drift.update(np.zeros(0), [], self.events_seen, nearest)
-            cuts = [self._on_drift(record, self.events_seen + n) for record in found]
+            cuts = [on_drift(self, record, self.events_seen + n) for record in found]
             cut = max((c for c in cuts if c is not None), default=None)
         predictions = self._to_predictions(combined, n)
         self._outputs.append((parts if ready else {}, n))
@@ -334,7 +344,7 @@ class Learner:
             times = self.events_seen + np.asarray(rows, np.int64)
             self.learn_matrix(x[rows], labels, times, None if self.regression else y)
         if cut is not None:  # after the batch's own pre-change rows went in
-            self._trim(cut)
+            trim(self, cut)
         self.events_seen += n
         return predictions
 
@@ -365,17 +375,17 @@ class Learner:
         """Keep stored rows in the featurizer's current scale (:func:`restandardise`)."""
         inputs = self.settings.memory.space == "input"
         memories = [m for m in (self.knn, self.recent) if m is not None and inputs]
-        self._space = restandardise(
-            self._space, self.featurizer.view(), memories, self.replay, self.prototypes
+        self.stored_scale = restandardise(
+            self.stored_scale, self.featurizer.view(), memories, self.replay, self.prototypes
         )
 
-    def _targets(self, labels: list[Label]) -> np.ndarray:
+    def targets(self, labels: list[Label]) -> np.ndarray:
         """Class indices (``-1`` for a class not seen yet) or values of ``labels``."""
         if self.regression:
             return np.array(labels, dtype=np.float64)
         return np.array([self.class_index.get(label, -1) for label in labels], dtype=np.int64)
 
-    def _errors(self, predicted: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def errors(self, predicted: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-event error and correctness of ``predicted`` against ``y`` (both ``(m,)``).
 
         Classification: class indices (``-1``: a class not seen yet, never correct), 0/1
@@ -422,7 +432,7 @@ class Learner:
             loss drift was detected; and the stream offset before which memories are to be
             trimmed (the drift asked for it), or None.
         """
-        errors, correct = self._errors(
+        errors, correct = self.errors(
             combined[rows] if self.regression else combined[rows].argmax(1), y
         )
         ids = [events[i].id for i in rows]
@@ -433,75 +443,13 @@ class Learner:
             n = loss[0].event - self.events_seen + 1
             m = int(np.searchsorted(rows, n))
         if not self.regression:
-            self._label_recent.extend(y[:m].tolist())
+            self.recent_labels.extend(y[:m].tolist())
         d = self.settings.hedge_decay
         for name, values in losses.items():
             self.hedge[name] = hedge_losses(self.hedge[name], values[:m], d)
         self.recovery.update(correct[:m])
-        cuts = [self._on_drift(record, self.events_seen + rows[m - 1] + 1) for record in found]
+        cuts = [on_drift(self, record, self.events_seen + rows[m - 1] + 1) for record in found]
         return n, max((c for c in cuts if c is not None), default=None)
-
-    def _hedge_delayed(self, outputs: list[ExpertOutputs | None], y: np.ndarray) -> None:
-        """Hedge update from joined events' event-time expert outputs (:mod:`~.delayed`)."""
-        losses = delayed_losses(outputs, y, self.regression, self.trainer.target_std())
-        s = self.settings
-        for name, values in losses.items():
-            if name in self.hedge:
-                scaled = s.hedge_delayed_scale * values
-                self.hedge[name] = hedge_losses(self.hedge[name], scaled, s.hedge_delayed_decay)
-
-    def _on_drift(self, record: DriftRecord, scored: int, delayed: bool = False) -> int | None:
-        """Take the configured actions for a drift (see the module docstring).
-
-        ``scored`` is the stream offset just after the last scored event. The change is
-        placed at the maximum-likelihood split of the recent prequential accuracy (at most
-        ADWIN's window, or 500 events, back). Returns that offset if the memories are to be
-        trimmed to what came after it (:meth:`_trim`, once the batch is learned), else None.
-        ``delayed``: found on delayed labels, the actions are ``drift.delayed_actions``.
-        """
-        d = self.settings.drift
-        actions = d.actions if record.detector == "loss" else d.input_actions
-        if delayed:  # found on delayed labels (learn_delayed)
-            actions = d.delayed_actions
-        age = self.recovery.change_age(record.window or 500)
-        if record.detector == "loss":
-            self.recovery.on_drift(age)
-            self.trainer.on_drift()
-            self.hedge = dict.fromkeys(self.hedge, 0.0)  # re-learn the combination
-        if "lr_restart" in actions:
-            self.trainer.restart_lr()
-        if "shrink_perturb" in actions and self.trainer.model is not None:
-            p = self.plasticity
-            with torch.no_grad():
-                ShrinkPerturb(p.sp_shrink, p.sp_noise, 0, p.seed + self.version).apply(
-                    self.trainer.model
-                )
-        if "trim_memory" in actions and self._memory_is_stale(age):
-            return scored - age
-        return None
-
-    def _trim(self, cut: int) -> None:
-        """Forget memories older than stream offset ``cut``.
-
-        Older entries are kept only to fill the kNN memories up to ``k``; the replay buffer
-        is trimmed too if ``drift.trim_replay``.
-        """
-        for memory in (self.knn, self.recent):
-            if memory is not None:
-                memory.forget_before(cut, min_size=self.settings.memory.k)
-        if self.settings.drift.trim_replay:
-            self.replay.forget_before(cut)
-
-    def _memory_is_stale(self, age: int) -> bool:
-        """Whether old memories mislead after a drift.
-
-        Not when the classes themselves changed (:func:`classes_changed`): class-incremental
-        streams keep their memory. Regression always trims.
-        """
-        if self.regression:
-            return True
-        changed = classes_changed(np.fromiter(self._label_recent, dtype=np.int64), age)
-        return changed is None or not changed
 
     # -- learning --------------------------------------------------------------------------
     def learn_matrix(
@@ -581,260 +529,32 @@ class Learner:
         ids: Sequence[str],
         experts: Sequence[ExpertOutputs | None] | None = None,
     ) -> float:
-        """Learn events whose labels arrived after they were predicted (the label join).
+        """Learn events whose labels arrived late: :func:`~.delayed.learn_delayed`."""
+        return learn_delayed(self, x, labels, predicted, ids, experts)
 
-        The predictions recorded at event time are scored against the labels first: the
-        recovery metrics and the loss drift detector see them in join order, the Hedge
-        weights learn from each expert's event-time output (``experts``, :mod:`~.delayed`),
-        and a drift takes its actions as in :meth:`predict_learn` (the memory trim counts
-        the joined labels back from the current stream offset; the Hedge weights start
-        afresh after the detecting event). Then one :meth:`learn_matrix` step.
-
-        Parameters
-        ----------
-        x
-            ``(batch, n_columns)`` float32 rows as featurized at event time.
-        labels
-            ``batch`` labels (class labels or numbers).
-        predicted
-            ``batch`` predictions made at event time (None: the model was not ready, the
-            event is learned but not scored).
-        ids
-            ``batch`` event ids, for the drift log.
-        experts
-            ``batch`` outputs of :meth:`expert_outputs` kept with the pending events
-            (None, or None entries: the Hedge weights do not learn from those events).
-
-        Returns
-        -------
-        float
-            :meth:`learn_matrix`'s loss.
-        """
-        scored = [i for i, p in enumerate(predicted) if p is not None]
-        cut = None
-        if scored:
-            y = self._targets([labels[i] for i in scored])
-            given = [p for p in predicted if p is not None]  # aligned with ``scored``
-            errors, correct = self._errors(self._targets(given), y)
-            names = [ids[i] for i in scored]
-            start = 0
-            while start < len(scored):
-                at_now = np.zeros(len(scored) - start, np.int64)  # detected at this offset
-                record, used = self.drift.update_loss(
-                    errors[start:], names[start:], self.events_seen, at_now
-                )
-                if not self.regression:
-                    self._label_recent.extend(y[start : start + used].tolist())
-                self.recovery.update(correct[start : start + used])
-                if experts is not None:
-                    outputs = [experts[i] for i in scored[start : start + used]]
-                    self._hedge_delayed(outputs, y[start : start + used])
-                start += used
-                at = None if record is None else self._on_drift(record, self.events_seen, True)
-                if at is not None:
-                    cut = at if cut is None else max(cut, at)
-        loss = self.learn_matrix(x, labels)
-        if cut is not None:
-            self._trim(cut)
-        return loss
-
-    # -- serving ---------------------------------------------------------------------------
+    # -- serving and checkpoints (:mod:`~.report`, :mod:`~.learner_state`) -----------------
     def snapshot(self) -> Snapshot:
-        """An immutable copy of the current state for serving (:mod:`~.snapshot`)."""
-        m = self.settings.memory
-        keys = targets = None
-        if self.knn is not None and self.knn.size:
-            if self._memory_copy is None or self.version - self._memory_copy[0] >= m.snapshot_every:
-                self._memory_copy = (self.version, *self.knn.copy_arrays())
-            _, keys, targets = self._memory_copy
-        recent = None
-        if self.recent is not None and self.recent.size:
-            recent = self.recent.copy_arrays()
-        protos = None
-        if self.prototypes is not None and len(self.prototypes.counts):
-            p = self.prototypes
-            protos = (p.means.copy(), p.counts.copy(), p.temperature)
-        temporal = None
-        if self.temporal is not None and self.temporal.ready:
-            temporal = self.temporal.next_output(len(self.classes))
-        linear = self.linear.copy_arrays() if self.linear and self.linear.ready else None
-        weights = self.weights()
-        if linear is None:
-            weights.pop("linear", None)
-        if temporal is None:
-            weights.pop("temporal", None)
-        if keys is None:
-            weights.pop("knn", None)
-        if recent is None:
-            weights.pop("recent", None)
-        return Snapshot(
-            self.featurizer.view(),
-            self.trainer.serving_params(),
-            tuple(self.classes),
-            self.version,
-            self.settings.task,
-            weights,
-            keys,
-            targets,
-            m.k,
-            protos,
-            (self.trainer.target_mean(), self.trainer.target_std()),
-            m.space,
-            recent,
-            temporal,
-            linear,
-        )
+        """An immutable copy of the current state for serving: :func:`~.report.snapshot`."""
+        return report.snapshot(self)
 
     def summary(self) -> dict[str, Any]:
-        """Plain description for ``GET /v1/model`` (and the metrics)."""
-        last = self.drift.log[-1] if self.drift.log else None
-        mem_bytes = (
-            self.replay.nbytes
-            + (self.knn.nbytes if self.knn else 0)
-            + (self.recent.nbytes if self.recent else 0)
-            + (self.prototypes.nbytes if self.prototypes else 0)
-            + (self.linear.nbytes if self.linear else 0)
-        )
-        return {
-            "task": self.settings.task,
-            "classes": list(self.classes),
-            "n_features": self.featurizer.n_columns,
-            "version": self.version,
-            "events_learned": self.events_learned,
-            "skipped_steps": self.skipped_steps,
-            "predictor_weights": self.weights(),
-            "memory": {
-                "entries": self.knn.size if self.knn else 0,
-                "recent_entries": self.recent.size if self.recent else 0,
-                "bytes": mem_bytes,
-                "replay_entries": self.replay.size,
-            },
-            "drift": {
-                "counts": dict(self.drift.counts),
-                "last": None if last is None else last.__dict__,
-                "log": [r.__dict__ for r in list(self.drift.log)[-10:]],
-            },
-            **self.recovery.summary(),
-            "health": dict(self.trainer.health),
-        }
+        """Plain description for ``GET /v1/model``: :func:`~.report.summary`."""
+        return report.summary(self)
 
     def export_metrics(self, metrics: Any, every: int = 16) -> None:
-        """Set the learner's Prometheus metrics (``streamcl.metrics.Metrics``).
+        """Set the learner's Prometheus metrics: :func:`~.report.export_metrics`."""
+        report.export_metrics(self, metrics, every)
 
-        Cheap enough to call after every batch: it does the work every ``every`` steps and
-        whenever a drift was detected since the last export.
-        """
-        total = sum(self.drift.counts.values())
-        if self.version % every and total == self._exported.get("drift_total", 0):
-            return
-        self._exported["drift_total"] = total
-        s = self.summary()
-        for name, count in self.drift.counts.items():
-            seen = self._exported.get(f"drift_{name}", 0)
-            if count > seen:
-                metrics.drifts.labels(name).inc(count - seen)
-                self._exported[f"drift_{name}"] = count
-        if self.drift.log:
-            metrics.last_drift.set(self.drift.log[-1].time)
-        skipped = self.skipped_steps - self._exported.get("skipped", 0)
-        if skipped > 0:
-            metrics.skipped_steps.inc(skipped)
-            self._exported["skipped"] = self.skipped_steps
-        metrics.memory_entries.set(s["memory"]["entries"])
-        metrics.memory_bytes.set(s["memory"]["bytes"])
-        for name, w in s["predictor_weights"].items():
-            metrics.predictor_weight.labels(name).set(w)
-        h = self.trainer.health
-        for key, value in h.items():
-            if key.startswith("dormant_fraction_layer"):
-                metrics.dormant_fraction.labels(key.removeprefix("dormant_fraction_")).set(value)
-        if h:
-            metrics.effective_rank.set(h.get("effective_rank", 0.0))
-            metrics.weight_magnitude.set(h.get("weight_magnitude", 0.0))
-            metrics.grad_norm.set(h.get("grad_norm", 0.0))
-
-    # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue learning; see the module docstring for the types.
-
-        Tensors and arrays are copies: learning after the call does not change the result.
-        """
-        state: dict[str, Any] = _copy_tree(
-            {
-                "format": 1,
-                "classes": list(self.classes),
-                "version": self.version,
-                "events_learned": self.events_learned,
-                "events_seen": self.events_seen,
-                "featurizer": self.featurizer.state_dict(),
-                "trainer": self.trainer.state_dict(),
-                "knn": None if self.knn is None else self.knn.state_dict(),
-                "recent": None if self.recent is None else self.recent.state_dict(),
-                "prototypes": None if self.prototypes is None else self.prototypes.state_dict(),
-                "temporal": None if self.temporal is None else self.temporal.state_dict(),
-                "linear": None if self.linear is None else self.linear.state_dict(),
-                "replay": self.replay.state_dict(),
-                "drift": self.drift.state_dict(),
-                "hedge": dict(self.hedge),
-                "recovery": self.recovery.state_dict(),
-                "label_recent": np.array(self._label_recent, dtype=np.int64),
-                "space": None if self._space is None else list(self._space),
-            }
-        )
-        return state
+        """Everything needed to continue learning: :func:`~.learner_state.state_dict`."""
+        return learner_state.state_dict(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output into this learner (same settings).
+        """Restore :meth:`state_dict`'s output: :func:`~.learner_state.load_state_dict`.
 
         Raises
         ------
         ValueError
             Unknown ``format``.
         """
-        if state.get("format") != 1:
-            raise ValueError(f"unknown learner state format {state.get('format')!r}")
-        self._reset()
-        state = _copy_tree(state)  # never share tensors with the caller (or another learner)
-        self.classes = list(state["classes"])
-        self.class_index = {c: i for i, c in enumerate(self.classes)}
-        self.version = int(state["version"])
-        self.events_learned = int(state["events_learned"])
-        self.events_seen = int(state["events_seen"])
-        self.featurizer.load_state_dict(state["featurizer"])
-        self.trainer.load_state_dict(state["trainer"])
-        if self.knn is not None and state["knn"] is not None:
-            self.knn.load_state_dict(state["knn"])
-        if self.recent is not None and state.get("recent") is not None:
-            self.recent.load_state_dict(state["recent"])
-        if self.temporal is not None and state.get("temporal") is not None:
-            self.temporal.load_state_dict(state["temporal"])
-        if self.linear is not None and state.get("linear") is not None:
-            self.linear.load_state_dict(state["linear"])
-        if self.prototypes is not None and state["prototypes"] is not None:
-            self.prototypes.load_state_dict(state["prototypes"])
-        self.replay.load_state_dict(state["replay"])
-        self.drift.load_state_dict(state["drift"])
-        self.hedge.update({str(k): float(v) for k, v in state["hedge"].items()})
-        self.recovery.load_state_dict(state["recovery"])
-        self._label_recent.extend(np.asarray(state["label_recent"], dtype=np.int64).tolist())
-        space = state["space"]
-        if space is not None:
-            idx, mean, std = space
-            self._space = (
-                np.asarray(idx, np.int64),
-                np.asarray(mean, float),
-                np.asarray(std, float),
-            )
-
-
-def _copy_tree(obj: Any) -> Any:
-    """Deep copy of nested dicts / lists / tuples, cloning tensors and numpy arrays."""
-    if isinstance(obj, dict):
-        return {k: _copy_tree(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_copy_tree(v) for v in obj)
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, np.ndarray):
-        return obj.copy()
-    return obj
+        learner_state.load_state_dict(self, state)
