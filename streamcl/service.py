@@ -193,6 +193,8 @@ class Service:
 
         self.loop.after_step = after_step
         self.loop.before_learn = publisher.observe
+        if self.loop.labels is not None:  # delayed labels (kafka.labels_topic) score it too
+            publisher.attach_labels(self.loop.labels)
         return publisher
 
     def _checkpoints(self, settings: Settings) -> CheckpointManager | None:

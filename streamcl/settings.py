@@ -496,6 +496,13 @@ class ModelSettings(_Section):
         description="Quality gate: labelled events on which the candidate and the served "
         "version are both scored before promotion; 0 = promote every version.",
     )
+    gate_pending: int = Field(
+        5_000,
+        ge=0,
+        description="Quality gate with delayed labels (kafka.labels_topic): the latest "
+        "unlabelled events kept (raw features) so that the candidate and the served version "
+        "are scored on them when their labels join; older ones are not scored.",
+    )
     gate_margin: float = Field(
         0.05,
         ge=0,

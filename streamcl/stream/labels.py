@@ -235,6 +235,13 @@ class LabelJoin:
         Largest label record accepted, bytes.
     on_learned
         Called with the ids learned by a join (e.g. the loop's id ledger).
+
+    Attributes
+    ----------
+    before_learn : Callable[[list[str], list[Label]], None] or None
+        Called with the ids and labels of each joined micro-batch before the learner learns
+        it (the quality gate scores its candidates there,
+        :meth:`~streamcl.stream.publish.Publisher.observe_joined`).
     """
 
     def __init__(
@@ -256,6 +263,7 @@ class LabelJoin:
         self.batch_size = batch_size
         self.max_payload_bytes = max_payload_bytes
         self.on_learned = on_learned
+        self.before_learn: Callable[[list[str], list[Label]], None] | None = None
         self._counted = {"joined": 0, "expired": 0, "unmatched": 0}
 
     def split(self, records: Sequence[Record]) -> tuple[list[Record], list[Record]]:
@@ -337,6 +345,8 @@ class LabelJoin:
             x = np.zeros((len(chunk), width), dtype=np.float32)
             for i, (_, row, *_rest) in enumerate(chunk):
                 x[i, : len(row)] = row
+            if self.before_learn is not None:
+                self.before_learn([c[0] for c in chunk], [c[3] for c in chunk])
             self.learner.learn_delayed(
                 x,
                 [c[3] for c in chunk],

@@ -5,7 +5,8 @@ snapshot it writes is the one the loop just published and no lock is needed. Eve
 ``publish_every_events`` events or ``publish_every_seconds`` seconds (whichever first) a
 new snapshot becomes a candidate version: its artifact is written to the store, the
 :class:`~streamcl.stream.gate.ShadowGate` scores it against the served version on the next
-labelled events (fed by :meth:`Publisher.observe` before they are learned), and it is then
+labelled events (fed by :meth:`Publisher.observe` before they are learned, and by
+:meth:`Publisher.observe_joined` for labels that join their events later), and it is then
 promoted (pointer written, announcement sent) or held (listed with its reason). While the
 learner has nothing new, it still confirms the pointer every interval (a heartbeat the
 replicas read). A store that cannot be reached is logged and counted; the loop goes on and
@@ -16,11 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamcl.errors import ModelVersionError, StoreError
-from streamcl.events import Event
+from streamcl.events import Event, Label
 from streamcl.metrics import Metrics
 from streamcl.models.announce import Announcer
 from streamcl.models.registry import ModelRegistry
@@ -29,12 +31,16 @@ from streamcl.settings import ModelSettings
 from streamcl.stream.gate import Decision, ShadowGate
 from streamcl.stream.prequential import StreamLoop
 
+if TYPE_CHECKING:
+    from streamcl.stream.labels import LabelJoin
+
 __all__ = ["Publisher"]
 
 log = logging.getLogger(__name__)
 
 #: A candidate still unscored after this many publication intervals is decided on what
-#: was scored (e.g. labels that arrive only on a delayed-labels topic).
+#: was scored (e.g. when labels are rare, or arrive later than ``models.gate_pending``
+#: unlabelled events).
 GATE_TIMEOUT_INTERVALS = 10
 #: Most candidates scored at once; no new candidate is made beyond it.
 MAX_TRIALS = 8
@@ -71,6 +77,8 @@ class Publisher:
         self.registry, self.loop, self.settings = registry, loop, settings
         self.fingerprint, self.metrics, self.announcer = fingerprint, metrics, announcer
         self.gate = ShadowGate(settings.gate_window, settings.gate_margin, loop.learner.regression)
+        # Unlabelled events (id -> event), newest last, for the gate to score on their labels.
+        self._unlabelled: OrderedDict[str, Event] = OrderedDict()
         self._next: int | None = None
         self._pending: dict[int, tuple[dict[str, Any], Any]] = {}
         self._last_at = time.monotonic()
@@ -106,8 +114,42 @@ class Publisher:
         }
 
     def observe(self, events: Sequence[Event]) -> None:
-        """Feed the gate events about to be learned (call before learning them)."""
+        """Feed the gate events about to be learned (call before learning them).
+
+        Labelled events are scored at once; the last ``models.gate_pending`` unlabelled ones
+        are kept until their labels join (:meth:`observe_joined`).
+        """
         self.gate.observe(events)
+        keep = self.settings.gate_pending if self.gate.window else 0
+        if not keep:
+            return
+        waiting = self._unlabelled
+        for event in events:
+            if event.label is None:
+                waiting[event.id] = event
+        while len(waiting) > keep:
+            waiting.popitem(last=False)
+
+    def observe_joined(self, ids: Sequence[str], labels: Sequence[Label]) -> None:
+        """Score the gate's candidates on delayed labels ``labels`` of events ``ids``.
+
+        Call before the learner learns them (:attr:`LabelJoin.before_learn
+        <streamcl.stream.labels.LabelJoin.before_learn>`): the candidate and the served
+        version predict each event from its raw features as a labelled event. Events no
+        longer kept (more than ``models.gate_pending`` unlabelled events ago) are skipped.
+        """
+        waiting = self._unlabelled
+        joined = []
+        for event_id, label in zip(ids, labels, strict=True):
+            event = waiting.pop(event_id, None)
+            if event is not None:
+                joined.append(event.model_copy(update={"label": label}))
+        if joined:
+            self.gate.observe(joined)
+
+    def attach_labels(self, join: LabelJoin) -> None:
+        """Have the label join feed :meth:`observe_joined` before each delayed-label step."""
+        join.before_learn = self.observe_joined
 
     def after_step(self) -> None:
         """Decide a pending candidate, or publish a new one when due, or send a heartbeat."""
