@@ -12,7 +12,7 @@ from streamcl.events import Event
 from streamcl.learning.detectors import adwin_until, page_hinkley_until
 from streamcl.learning.drift import DriftMonitor, detector_state, load_detector, make_detector
 from streamcl.learning.learner import Learner
-from streamcl.learning.training import Recovery
+from streamcl.learning.recovery import Recovery
 from streamcl.settings import DriftSettings, LearnerSettings
 
 

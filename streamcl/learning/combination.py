@@ -18,7 +18,14 @@ import numpy as np
 
 from streamcl.learning.snapshot import combine
 
-__all__ = ["classes_changed", "hedge_weights", "predictor_losses", "sequential_mixture"]
+__all__ = [
+    "classes_changed",
+    "hedge_losses",
+    "hedge_weights",
+    "log_loss",
+    "predictor_losses",
+    "sequential_mixture",
+]
 
 #: Probabilities are clipped here before the log loss (a loss of at most ~9.2 nats).
 MIN_PROBABILITY = 1e-4
@@ -30,6 +37,18 @@ def hedge_weights(hedge: Mapping[str, float], eta: float) -> dict[str, float]:
     raw = {n: math.exp(-eta * (v - low)) for n, v in hedge.items()}
     total = sum(raw.values())
     return {n: v / total for n, v in raw.items()}
+
+
+def hedge_losses(total: float, losses: np.ndarray, decay: float) -> float:
+    """Discounted cumulative loss after per-event ``losses`` ``(n,)`` float64.
+
+    ``L <- decay * L + loss_t`` for each event in order (fixed-share-like forgetting).
+    """
+    n = len(losses)
+    if n == 0:
+        return total
+    up, _ = _decay_powers(decay, n - 1)  # decay ** [0 .. n-1]: the newest loss counts most
+    return float(total * decay**n + np.add.reduce(up[::-1] * losses))
 
 
 def log_loss(picked: np.ndarray) -> np.ndarray:

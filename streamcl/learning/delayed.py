@@ -29,8 +29,7 @@ import numpy as np
 
 from streamcl.events import Label
 from streamcl.learning.adaptation import on_drift, trim
-from streamcl.learning.combination import MIN_PROBABILITY, log_loss
-from streamcl.learning.training import hedge_losses
+from streamcl.learning.combination import MIN_PROBABILITY, hedge_losses, log_loss
 
 if TYPE_CHECKING:
     from streamcl.learning.learner import Learner

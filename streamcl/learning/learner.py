@@ -70,6 +70,7 @@ from streamcl.events import Event, Label
 from streamcl.learning import learner_state, report
 from streamcl.learning.adaptation import on_drift, trim
 from streamcl.learning.combination import (
+    hedge_losses,
     hedge_weights,
     predictor_losses,
     sequential_mixture,
@@ -80,10 +81,11 @@ from streamcl.learning.features import Featurizer
 from streamcl.learning.linear import SoftmaxRegression
 from streamcl.learning.memory import KNNMemory, Prototypes, ReplayBuffer, batch_neighbours
 from streamcl.learning.network import MLP
+from streamcl.learning.recovery import Recovery
 from streamcl.learning.snapshot import Prediction, Snapshot, softmax, to_predictions
 from streamcl.learning.standardise import restandardise
 from streamcl.learning.temporal import LabelTransitions
-from streamcl.learning.training import Recovery, Trainer, hedge_losses
+from streamcl.learning.training import Trainer
 from streamcl.settings import LearnerSettings, PlasticitySettings
 
 __all__ = ["Learner", "Prediction", "Snapshot", "to_predictions"]

@@ -1,17 +1,8 @@
-"""The learner's parametric part in training: network, optimiser, plasticity, EMA, LR restarts.
-
-Also the small online statistics the learner reports: Hedge cumulative losses and the
-stability metrics of De Lange, M. et al. (2023), "Continual evaluation for lifelong
-learning: identifying the stability gap", ICLR 2023 (worst windowed accuracy after a drift
-and the events taken to recover).
-"""
+"""The learner's parametric part in training: network, optimiser, plasticity, EMA, LR restarts."""
 
 from __future__ import annotations
 
-import functools
 import math
-from collections import deque
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -19,7 +10,6 @@ import torch
 from torch import nn
 
 from streamcl.learning import fastpath
-from streamcl.learning.drift import bernoulli_split
 from streamcl.learning.features import merge_moments
 from streamcl.learning.network import MLP
 from streamcl.learning.plasticity import (
@@ -32,7 +22,7 @@ from streamcl.learning.plasticity import (
 )
 from streamcl.settings import LearnerSettings, PlasticitySettings
 
-__all__ = ["Recovery", "Trainer", "hedge_losses"]
+__all__ = ["Trainer"]
 
 #: Gradients are clipped to this global L2 norm.
 MAX_GRAD_NORM = 10.0
@@ -50,25 +40,6 @@ def _warm_up(optimizer: str) -> None:
         _WARM.add(optimizer)
         build_optimizer(optimizer, [torch.zeros(1, requires_grad=True)], 0.1)
         MLP(1, (1,), 1)
-
-
-def hedge_losses(total: float, losses: np.ndarray, decay: float) -> float:
-    """Discounted cumulative loss after per-event ``losses`` ``(n,)``.
-
-    ``L <- decay * L + loss_t`` for each event in order (fixed-share-like forgetting).
-    """
-    n = len(losses)
-    if n == 0:
-        return total
-    return float(total * decay**n + np.add.reduce(_falling_powers(decay, n) * losses))
-
-
-@functools.lru_cache(maxsize=64)
-def _falling_powers(decay: float, n: int) -> np.ndarray:
-    """``decay ** [n - 1, ..., 1, 0]`` float64, cached read-only (the same few every batch)."""
-    powers = decay ** np.arange(n - 1, -1, -1, dtype=np.float64)
-    powers.flags.writeable = False
-    return powers
 
 
 class Trainer:
@@ -411,118 +382,3 @@ def _grow_like(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
     else:
         out.copy_(old)
     return out
-
-
-class Recovery:
-    """Windowed accuracy, worst accuracy after the last drift and events to recover.
-
-    Parameters
-    ----------
-    window
-        Events in the sliding accuracy window.
-
-    Notes
-    -----
-    On a drift, the pre-drift level is the windowed accuracy recorded where the detector
-    puts the change (``width`` events before detection, for ADWIN). After it, accuracy is
-    measured over post-drift events only (at least 50); the worst such value is
-    ``worst_window_accuracy_since_drift`` and the first time it is back within 0.02 of the
-    pre-drift level gives ``recovery_events`` (De Lange et al. 2023).
-    """
-
-    def __init__(self, window: int = 500) -> None:
-        self.window = window
-        self.recent: deque[bool] = deque(maxlen=window)
-        self.correct = 0
-        self.events = 0
-        self.history: deque[tuple[int, float]] = deque(maxlen=256)
-        self.pre_level: float | None = None
-        self.drift_at = 0
-        self.post: deque[bool] = deque(maxlen=window)
-        self.worst: float | None = None
-        self.recovery_events: int | None = None
-
-    @property
-    def accuracy(self) -> float:
-        """Accuracy over the window (0 before any event)."""
-        return self.correct / len(self.recent) if self.recent else 0.0
-
-    def update(self, correct: np.ndarray) -> None:
-        """Add per-event correctness ``(n,)`` bool, in stream order."""
-        values = correct.tolist()
-        over = len(self.recent) + len(values) - self.window
-        if over > 0:
-            self.correct -= sum(islice(self.recent, 0, min(over, len(self.recent))))
-        self.recent.extend(values)
-        self.correct += sum(values[-self.window :])
-        if self.pre_level is not None and self.recovery_events is None:
-            self.post.extend(values)
-        self.events += len(correct)
-        self.history.append((self.events, self.accuracy))
-        if self.pre_level is not None and self.recovery_events is None and len(self.post) >= 50:
-            acc = sum(self.post) / len(self.post)
-            self.worst = acc if self.worst is None else min(self.worst, acc)
-            if acc >= self.pre_level - 0.02:
-                self.recovery_events = self.events - self.drift_at
-
-    def change_age(self, limit: int) -> int:
-        """Events since the most likely start of an error increase among the last ``limit``.
-
-        The maximum-likelihood split of the recent 0/1 correctness into two Bernoulli
-        segments with accuracy falling (:func:`~streamcl.learning.drift.bernoulli_split`); ADWIN's
-        own window after a detection still holds much of the old concept, so the learner
-        trims memories at this split instead.
-        """
-        recent = np.fromiter(self.recent, dtype=float)[-max(limit, 2) :]
-        n = len(recent)
-        if n < 4:
-            return n
-        s, before, after, gain = bernoulli_split(recent)
-        return int(n - s[int(np.argmax(np.where(before > after, gain, -np.inf)))])
-
-    def on_drift(self, width: int) -> None:
-        """A drift was detected now; ``width`` events are estimated to follow the change."""
-        level = self.accuracy
-        for at, acc in reversed(self.history):
-            if at <= self.events - width:
-                level = acc
-                break
-        self.pre_level, self.drift_at, self.worst, self.recovery_events = (
-            level,
-            self.events,
-            None,
-            None,
-        )
-        self.post.clear()
-
-    def summary(self) -> dict[str, Any]:
-        """Plain numbers for ``summary()``."""
-        return {
-            "window_accuracy": self.accuracy,
-            "worst_window_accuracy_since_drift": self.worst,
-            "recovery_events": self.recovery_events,
-            "pre_drift_accuracy": self.pre_level,
-        }
-
-    def state_dict(self) -> dict[str, Any]:
-        """Plain data."""
-        return {
-            "recent": list(self.recent),
-            "events": self.events,
-            "history": [list(h) for h in self.history],
-            "pre_level": self.pre_level,
-            "drift_at": self.drift_at,
-            "post": list(self.post),
-            "worst": self.worst,
-            "recovery_events": self.recovery_events,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output."""
-        self.recent = deque((bool(v) for v in state["recent"]), maxlen=self.window)
-        self.correct = sum(self.recent)
-        self.events = int(state["events"])
-        self.history = deque(((int(a), float(b)) for a, b in state["history"]), maxlen=256)
-        self.pre_level, self.drift_at = state["pre_level"], int(state["drift_at"])
-        self.post = deque((bool(v) for v in state["post"]), maxlen=self.window)
-        self.worst, self.recovery_events = state["worst"], state["recovery_events"]

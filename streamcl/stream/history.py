@@ -9,7 +9,7 @@ costs well under a microsecond, so tiny reads (HTTP requests of one event) stay 
 
 Drifts are tracked on every call: each new entry of the learner's drift log becomes a row
 of :attr:`History.drifts` with its change point, and the last loss drift's row follows the
-learner's recovery figures (:class:`streamcl.learning.training.Recovery`): the level before
+learner's recovery figures (:class:`streamcl.learning.recovery.Recovery`): the level before
 the drift, the worst windowed accuracy after it, their difference -- the stability gap of
 De Lange et al. 2023, "Continual evaluation for lifelong learning: identifying the
 stability gap" (ICLR) -- and the events until accuracy is back within 0.02 of that level.
