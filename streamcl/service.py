@@ -195,6 +195,8 @@ class Service:
         self.loop.before_learn = publisher.observe
         if self.loop.labels is not None:  # delayed labels (kafka.labels_topic) score it too
             publisher.attach_labels(self.loop.labels)
+        if self.checkpoints is not None:  # version numbers survive restarts and takeovers
+            self.checkpoints.add("models", publisher)
         return publisher
 
     def _checkpoints(self, settings: Settings) -> CheckpointManager | None:

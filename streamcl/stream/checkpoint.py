@@ -86,6 +86,7 @@ class CheckpointManager:
         self.extra = dict(extra or {})
         self.last: CheckpointInfo | None = None
         self.restored: dict[str, Any] | None = None
+        self._saved: dict[str, Any] = {}  # the last restored checkpoint's component states
         self._pending_check: dict[str, int] | None = None
         self._last_check = 0.0
         self._mark()
@@ -112,6 +113,17 @@ class CheckpointManager:
             **({"labels": loop.labels.store} if getattr(loop, "labels", None) else {}),
             **self.extra,
         }
+
+    def add(self, name: str, component: Stateful) -> None:
+        """Save ``component`` in every checkpoint from now on, under ``name``.
+
+        For parts built after the restore (the model publisher): if the checkpoint restored
+        last holds state under ``name``, it is loaded into ``component`` at once; later
+        restores (a standby's takeover) load it with the rest.
+        """
+        self.extra[name] = component
+        if name in self._saved:
+            component.load_state_dict(self._saved[name])
 
     def due(self) -> bool:
         """True when ``every_events`` records or ``every_seconds`` passed since the last one."""
@@ -193,7 +205,7 @@ class CheckpointManager:
         if loaded is None:
             return None
         state, path = loaded
-        saved = state.get("state", {})
+        saved = self._saved = state.get("state", {})
         for name, component in self.components().items():
             if name in saved:
                 component.load_state_dict(saved[name])

@@ -80,6 +80,7 @@ class Publisher:
         # Unlabelled events (id -> event), newest last, for the gate to score on their labels.
         self._unlabelled: OrderedDict[str, Event] = OrderedDict()
         self._next: int | None = None
+        self._floor = 1  # the lowest number the next version may take (from the checkpoint)
         self._pending: dict[int, tuple[dict[str, Any], Any]] = {}
         self._last_at = time.monotonic()
         self._last_events = loop.events_handled
@@ -112,6 +113,24 @@ class Publisher:
             "promoted_created": last.get("created"),
             "candidates_scored": sorted(self._pending),
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"next_version": int}``: the number the next version takes, saved in checkpoints."""
+        return {"next_version": self._next or self._floor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint (a restart, or a standby's takeover).
+
+        Version numbers never restart below the checkpointed one, even if the store was
+        emptied (replicas refuse a lower number without a pin); the next number is read
+        from the store again (another learner may have published meanwhile); candidates
+        being scored are dropped and the served version is the gate's champion again.
+        """
+        self._floor = max(1, int(state.get("next_version", 1)))
+        self._next = None
+        self.gate.trials.clear()
+        self._pending.clear()
+        self.restore_champion()
 
     def observe(self, events: Sequence[Event]) -> None:
         """Feed the gate events about to be learned (call before learning them).
@@ -179,7 +198,7 @@ class Publisher:
 
     def _candidate(self, snapshot: Any) -> None:
         if self._next is None:
-            self._next = self.registry.next_version()
+            self._next = max(self.registry.next_version(), self._floor)
         version = self._next
         created = time.time()
         source = self.loop.source
