@@ -12,7 +12,7 @@ Everything else, every error included, is passed on unchanged (the body it read 
 the FastAPI route, which answers it exactly as before: the one error shape naming the field,
 the same status codes and logs. The route also stays the one the OpenAPI document describes.
 :class:`FastPredictApp` puts it in front of FastAPI's own middleware stack too (its error,
-telemetry and body-limit layers cost about 0.1 ms a request, a sixth of a replica's CPU).
+telemetry and body-limit layers cost about 0.1 ms of CPU a request).
 HTTP metrics (``streamcl_http_requests_total``, ``streamcl_http_request_duration_seconds``
 with route ``/v1/predict``) and ``streamcl_predict_latency_seconds`` are recorded here for
 the requests answered here, by the route's middleware for the others.
