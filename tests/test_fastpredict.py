@@ -14,7 +14,7 @@ from streamcl.metrics import Metrics
 from streamcl.models.registry import registry_from_settings
 from streamcl.models.version import model_fingerprint
 from streamcl.service import Service
-from streamcl.serving.fastpredict import INLINE_INSTANCES
+from streamcl.serving.fastpredict import INLINE_INSTANCES, FastPredictApp
 from streamcl.serving.replica import Replica
 from streamcl.serving.replica_app import create_replica_app
 from streamcl.settings import load_settings
@@ -89,6 +89,28 @@ def test_hot_path_counts_requests_and_latency(client: TestClient) -> None:
         assert client.post("/v1/predict", json={"instances": _instances(1)}).status_code == 200
     assert count() == before + 3
     assert predictions() == observed + 3
+
+
+def test_hot_path_answers_before_fastapis_own_middlewares(client: TestClient) -> None:
+    app = client.app
+    assert isinstance(app, FastPredictApp) and app.middleware_stack is not None
+    seen: list[str] = []
+    stack = app.middleware_stack
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+        await stack(scope, receive, send)
+
+    app.middleware_stack = recording
+    try:
+        assert client.post("/v1/predict", json={"instances": _instances(1)}).status_code == 200
+        assert seen == []  # answered in front of FastAPI's stack
+        bad = client.post("/v1/predict", json={"instances": []})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "instances"
+        assert client.get("/healthz").status_code == 200
+        assert seen == ["/v1/predict", "/healthz"]  # the rest go through all of it
+    finally:
+        app.middleware_stack = stack
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ from streamcl.serving import dashboard
 from streamcl.serving.auth import token_guard
 from streamcl.serving.body import read_json
 from streamcl.serving.errors import HTTPError, install_error_handlers
-from streamcl.serving.fastpredict import FastPredict, decode_features
+from streamcl.serving.fastpredict import FastPredictApp, decode_features
 from streamcl.serving.instrument import HTTPMetricsMiddleware
 from streamcl.serving.openapi import install_openapi
 from streamcl.serving.v2 import v2_router
@@ -166,7 +166,7 @@ async def predict_instances(
 
 
 def add_predict_route(
-    app: FastAPI,
+    app: FastPredictApp,
     settings: ServerSettings,
     decoder: EventDecoder,
     metrics: Metrics,
@@ -175,12 +175,10 @@ def add_predict_route(
     """``POST /v1/predict`` over whatever ``current()`` returns at request time.
 
     Well-formed requests are answered by :class:`~streamcl.serving.fastpredict.FastPredict`
-    in front of the app; the route answers the others (and is what the OpenAPI document
-    describes).
+    in front of the app and of FastAPI's own middlewares; the route answers the others (and
+    is what the OpenAPI document describes).
     """
-    app.add_middleware(
-        FastPredict, settings=settings, decoder=decoder, metrics=metrics, current=current
-    )
+    app.predict_first(settings, decoder, metrics, current)
 
     @app.post(
         "/v1/predict", response_model=PredictResponse, openapi_extra=_body_schema(PredictRequest)
@@ -252,7 +250,7 @@ def create_app(service: Service, predict: bool = True) -> FastAPI:
         finally:
             await asyncio.to_thread(service.stop)
 
-    app = FastAPI(title="streamcl", version="1", lifespan=lifespan)
+    app = FastPredictApp(title="streamcl", version="1", lifespan=lifespan)
     settings = service.settings.server
     snapshot = lambda: service.loop.snapshot  # noqa: E731
     if predict:

@@ -10,6 +10,12 @@ its connection forever (slowloris). The protocol closes a connection whose heade
 complete ``header_timeout_s`` after their first byte (or after connecting) with a 408. Body
 reads are bounded in the app (:func:`streamcl.serving.api.create_app`'s ``read_json``),
 idle keep-alive connections by uvicorn's ``timeout_keep_alive``.
+
+uvicorn writes a response's status line and headers when the app sends
+``http.response.start`` and its body with ``http.response.body``: two writes, and on
+loopback two wake-ups of the client, for a small JSON answer. The httptools protocol holds
+the head until the first body message and writes both at once (the ASGI spec lets a server
+send nothing before the first body message): one ``send`` per small response.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from streamcl.serving.errors import error_body
 from streamcl.settings import ServerSettings
@@ -133,12 +139,48 @@ class StreamclH11Protocol(_HeaderDeadline, H11Protocol):  # type: ignore[misc]
         self.transport.close()
 
 
+class _HeadWithBody:
+    """A response cycle's transport that writes the response head with the first body chunk.
+
+    uvicorn's cycle writes the head (status line and headers) on ``http.response.start``;
+    it is held here and written in one piece with the next write (the first body chunk,
+    possibly empty) or before a close. Everything else is the connection's transport.
+    """
+
+    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+        self._transport, self._cycle = transport, cycle
+        self._head: bytes | None = None
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        """Hold the head; write anything else, after the head when one is held."""
+        cycle = self._cycle
+        started = cycle.response_started and not cycle.response_complete
+        if started and not self._done and self._head is None:  # the start message's head
+            self._head = bytes(data)
+            return
+        if self._head is not None:
+            data, self._head, self._done = self._head + data, None, True
+        self._transport.write(data)
+
+    def close(self) -> None:
+        """Write a held head (a response that never sent its body), then close."""
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class StreamclHttpToolsProtocol(_HeaderDeadline, HttpToolsProtocol):  # type: ignore[misc]
     """uvicorn's httptools (llhttp) protocol with the same deadline, limit and 400 bodies.
 
     The parser of the default ``server.http``: it costs about a third less CPU per request
     than h11. Requests whose request line and headers exceed ``max_header_bytes`` are
-    answered 400 (h11 enforces the same bound itself).
+    answered 400 (h11 enforces the same bound itself). A response's head is written with
+    its first body chunk (:class:`_HeadWithBody`).
 
     Attributes
     ----------
@@ -195,6 +237,8 @@ class StreamclHttpToolsProtocol(_HeaderDeadline, HttpToolsProtocol):  # type: ig
             self._too_long = self._limit_detail()
             raise ValueError(self._too_long)  # the parser's error: answered 400 below
         super().on_headers_complete()
+        if self.cycle.scope["method"] != "HEAD":  # uvicorn writes no body (nothing to join)
+            self.cycle.transport = _HeadWithBody(self.transport, self.cycle)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         """The body is complete."""

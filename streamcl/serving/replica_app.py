@@ -20,6 +20,7 @@ from streamcl.metrics import CONTENT_TYPE_LATEST, Metrics
 from streamcl.models.keys import KeyedVersions
 from streamcl.serving import dashboard
 from streamcl.serving.api import add_common, add_predict_route
+from streamcl.serving.fastpredict import FastPredictApp
 from streamcl.serving.keyed import add_keyed_predict_route
 from streamcl.serving.replica import Replica
 from streamcl.settings import Settings
@@ -75,7 +76,7 @@ def create_replica_app(
                 follower.stop()
             replica.stop()
 
-    app = FastAPI(title="streamcl serving", version="1", lifespan=lifespan)
+    app = FastPredictApp(title="streamcl serving", version="1", lifespan=lifespan)
     current = lambda: replica.model  # noqa: E731
     add_common(app, settings.server, metrics, current, lambda: replica.ready()[0])
     decoder = decoder_from_settings(settings)
