@@ -20,7 +20,9 @@ def _values(n: int, start: int = 0) -> list[dict]:
     out = []
     for i, row in enumerate(elec2_rows(start + n)[start:], start=start):
         label = int(row.pop("class"))
-        out.append({"id": str(i), "features": {k: float(v) for k, v in row.items()}, "label": label})
+        out.append(
+            {"id": str(i), "features": {k: float(v) for k, v in row.items()}, "label": label}
+        )
     return out
 
 

@@ -19,7 +19,7 @@ import functools
 import faiss
 import numpy as np
 
-__all__ = ["forward", "knn_search", "ncm_proba", "pad_columns", "vote"]
+__all__ = ["forward", "knn_search", "ncm_proba", "pad_columns", "tree_proba", "vote"]
 
 # Small searches: OpenMP threads cost more than they give, and the BLAS kernel beats FAISS's
 # per-query scan already for a handful of queries (2x for 16 queries). Set once for every
@@ -174,3 +174,44 @@ def ncm_proba(
     p /= np.add.reduce(p, 1, keepdims=True)
     p = 0.98 * p + 0.02 / seen.sum()
     return (p if every else np.where(seen, p, 0.0)).astype(np.float32)
+
+
+def tree_proba(
+    tree: tuple[np.ndarray, ...], x: np.ndarray, n_classes: int, depth: int
+) -> np.ndarray:
+    """Class probabilities of a fitted CART tree, one vectorised step per level.
+
+    Parameters
+    ----------
+    tree
+        ``(feature int64 (nodes,), threshold float64 (nodes,), left int64 (nodes,),
+        right int64 (nodes,), proba float32 (nodes, classes))``: scikit-learn's ``tree_``
+        arrays with every leaf made a fixed point (``left = right =`` itself, feature 0,
+        threshold +inf; :func:`streamcl.learning.tree.tree_arrays`). A row goes left when
+        ``x[:, feature] <= threshold`` (the float32 value against the float64 threshold,
+        as scikit-learn compares).
+    x
+        ``(batch, width)`` float32; columns beyond ``width`` read as 0.
+    n_classes
+        Width of the result (classes learned since the fit get probability 0).
+    depth
+        The tree's depth (levels walked).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(batch, n_classes)`` float32.
+    """
+    feature, threshold, left, right, proba = tree
+    width = int(feature.max(initial=0)) + 1
+    x = np.ascontiguousarray(pad_columns(x, width))
+    flat = x.ravel()
+    base = np.arange(len(x), dtype=np.int64) * x.shape[1]
+    node = np.zeros(len(x), dtype=np.int64)
+    for _ in range(depth):
+        go_left = flat[base + feature[node]] <= threshold[node]
+        node = np.where(go_left, left[node], right[node])
+    out = proba[node]
+    if out.shape[1] < n_classes:
+        out = pad_columns(out, n_classes)
+    return out[:, :n_classes]
