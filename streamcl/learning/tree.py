@@ -57,7 +57,7 @@ class WindowTree:
     """
 
     def __init__(
-        self, window: int = 1000, every: int = 200, depth: int = 8, min_leaf: int = 5, seed: int = 0
+        self, window: int = 500, every: int = 250, depth: int = 8, min_leaf: int = 5, seed: int = 0
     ) -> None:
         self.window, self.every, self.depth, self.min_leaf, self.seed = (
             window,
