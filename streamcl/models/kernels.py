@@ -15,11 +15,15 @@ Rebuffi, S.-A. et al. (2017). iCaRL: incremental classifier and representation l
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import faiss
 import numpy as np
 
-__all__ = ["forward", "knn_search", "ncm_proba", "pad_columns", "tree_proba", "vote"]
+__all__ = ["forward", "knn_search", "ncm_proba", "pad_columns", "tree_lists", "tree_proba", "vote"]
+
+#: Batches up to this many rows walk a tree in Python (:func:`tree_proba`'s ``lists``).
+SMALL_BATCH = 8
 
 # Small searches: OpenMP threads cost more than they give, and the BLAS kernel beats FAISS's
 # per-query scan already for a handful of queries (2x for 16 queries). Set once for every
@@ -176,8 +180,17 @@ def ncm_proba(
     return (p if every else np.where(seen, p, 0.0)).astype(np.float32)
 
 
+def tree_lists(tree: tuple[np.ndarray, ...]) -> tuple[list[Any], ...]:
+    """``(feature, threshold, left, right)`` of a :func:`tree_proba` tree as Python lists."""
+    return tuple(a.tolist() for a in tree[:4])
+
+
 def tree_proba(
-    tree: tuple[np.ndarray, ...], x: np.ndarray, n_classes: int, depth: int
+    tree: tuple[np.ndarray, ...],
+    x: np.ndarray,
+    n_classes: int,
+    depth: int,
+    lists: tuple[list[Any], ...] | None = None,
 ) -> np.ndarray:
     """Class probabilities of a fitted CART tree, one vectorised step per level.
 
@@ -196,6 +209,10 @@ def tree_proba(
         Width of the result (classes learned since the fit get probability 0).
     depth
         The tree's depth (levels walked).
+    lists
+        :func:`tree_lists` of ``tree``, if cached: a batch of a few rows (a request) is then
+        walked in Python, ~30x faster than numpy's per-call overhead, with the same
+        comparisons (a float32 value as a Python float against the float64 threshold).
 
     Returns
     -------
@@ -203,6 +220,17 @@ def tree_proba(
         ``(batch, n_classes)`` float32.
     """
     feature, threshold, left, right, proba = tree
+    if lists is not None and len(x) <= SMALL_BATCH:
+        f_, t_, l_, r_ = lists
+        leaves = []
+        for row in x.tolist():
+            at = 0
+            for _ in range(depth):
+                f = f_[at]
+                at = l_[at] if (row[f] if f < len(row) else 0.0) <= t_[at] else r_[at]
+            leaves.append(at)
+        out = proba[leaves]
+        return (pad_columns(out, n_classes) if out.shape[1] < n_classes else out)[:, :n_classes]
     width = int(feature.max(initial=0)) + 1
     x = np.ascontiguousarray(pad_columns(x, width))
     flat = x.ravel()

@@ -21,12 +21,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from streamcl.events import Event, Label
-from streamcl.models.kernels import forward, knn_search, ncm_proba, pad_columns, tree_proba, vote
+from streamcl.models.kernels import (
+    forward,
+    knn_search,
+    ncm_proba,
+    pad_columns,
+    tree_lists,
+    tree_proba,
+    vote,
+)
 from streamcl.models.schema import FeatureSchema
 from streamcl.models.view import FeatureView
 
@@ -201,6 +210,11 @@ class Snapshot:
         """
         return [t.numpy() for pair in self.params for t in pair]
 
+    @functools.cached_property
+    def tree_lists(self) -> tuple[list[Any], ...] | None:
+        """The tree expert's arrays as Python lists (:func:`tree_lists`), made once."""
+        return None if self.tree is None else tree_lists(self.tree[0])
+
     def predict(self, events: Sequence[Event]) -> list[Prediction]:
         """Predict ``events`` (unknown features ignored); thread-safe, no side effects."""
         regression = self.task == "regression"
@@ -232,7 +246,7 @@ class Snapshot:
         if self.linear is not None and not regression and "linear" in self.weights:
             parts["linear"] = linear_proba(x, self.linear[0], self.linear[1], n)
         if self.tree is not None and not regression and "tree" in self.weights:
-            parts["tree"] = tree_proba(self.tree[0], x, n, self.tree[1])
+            parts["tree"] = tree_proba(self.tree[0], x, n, self.tree[1], self.tree_lists)
         out = combine(parts, self.weights)
         if regression:
             return [Prediction(float(v), {}) for v in out.tolist()]
