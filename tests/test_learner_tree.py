@@ -10,7 +10,7 @@ from sklearn.tree import DecisionTreeClassifier
 from streamcl.events import Event
 from streamcl.learning.learner import Learner
 from streamcl.learning.tree import WindowTree, tree_arrays
-from streamcl.models.kernels import tree_proba
+from streamcl.models.kernels import tree_lists, tree_proba
 from streamcl.models.version import decode_version, encode_version
 from streamcl.settings import LearnerSettings
 
@@ -52,6 +52,11 @@ def test_the_walk_matches_scikit_learn_on_and_off_the_thresholds() -> None:
     assert got.shape == (1200, 5) and got.dtype == np.float32
     np.testing.assert_allclose(got[:, :4], tree.predict_proba(queries), atol=1e-6, rtol=0)
     assert not got[:, 4].any()  # a class learned after the fit
+    lists = tree_lists(tree_arrays(tree, 5))  # a request's few rows: walked in Python
+    one_by_one = np.concatenate(
+        [tree_proba(tree_arrays(tree, 5), q[None], 5, 6, lists) for q in queries]
+    )
+    np.testing.assert_array_equal(one_by_one, got)
 
 
 def test_window_tree_refits_forgets_and_follows_a_rescale() -> None:
