@@ -108,7 +108,7 @@ def test_summary_and_metrics_report_memory_drift_and_weights() -> None:
     s = learner.summary()
     assert s["memory"]["entries"] == 640 and s["memory"]["bytes"] > 0
     assert abs(sum(s["predictor_weights"].values()) - 1.0) < 1e-9
-    assert set(s["predictor_weights"]) == {"mlp", "knn", "recent", "temporal", "linear"}
+    assert set(s["predictor_weights"]) == {"mlp", "knn", "recent", "temporal", "linear", "tree"}
     assert s["memory"]["recent_entries"] == 100  # the short-term memory's window
     assert {"counts", "last", "log"} <= set(s["drift"]) and 0.0 <= s["window_accuracy"] <= 1.0
     m = Metrics()

@@ -86,6 +86,7 @@ from streamcl.learning.snapshot import Prediction, Snapshot, softmax, to_predict
 from streamcl.learning.standardise import restandardise
 from streamcl.learning.temporal import LabelTransitions
 from streamcl.learning.training import Trainer
+from streamcl.learning.tree import WindowTree
 from streamcl.settings import LearnerSettings, PlasticitySettings
 
 __all__ = ["Learner", "Prediction", "Snapshot", "to_predictions"]
@@ -163,6 +164,11 @@ class Learner:
             Prototypes(m.prototype_decay) if m.prototypes and not self.regression else None
         )
         self.linear = SoftmaxRegression(s.linear_lr) if s.linear and not self.regression else None
+        self.tree = (
+            WindowTree(s.tree_window, s.tree_every, s.tree_depth, seed=s.seed)
+            if s.tree and not self.regression
+            else None
+        )
         self.replay = ReplayBuffer(m.replay_capacity, m.replay_balanced, s.seed)
         self.drift = DriftMonitor(
             d.detector, d.delta, d.input_detector if m.knn else "none", d.log_size, s.seed, d.clock
@@ -174,6 +180,7 @@ class Learner:
             + (["prototypes"] if self.prototypes else [])
             + (["temporal"] if self.temporal else [])
             + (["linear"] if self.linear else [])
+            + (["tree"] if self.tree else [])
         )
         self.hedge = dict.fromkeys(names, 0.0)
         self.recovery = Recovery(window=500)
@@ -261,6 +268,8 @@ class Learner:
             parts["prototypes"] = self.prototypes.predict(x, n)
         if self.linear is not None and self.linear.ready:
             parts["linear"] = self.linear.predict(x, n)
+        if self.tree is not None and self.tree.ready:
+            parts["tree"] = self.tree.predict(x, n)
         if self.temporal is not None and self.temporal.ready:
             parts["temporal"] = self.temporal.predict(
                 np.full(len(x), math.nan) if known is None else known, n
@@ -378,7 +387,12 @@ class Learner:
         inputs = self.settings.memory.space == "input"
         memories = [m for m in (self.knn, self.recent) if m is not None and inputs]
         self.stored_scale = restandardise(
-            self.stored_scale, self.featurizer.view(), memories, self.replay, self.prototypes
+            self.stored_scale,
+            self.featurizer.view(),
+            memories,
+            self.replay,
+            self.prototypes,
+            self.tree,
         )
 
     def targets(self, labels: list[Label]) -> np.ndarray:
@@ -518,6 +532,8 @@ class Learner:
             self.prototypes.learn(x, y.astype(np.int64), len(self.classes))
         if self.linear is not None:
             self.linear.learn(x, y.astype(np.int64), len(self.classes))
+        if self.tree is not None:
+            self.tree.learn(x, y.astype(np.int64), len(self.classes))
         self.replay.add(x, y, t)
         self.version += 1
         self.events_learned += len(labels)

@@ -42,6 +42,7 @@ def state_dict(learner: Learner) -> dict[str, Any]:
             "prototypes": None if learner.prototypes is None else learner.prototypes.state_dict(),
             "temporal": None if learner.temporal is None else learner.temporal.state_dict(),
             "linear": None if learner.linear is None else learner.linear.state_dict(),
+            "tree": None if learner.tree is None else learner.tree.state_dict(),
             "replay": learner.replay.state_dict(),
             "drift": learner.drift.state_dict(),
             "hedge": dict(learner.hedge),
@@ -80,6 +81,8 @@ def load_state_dict(learner: Learner, state: dict[str, Any]) -> None:
         learner.temporal.load_state_dict(state["temporal"])
     if learner.linear is not None and state.get("linear") is not None:
         learner.linear.load_state_dict(state["linear"])
+    if learner.tree is not None and state.get("tree") is not None:
+        learner.tree.load_state_dict(state["tree"])
     if learner.prototypes is not None and state["prototypes"] is not None:
         learner.prototypes.load_state_dict(state["prototypes"])
     learner.replay.load_state_dict(state["replay"])

@@ -41,7 +41,12 @@ def snapshot(learner: Learner) -> Snapshot:
     if learner.temporal is not None and learner.temporal.ready:
         temporal = learner.temporal.next_output(len(learner.classes))
     linear = learner.linear.copy_arrays() if learner.linear and learner.linear.ready else None
+    tree = None
+    if learner.tree is not None and learner.tree.arrays is not None:  # never mutated: shared
+        tree = (learner.tree.arrays, learner.tree.depth)
     weights = learner.weights()
+    if tree is None:
+        weights.pop("tree", None)
     if linear is None:
         weights.pop("linear", None)
     if temporal is None:
@@ -66,6 +71,7 @@ def snapshot(learner: Learner) -> Snapshot:
         recent,
         temporal,
         linear,
+        tree,
     )
 
 
@@ -78,6 +84,7 @@ def summary(learner: Learner) -> dict[str, Any]:
         + (learner.recent.nbytes if learner.recent else 0)
         + (learner.prototypes.nbytes if learner.prototypes else 0)
         + (learner.linear.nbytes if learner.linear else 0)
+        + (learner.tree.nbytes if learner.tree else 0)
     )
     return {
         "task": learner.settings.task,

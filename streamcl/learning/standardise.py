@@ -17,6 +17,7 @@ from streamcl.learning.features import FeatureView
 from streamcl.learning.memory import KNNMemory
 from streamcl.learning.prototypes import Prototypes
 from streamcl.learning.rehearsal import ReplayBuffer
+from streamcl.learning.tree import WindowTree
 
 __all__ = ["Scale", "restandardise"]
 
@@ -30,6 +31,7 @@ def restandardise(
     memories: Sequence[KNNMemory],
     replay: ReplayBuffer,
     prototypes: Prototypes | None,
+    tree: WindowTree | None = None,
     tolerance: float = 0.02,
 ) -> Scale:
     """Map stored rows from ``space`` to ``view``'s scale if it moved enough.
@@ -66,6 +68,8 @@ def restandardise(
         _affine(replay.x[: replay.size], cols, scale, offset)
     if prototypes is not None and len(prototypes.counts):
         _affine(prototypes.means, cols, scale, offset)
+    if tree is not None:
+        tree.rescale(cols, scale, offset)
     return current
 
 

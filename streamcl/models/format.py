@@ -166,6 +166,8 @@ TUNABLE_LEARNER = frozenset(
         "max_live_models",
         "template",
         "standby",
+        "tree_window",
+        "tree_every",
     }
 )
 

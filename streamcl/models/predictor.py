@@ -2,9 +2,10 @@
 
 Prediction is a mixture of the predictors: the parametric head (``"mlp"``), the kNN
 memories (``"knn"``, ``"recent"``), the class prototypes (``"prototypes"``), the temporal
-expert (``"temporal"``) and the linear expert (``"linear"``), weighted by Hedge weights
-learned online from each predictor's own prequential loss (Freund, Y. & Schapire, R. E.
-1997, A decision-theoretic generalization of on-line learning, JCSS 55(1)). No task labels.
+expert (``"temporal"``), the linear expert (``"linear"``) and the tree expert (``"tree"``),
+weighted by Hedge weights learned online from each predictor's own prequential loss (Freund,
+Y. & Schapire, R. E. 1997, A decision-theoretic generalization of on-line learning, JCSS
+55(1)). No task labels.
 
 How serving stays consistent and never waits: the loop thread builds a :class:`Snapshot`
 between learning steps from copies (weight tensors cloned, or the EMA weights; the memory
@@ -20,12 +21,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from streamcl.events import Event, Label
-from streamcl.models.kernels import forward, knn_search, ncm_proba, pad_columns, vote
+from streamcl.models.kernels import (
+    forward,
+    knn_search,
+    ncm_proba,
+    pad_columns,
+    tree_lists,
+    tree_proba,
+    vote,
+)
 from streamcl.models.schema import FeatureSchema
 from streamcl.models.view import FeatureView
 
@@ -165,6 +175,9 @@ class Snapshot:
     linear : tuple or None
         ``(weights (n_classes, width) float32, bias (n_classes,) float32)`` of the linear
         expert (:mod:`streamcl.learning.linear`).
+    tree : tuple or None
+        ``(arrays, depth)`` of the tree expert (:mod:`streamcl.learning.tree`): the arrays
+        of :func:`~streamcl.models.kernels.tree_proba` and the depth to walk.
     """
 
     features: FeatureView
@@ -182,6 +195,7 @@ class Snapshot:
     recent: tuple[np.ndarray, np.ndarray] | None = None
     temporal: np.ndarray | None = None
     linear: tuple[np.ndarray, np.ndarray] | None = None
+    tree: tuple[tuple[np.ndarray, ...], int] | None = None
 
     @property
     def schema(self) -> FeatureSchema:
@@ -195,6 +209,11 @@ class Snapshot:
         ``Tensor.numpy()`` costs about 10 us a call, a third of a one-row forward pass.
         """
         return [t.numpy() for pair in self.params for t in pair]
+
+    @functools.cached_property
+    def tree_lists(self) -> tuple[list[Any], ...] | None:
+        """The tree expert's arrays as Python lists (:func:`tree_lists`), made once."""
+        return None if self.tree is None else tree_lists(self.tree[0])
 
     def predict(self, events: Sequence[Event]) -> list[Prediction]:
         """Predict ``events`` (unknown features ignored); thread-safe, no side effects."""
@@ -226,6 +245,8 @@ class Snapshot:
             parts["temporal"] = np.full(len(x), t[0]) if regression else np.tile(t, (len(x), 1))
         if self.linear is not None and not regression and "linear" in self.weights:
             parts["linear"] = linear_proba(x, self.linear[0], self.linear[1], n)
+        if self.tree is not None and not regression and "tree" in self.weights:
+            parts["tree"] = tree_proba(self.tree[0], x, n, self.tree[1], self.tree_lists)
         out = combine(parts, self.weights)
         if regression:
             return [Prediction(float(v), {}) for v in out.tolist()]

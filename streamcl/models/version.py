@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from streamcl.errors import CheckpointError, ModelVersionError
 from streamcl.events import Event
 from streamcl.models.format import TUNABLE_LEARNER, drop_keys, fingerprint_diff, pack, unpack
@@ -124,6 +126,7 @@ def _snapshot_state(s: Snapshot) -> dict[str, Any]:
         "recent": s.recent,
         "temporal": s.temporal,
         "linear": s.linear,
+        "tree": None if s.tree is None else {"arrays": list(s.tree[0]), "depth": s.tree[1]},
     }
 
 
@@ -188,7 +191,15 @@ def _snapshot(state: Mapping[str, Any]) -> Snapshot:
         recent=state["recent"],
         temporal=state.get("temporal"),
         linear=None if state.get("linear") is None else tuple(state["linear"]),  # type: ignore[arg-type]
+        tree=_tree(state.get("tree")),
     )
+
+
+def _tree(state: Mapping[str, Any] | None) -> tuple[tuple[np.ndarray, ...], int] | None:
+    """The tree expert's ``(arrays, depth)`` from an artifact, or None."""
+    if state is None:
+        return None
+    return tuple(np.asarray(a) for a in state["arrays"]), int(state["depth"])
 
 
 def decode_version(

@@ -129,6 +129,14 @@ class LearnerSettings(Section):
         description="Linear expert in the combination: online softmax regression on the "
         "standardised inputs (streamcl.learning.linear; classification only).",
     )
+    tree: bool = Field(
+        True,
+        description="A decision-tree expert in the Hedge mixture, refit on a sliding window "
+        "of the latest labelled events (streamcl.learning.tree; classification only).",
+    )
+    tree_window: int = Field(500, ge=32, description="Labelled events the tree is fit on.")
+    tree_every: int = Field(250, ge=1, description="Refit the tree after this many events.")
+    tree_depth: int = Field(8, ge=1, le=32, description="Largest depth of the tree.")
     linear_lr: float = Field(
         0.05, gt=0, le=10.0, description="Linear expert: SGD step size per event."
     )
