@@ -17,6 +17,14 @@ names the largest share. Usage::
 
 from __future__ import annotations
 
+import os
+
+# One OpenMP (faiss, torch) and OpenBLAS thread, as the ``streamcl`` command runs
+# (``streamcl.cli.THREAD_ENV``); set before numpy, faiss or torch load. Without it the
+# BLAS pool's spinning workers make the larger matrices of bigger micro-batches slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import json
 import sys

@@ -389,7 +389,7 @@ def test_config_checksum_restarts_pods_on_change(chart):
     checksum = sts["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
     assert checksum == hashlib.sha256(cm_text.encode()).hexdigest()
 
-    changed = one(render(chart, {"config": {"learner": {"batch_size": 64}}}), "StatefulSet")
+    changed = one(render(chart, {"config": {"learner": {"batch_size": 48}}}), "StatefulSet")
     assert changed["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != checksum
     unrelated = one(render(chart, {"resources": {"limits": {"memory": "3Gi"}}}), "StatefulSet")
     assert unrelated["spec"]["template"]["metadata"]["annotations"]["checksum/config"] == checksum

@@ -22,10 +22,10 @@ def test_default_config_is_the_embedded_elec2_replay() -> None:
 
 
 def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STREAMCL_LEARNER__BATCH_SIZE", "64")
+    monkeypatch.setenv("STREAMCL_LEARNER__BATCH_SIZE", "48")
     monkeypatch.setenv("STREAMCL_SERVER__PORT", "9999")
     s = load_settings(ROOT / "config" / "default.yaml")
-    assert s.learner.batch_size == 64
+    assert s.learner.batch_size == 48
     assert s.server.port == 9999
 
 

@@ -55,6 +55,7 @@ class SoftmaxRegression:
     def _reset(self) -> None:
         self.weights = np.zeros((0, 0), dtype=np.float32)
         self.bias = np.zeros(0, dtype=np.float32)
+        self._last: tuple[np.ndarray, int, np.ndarray] | None = None  # see predict
 
     @property
     def ready(self) -> bool:
@@ -67,7 +68,27 @@ class SoftmaxRegression:
         return int(self.weights.nbytes + self.bias.nbytes)
 
     def predict(self, x: np.ndarray, n_classes: int) -> np.ndarray:
-        """``(batch, n_classes)`` float32 probabilities of ``x`` ``(batch, n_columns)``."""
+        """``(batch, n_classes)`` float32 probabilities of ``x`` ``(batch, n_columns)``.
+
+        The last call's inputs and output are kept until the weights change: the learner
+        predicts a micro-batch and then learns the same rows, and :meth:`learn` reuses the
+        output instead of computing it again (the same numbers: the same matrices).
+        """
+        p = linear_proba(x, self.weights, self.bias, n_classes)
+        self._last = (x, n_classes, p)
+        return p
+
+    def _predicted(self, x: np.ndarray, n_classes: int) -> np.ndarray:
+        """:meth:`predict` of ``x``, a copy of the last output if it was for equal inputs."""
+        last = self._last
+        if (
+            last is not None
+            and last[1] == n_classes
+            and last[0].shape == x.shape
+            and last[0].dtype == x.dtype
+            and np.array_equal(last[0], x)  # False with a NaN: then computed again
+        ):
+            return last[2].copy()
         return linear_proba(x, self.weights, self.bias, n_classes)
 
     def learn(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> None:
@@ -76,7 +97,8 @@ class SoftmaxRegression:
             return
         self._grow(n_classes, x.shape[1])
         x = pad_columns(x, self.weights.shape[1])
-        p = self.predict(x, len(self.bias))
+        p = self._predicted(x, len(self.bias))
+        self._last = None  # the weights change below
         p[np.arange(len(y)), y] -= 1.0  # d(log loss)/d(logits), per event
         p *= self.lr
         step = p.T @ x  # lr * (n_classes, width) gradient, summed over the batch
@@ -93,6 +115,7 @@ class SoftmaxRegression:
             bias = np.zeros(len(grown), dtype=np.float32)
             bias[:c] = self.bias
             self.weights, self.bias = grown, bias
+            self._last = None
 
     def copy_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Read-only copies ``(weights, bias)`` for a serving snapshot."""
@@ -106,6 +129,7 @@ class SoftmaxRegression:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output."""
+        self._last = None
         self.bias = np.array(state["bias"], dtype=np.float32)
         weights = np.array(state["weights"], dtype=np.float32)
         self.weights = weights if weights.ndim == 2 else np.zeros((len(self.bias), 0), np.float32)

@@ -94,9 +94,9 @@ class LearnerSettings(Section):
 
     task: Literal["classification", "regression"] = "classification"
     hidden: tuple[int, ...] = Field((64, 64), description="Hidden layer widths.")
-    batch_size: int = Field(32, ge=1, le=4096, description="Events per learning micro-batch.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Events per learning micro-batch.")
     warmup: int = Field(
-        128,
+        1024,
         ge=0,
         description="Events over which the learner's own steps grow from 1 event to "
         "batch_size (more, smaller steps at the start of a stream; 0 = off).",
