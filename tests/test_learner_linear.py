@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from streams import accuracy, as_events
 
 from streamcl.events import Event
 from streamcl.learning.learner import Learner
@@ -18,20 +19,7 @@ def _hyperplane(n: int, d: int = 20, seed: int = 0) -> list[Event]:
     w = rng.normal(size=d)
     x = rng.normal(size=(n, d))
     y = (x @ w > 0).astype(int)
-    return [
-        Event(id=str(i), features={f"f{j}": float(v) for j, v in enumerate(row)}, label=int(c))
-        for i, (row, c) in enumerate(zip(x, y, strict=True))
-    ]
-
-
-def _run(learner: Learner, events: list[Event], start: int = -500, end: int | None = None) -> float:
-    correct = []
-    for i in range(0, len(events), 32):
-        batch = events[i : i + 32]
-        correct += [
-            p.label == e.label for p, e in zip(learner.predict_learn(batch), batch, strict=True)
-        ]
-    return float(np.mean(correct[start:end]))
+    return as_events(x, y)
 
 
 def test_softmax_regression_learns_a_linear_rule_and_grows() -> None:
@@ -62,7 +50,10 @@ def test_the_mixture_follows_the_linear_expert_on_a_linear_concept() -> None:
         Learner(LearnerSettings(linear=False, **old)),
     )
     # accuracy over the first 1,000 events: the linear expert learns the rule sooner
-    acc_with, acc_without = _run(with_linear, events, 0, 1_000), _run(without, events, 0, 1_000)
+    acc_with, acc_without = (
+        accuracy(with_linear, events, 0, 1_000),
+        accuracy(without, events, 0, 1_000),
+    )
     w = with_linear.weights()
     assert w["linear"] == max(w.values()) and w["linear"] > 0.5
     assert acc_with > acc_without + 0.02, (acc_with, acc_without)
@@ -70,7 +61,7 @@ def test_the_mixture_follows_the_linear_expert_on_a_linear_concept() -> None:
 
 def test_a_published_version_carries_the_linear_expert() -> None:
     learner = Learner(LearnerSettings())
-    _run(learner, _hyperplane(300))
+    accuracy(learner, _hyperplane(300))
     snapshot = learner.snapshot()
     assert snapshot.linear is not None and "linear" in snapshot.weights
     data, sha = encode_version(snapshot, 1, "m", 0.0, {})

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 from sklearn.tree import DecisionTreeClassifier
+from streams import accuracy, as_events
 
 from streamcl.events import Event
 from streamcl.learning.learner import Learner
@@ -21,20 +22,7 @@ def _thresholds(n: int, seed: int = 0) -> list[Event]:
     x = rng.uniform(0, 1, size=(n, 12))  # 9 irrelevant columns, which a kNN vote suffers from
     y = ((x[:, 0] < 0.4) | ((x[:, 1] > 0.6) & (x[:, 2] < 0.3))).astype(int)
     y = np.where(rng.random(n) < 0.05, 1 - y, y)
-    return [
-        Event(id=str(i), features={f"f{j}": float(v) for j, v in enumerate(row)}, label=int(c))
-        for i, (row, c) in enumerate(zip(x, y, strict=True))
-    ]
-
-
-def _run(learner: Learner, events: list[Event], start: int = -500, end: int | None = None) -> float:
-    correct = []
-    for i in range(0, len(events), 32):
-        batch = events[i : i + 32]
-        correct += [
-            p.label == e.label for p, e in zip(learner.predict_learn(batch), batch, strict=True)
-        ]
-    return float(np.mean(correct[start:end]))
+    return as_events(x, y)
 
 
 def _proba(predictions: list) -> np.ndarray:
@@ -88,13 +76,16 @@ def test_the_mixture_follows_the_tree_expert_on_a_threshold_concept() -> None:
     with_tree, without = Learner(LearnerSettings()), Learner(LearnerSettings(tree=False))
     # accuracy over the first 1,000 events (measured: 0.854 against 0.811; seeds 1 and 2:
     # +0.029, +0.043): the tree finds the thresholds sooner than the network
-    acc_with, acc_without = _run(with_tree, events, 0, 1_000), _run(without, events, 0, 1_000)
+    acc_with, acc_without = (
+        accuracy(with_tree, events, 0, 1_000),
+        accuracy(without, events, 0, 1_000),
+    )
     assert acc_with > acc_without + 0.02, (acc_with, acc_without)
 
 
 def test_a_published_version_carries_the_tree_expert() -> None:
     learner = Learner(LearnerSettings())
-    _run(learner, _thresholds(1_500))
+    accuracy(learner, _thresholds(1_500))
     snapshot = learner.snapshot()
     assert snapshot.tree is not None and "tree" in snapshot.weights
     data, sha = encode_version(snapshot, 1, "m", 0.0, {})
