@@ -19,13 +19,9 @@ Prints one line per read size, then a JSON object as the last line with, per rea
 
 from __future__ import annotations
 
-import os
+from streamcl.threads import single_threaded
 
-# One OpenMP (faiss, torch) and OpenBLAS thread, as the ``streamcl`` command runs
-# (``streamcl.cli.THREAD_ENV``); set before numpy, faiss or torch load. Without it the
-# BLAS pool's spinning workers make the larger matrices of bigger micro-batches slower.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+single_threaded()  # as the streamcl command runs; before numpy, faiss or torch load
 
 import json
 import time

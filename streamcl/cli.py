@@ -11,22 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 from streamcl.errors import CheckpointError, ModelVersionError, SettingsError, StoreError
 from streamcl.metrics import package_version
 from streamcl.settings import Settings, load_settings
+from streamcl.threads import single_threaded
 
 __all__ = ["main"]
-
-#: Native thread pools of a streamcl process, one thread each unless set in the environment:
-#: the matrices are small, and the learner, the serving replicas and their clients share the
-#: cores. OpenMP (faiss, torch) reads its default once, when the library loads, for every
-#: thread: ``faiss.omp_set_num_threads`` in :mod:`streamcl.models.kernels` sets it only for
-#: the importing thread, not for the loop thread. Idle OpenMP and OpenBLAS workers spin.
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,8 +92,7 @@ def _logging(verbose: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streamcl`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    for name in THREAD_ENV:  # before numpy, faiss or torch is imported
-        os.environ.setdefault(name, "1")
+    single_threaded()  # before numpy, faiss or torch is imported
     _logging(args.verbose)
     try:
         if args.command == "run":
