@@ -59,13 +59,8 @@ class WindowTree:
     def __init__(
         self, window: int = 500, every: int = 250, depth: int = 8, min_leaf: int = 5, seed: int = 0
     ) -> None:
-        self.window, self.every, self.depth, self.min_leaf, self.seed = (
-            window,
-            every,
-            depth,
-            min_leaf,
-            seed,
-        )
+        self.window, self.every, self.depth = window, every, depth
+        self.min_leaf, self.seed = min_leaf, seed
         self.x = np.zeros((0, 0), dtype=np.float32)
         self.y = np.zeros(0, dtype=np.int64)
         self.since = 0
@@ -88,20 +83,19 @@ class WindowTree:
         """Class probabilities ``(batch, n_classes)`` float32 for ``x`` ``(batch, width)``."""
         assert self.arrays is not None
         proba = self.arrays[4]
-        if self._fitted is None or x.shape[1] < self.x.shape[1]:  # after a restore: the walk
+        if self._fitted is None or x.shape[1] < self._width:  # restored or rescaled: the walk
             return tree_proba(self.arrays, x, n_classes, self.depth)
         # scikit-learn's compiled walk: the same comparisons, the same leaves, ~15x faster
         leaves = self._fitted.tree_.apply(np.ascontiguousarray(x[:, : self._width]))
-        out = proba[leaves]
-        return out if out.shape[1] == n_classes else pad_columns(out, n_classes)[:, :n_classes]
+        return pad_columns(proba[leaves], n_classes)[:, :n_classes]
 
     def learn(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> None:
         """Append rows ``x`` ``(m, width)`` float32, classes ``y`` ``(m,)`` int64; refit if due."""
         if len(x) == 0:
             return
         width = max(x.shape[1], self.x.shape[1])
-        old = self.x if self.x.shape[1] == width else _pad(self.x, width)
-        self.x = np.concatenate([old, _pad(x, width)])[-self.window :]
+        self.x = np.concatenate([pad_columns(self.x, width), pad_columns(x, width)])
+        self.x = self.x[-self.window :]
         self.y = np.concatenate([self.y, y])[-self.window :]
         self.since += len(x)
         n = len(self.y)
@@ -177,11 +171,3 @@ def tree_arrays(tree: DecisionTreeClassifier, n_classes: int) -> tuple[np.ndarra
         np.where(leaf, nodes, t.children_right).astype(np.int64),
         proba,
     )
-
-
-def _pad(x: np.ndarray, width: int) -> np.ndarray:
-    if x.shape[1] == width:
-        return x
-    out = np.zeros((len(x), width), dtype=np.float32)
-    out[:, : x.shape[1]] = x
-    return out

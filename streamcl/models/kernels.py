@@ -229,17 +229,13 @@ def tree_proba(
                 f = f_[at]
                 at = l_[at] if (row[f] if f < len(row) else 0.0) <= t_[at] else r_[at]
             leaves.append(at)
-        out = proba[leaves]
-        return (pad_columns(out, n_classes) if out.shape[1] < n_classes else out)[:, :n_classes]
-    width = int(feature.max(initial=0)) + 1
-    x = np.ascontiguousarray(pad_columns(x, width))
-    flat = x.ravel()
-    base = np.arange(len(x), dtype=np.int64) * x.shape[1]
-    node = np.zeros(len(x), dtype=np.int64)
-    for _ in range(depth):
-        go_left = flat[base + feature[node]] <= threshold[node]
-        node = np.where(go_left, left[node], right[node])
-    out = proba[node]
-    if out.shape[1] < n_classes:
-        out = pad_columns(out, n_classes)
-    return out[:, :n_classes]
+        node = np.array(leaves, dtype=np.int64)
+    else:
+        x = np.ascontiguousarray(pad_columns(x, int(feature.max(initial=0)) + 1))
+        flat = x.ravel()
+        base = np.arange(len(x), dtype=np.int64) * x.shape[1]
+        node = np.zeros(len(x), dtype=np.int64)
+        for _ in range(depth):
+            go_left = flat[base + feature[node]] <= threshold[node]
+            node = np.where(go_left, left[node], right[node])
+    return pad_columns(proba[node], n_classes)[:, :n_classes]
