@@ -183,7 +183,6 @@ class Service:
         publisher = Publisher(
             self.registry, self.loop, m, model_fingerprint(settings), self.metrics, announcer
         )
-        publisher.restore_champion()
         previous = self.loop.after_step
 
         def after_step() -> None:
@@ -195,8 +194,10 @@ class Service:
         self.loop.before_learn = publisher.observe
         if self.loop.labels is not None:  # delayed labels (kafka.labels_topic) score it too
             publisher.attach_labels(self.loop.labels)
-        if self.checkpoints is not None:  # version numbers survive restarts and takeovers
-            self.checkpoints.add("models", publisher)
+        # version numbers survive restarts and takeovers; a restored state loads the champion
+        restored = self.checkpoints is not None and self.checkpoints.add("models", publisher)
+        if not restored:
+            publisher.restore_champion()
         return publisher
 
     def _checkpoints(self, settings: Settings) -> CheckpointManager | None:

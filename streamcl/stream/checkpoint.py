@@ -114,16 +114,23 @@ class CheckpointManager:
             **self.extra,
         }
 
-    def add(self, name: str, component: Stateful) -> None:
+    def add(self, name: str, component: Stateful) -> bool:
         """Save ``component`` in every checkpoint from now on, under ``name``.
 
         For parts built after the restore (the model publisher): if the checkpoint restored
         last holds state under ``name``, it is loaded into ``component`` at once; later
         restores (a standby's takeover) load it with the rest.
+
+        Returns
+        -------
+        bool
+            True when a restored state was loaded into ``component``.
         """
         self.extra[name] = component
-        if name in self._saved:
-            component.load_state_dict(self._saved[name])
+        if name not in self._saved:
+            return False
+        component.load_state_dict(self._saved[name])
+        return True
 
     def due(self) -> bool:
         """True when ``every_events`` records or ``every_seconds`` passed since the last one."""

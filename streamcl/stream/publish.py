@@ -77,8 +77,10 @@ class Publisher:
         self.registry, self.loop, self.settings = registry, loop, settings
         self.fingerprint, self.metrics, self.announcer = fingerprint, metrics, announcer
         self.gate = ShadowGate(settings.gate_window, settings.gate_margin, loop.learner.regression)
-        # Unlabelled events (id -> event), newest last, for the gate to score on their labels.
+        # Unlabelled events (id -> event), newest last, for the gate to score on their labels;
+        # kept only once a label join is attached (attach_labels): nothing else labels them.
         self._unlabelled: OrderedDict[str, Event] = OrderedDict()
+        self._joined_labels = False
         self._next: int | None = None
         self._floor = 1  # the lowest number the next version may take (from the checkpoint)
         self._pending: dict[int, tuple[dict[str, Any], Any]] = {}
@@ -135,11 +137,12 @@ class Publisher:
     def observe(self, events: Sequence[Event]) -> None:
         """Feed the gate events about to be learned (call before learning them).
 
-        Labelled events are scored at once; the last ``models.gate_pending`` unlabelled ones
-        are kept until their labels join (:meth:`observe_joined`).
+        Labelled events are scored at once; with a label join attached
+        (:meth:`attach_labels`), the last ``models.gate_pending`` unlabelled ones are kept
+        until their labels join (:meth:`observe_joined`).
         """
         self.gate.observe(events)
-        keep = self.settings.gate_pending if self.gate.window else 0
+        keep = self.settings.gate_pending if self.gate.window and self._joined_labels else 0
         if not keep:
             return
         waiting = self._unlabelled
@@ -169,6 +172,7 @@ class Publisher:
     def attach_labels(self, join: LabelJoin) -> None:
         """Have the label join feed :meth:`observe_joined` before each delayed-label step."""
         join.before_learn = self.observe_joined
+        self._joined_labels = True
 
     def after_step(self) -> None:
         """Decide a pending candidate, or publish a new one when due, or send a heartbeat."""
