@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import sklearn
 from sklearn.tree import DecisionTreeClassifier
 
 from streamcl.models.kernels import pad_columns, tree_proba
@@ -107,7 +108,11 @@ class WindowTree:
         self.since = 0
         tree = DecisionTreeClassifier(
             max_depth=self.depth, min_samples_leaf=self.min_leaf, random_state=self.seed
-        ).fit(self.x, self.y)
+        )
+        # The window is float32, C-contiguous and finite (the featurizer's output), so
+        # scikit-learn's parameter and input checks (a third of a fit) have nothing to find.
+        with sklearn.config_context(skip_parameter_validation=True):
+            tree.fit(self.x, self.y, check_input=False)
         self.arrays = tree_arrays(tree, n_classes)
         self._fitted, self._width = tree, self.x.shape[1]
 
