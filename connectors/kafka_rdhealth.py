@@ -94,7 +94,7 @@ class TopicIds:
             if self._admin is None:
                 from confluent_kafka.admin import AdminClient
 
-                self._admin = AdminClient(self.config)
+                self._admin = AdminClient({**self.config, "logger": log})
             if not self._pending:
                 from confluent_kafka import TopicCollection
 

@@ -179,7 +179,13 @@ class RdKafkaSource(RdOffsets):
             ):
                 self._commit(self.next_offsets(), wait=False)
             n = max(1, min(max_records, self.max_poll_records))
-            messages = consumer.consume(n, timeout_s)
+            # what is queued now; else wait for one record at most timeout_s, then take what
+            # came with it (consume(n, timeout) alone would wait for n records or the timeout)
+            messages = consumer.consume(n, 0)
+            if not messages:
+                first = consumer.poll(timeout_s)
+                if first is not None:
+                    messages = [first, *consumer.consume(n - 1, 0)] if n > 1 else [first]
         except (KafkaException, RuntimeError) as exc:
             self._error = f"{type(exc).__name__}: {exc}"
             log.warning("kafka consume failed: %s", self._error)
