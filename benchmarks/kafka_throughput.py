@@ -18,7 +18,7 @@ names the largest share. Usage::
 
 from __future__ import annotations
 
-from streamcl.threads import single_threaded
+from streamcl.threads import freeze_heap, single_threaded
 
 single_threaded()  # as the streamcl command runs; before numpy, faiss or torch load
 
@@ -159,6 +159,7 @@ def _service_run(
         None, source={"kind": "kafka", "target": "class"}, learner=learner, kafka=kafka
     )
     service = Service(settings)
+    freeze_heap()  # as ``streamcl run`` does once the service is built
     loop, registry = service.loop, service.metrics.registry
     shares = Shares()
     assert loop.source is not None
