@@ -75,7 +75,9 @@ class TopicIds:
 
     def __init__(self, topics: Sequence[str], config: Mapping[str, Any], interval_s: float) -> None:
         self.topics = list(topics)
-        self.config = {k: v for k, v in config.items() if str(k).startswith(_ADMIN_KEYS)}
+        self.config: dict[str, Any] = {
+            k: v for k, v in config.items() if str(k).startswith(_ADMIN_KEYS)
+        }
         self.interval_s = interval_s
         self._admin: Any = None
         self._pending: dict[str, Any] = {}
@@ -94,7 +96,7 @@ class TopicIds:
             if self._admin is None:
                 from confluent_kafka.admin import AdminClient
 
-                self._admin = AdminClient({**self.config, "logger": log})
+                self._admin = AdminClient(self.config, logger=log)
             if not self._pending:
                 from confluent_kafka import TopicCollection
 

@@ -42,7 +42,7 @@ class RdOffsets:
 
     _consumer: Any
     _stats: RdStats
-    group: bool
+    group_id: str | None
     cooperative: bool
     watchdog_s: float
     before_commit: Callable[[], None] | None
@@ -57,6 +57,11 @@ class RdOffsets:
         self._targets: dict[str, int] = {}
         self._last_commit = time.monotonic()
         self._dropping = False
+
+    @property
+    def group(self) -> bool:
+        """True when consuming in a consumer group (``group.id`` set)."""
+        return self.group_id is not None
 
     def assignment(self) -> list[str]:
         """``"topic:partition"`` of the partitions held now (sorted)."""

@@ -115,11 +115,6 @@ class RdKafkaSource(RdOffsets):
             **kwargs,
         )
 
-    @property
-    def group(self) -> bool:
-        """True when consuming in a consumer group (``group.id`` set)."""
-        return self.group_id is not None
-
     # -- connection ----------------------------------------------------------------------------
     def _connect(self) -> Any:
         if self._consumer is not None:
