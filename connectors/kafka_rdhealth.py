@@ -44,8 +44,13 @@ class RdStats:
         self.join_state = "not joined"
 
     def update(self, raw: str) -> None:
-        """Read one statistics JSON document (librdkafka's ``stats_cb`` argument)."""
-        stats = json.loads(raw)
+        """Read one statistics JSON document (librdkafka's ``stats_cb`` argument); never raises."""
+        try:
+            self._update(json.loads(raw))
+        except Exception as exc:  # a raising callback would surface from consume()
+            log.debug("unreadable librdkafka statistics: %s", exc)
+
+    def _update(self, stats: dict[str, Any]) -> None:
         for b in stats.get("brokers", {}).values():
             rx = b.get("rxidle", -1)
             if b.get("state") != "UP" or rx < 0:

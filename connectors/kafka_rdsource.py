@@ -152,9 +152,14 @@ class RdKafkaSource(RdOffsets):
 
     def assignment(self) -> list[str]:
         """``"topic:partition"`` of the partitions this source holds now (sorted)."""
-        if self._consumer is None:
+        consumer = self._consumer
+        if consumer is None:
             return []
-        return sorted(key_of(tp.topic, tp.partition) for tp in self._consumer.assignment())
+        try:
+            held = consumer.assignment()
+        except (KafkaException, RuntimeError):  # closed meanwhile (health asked from HTTP)
+            return []
+        return sorted(key_of(tp.topic, tp.partition) for tp in held)
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, max_records: int, timeout_s: float) -> list[Record]:
