@@ -121,3 +121,7 @@ class TopicIds:
             except Exception as exc:  # unknown topic, timeout: left out
                 log.debug("no topic id for %s: %s", topic, exc)
         return {t: i for t, i in ids.items() if i and set(i) != {"A"}}  # all-zero uuid: none
+
+    def close(self) -> None:
+        """Drop the admin client (its connections close with it); the next poll rebuilds it."""
+        self._admin, self._pending = None, {}

@@ -362,6 +362,7 @@ class RdKafkaSource(RdOffsets):
         """Close the consumer without committing; the next :meth:`read` connects afresh."""
         consumer, self._consumer = self._consumer, None
         self._dropping = True
+        self._ids.close()
         for state in (self._next, self._start, self._committed, self._targets):
             state.clear()
         if consumer is not None:
@@ -387,3 +388,4 @@ class RdKafkaSource(RdOffsets):
             log.exception("closing the kafka consumer failed")
         finally:
             self._consumer = None
+            self._ids.close()

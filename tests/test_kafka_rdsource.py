@@ -114,6 +114,30 @@ def test_records_match_kafka_source_and_seek_is_exact(kafka_broker, new_topic):
         source.close()  # idempotent
 
 
+def test_watchdog_marks_unhealthy_when_broker_goes():
+    broker = TansuBroker().start()
+    try:
+        topic = broker.create_topic("rdwd")
+        produce(broker.bootstrap, topic, 5)
+        source = RdKafkaSource([topic], rd_config(broker, None), watchdog_s=1.0)
+        assert len(read_n(source, 5)) == 5
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:  # idle but fetching: stays healthy
+            source.read(10, 0.2)
+            assert source.health() == (True, "")
+        assert broker.proc is not None
+        broker.proc.kill()  # tansu's SIGTERM waits 5 s for connected clients
+        broker.proc.wait(5)
+        deadline = time.monotonic() + 10.0
+        while source.health()[0] and time.monotonic() < deadline:
+            source.read(10, 0.2)
+        healthy, reason = source.health()
+        assert not healthy and "no kafka fetch" in reason, reason
+        source.close()
+    finally:
+        broker.stop()
+
+
 def test_readiness_names_the_group_join_then_holds_partitions(kafka_broker, new_topic):
     topic = new_topic("rdjoin")
     source = RdKafkaSource(
