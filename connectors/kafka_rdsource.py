@@ -236,13 +236,13 @@ class RdKafkaSource(RdOffsets):
         consumer = self._consumer
         if consumer is None:
             return out
-        for tp in consumer.assignment():
+        for key in self.assignment():
             try:
-                _, high = consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
+                _, high = consumer.get_watermark_offsets(partition_of(key), cached=True)
+            except (KafkaException, RuntimeError):  # closed meanwhile
                 continue
             if high is not None and high >= 0:
-                out[key_of(tp.topic, tp.partition)] = high
+                out[key] = high
         return out
 
     def lag(self) -> dict[str, int]:
@@ -286,7 +286,7 @@ class RdKafkaSource(RdOffsets):
                     self._start[key] = tp.offset
                     return int(tp.offset)
             low, high = consumer.get_watermark_offsets(partition_of(key), timeout=1.0)
-        except KafkaException as exc:
+        except (KafkaException, RuntimeError) as exc:  # RuntimeError: closed meanwhile
             log.warning("no position for %s: %s", key, exc)
             return None
         self._start[key] = low if self.config.get("auto.offset.reset") != "latest" else high
