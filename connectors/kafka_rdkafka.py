@@ -1,4 +1,4 @@
-"""A librdkafka producer (confluent-kafka) for the hot output path: the predictions topic.
+"""librdkafka options from settings, and a producer (confluent-kafka) for the hot output path.
 
 kafka-python spends about 20 microseconds of the calling thread per ``send`` (partitioner,
 accumulator, future), as much as the learner's step per event; confluent-kafka's
@@ -20,28 +20,28 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from streamcl.settings import KafkaSettings
 
-__all__ = ["RdKafkaProducer", "rdkafka_config"]
+__all__ = [
+    "RdKafkaProducer",
+    "rdkafka_client_config",
+    "rdkafka_config",
+    "rdkafka_consumer_config",
+]
 
 log = logging.getLogger(__name__)
 
 
-def rdkafka_config(k: KafkaSettings) -> dict[str, Any]:
-    """Librdkafka producer options from settings (the same choices as kafka-python's).
+def rdkafka_client_config(k: KafkaSettings) -> dict[str, Any]:
+    """Librdkafka connection and security options shared by the producer and the consumer.
 
-    acks=all, ``producer_linger_ms``, 64 KiB batches, ``producer_max_request_size``;
-    connection and security as :func:`~streamcl.connectors.kafka_config.client_config`.
+    The same choices as :func:`~streamcl.connectors.kafka_config.client_config`, in
+    librdkafka's names.
     """
     cfg: dict[str, Any] = {
         "bootstrap.servers": ",".join(s.strip() for s in k.bootstrap_servers.split(",")),
         "client.id": k.client_id,
         "security.protocol": k.security_protocol,
-        "request.timeout.ms": k.request_timeout_ms,
         "metadata.max.age.ms": k.metadata_max_age_ms,
         "reconnect.backoff.max.ms": 1_000,
-        "acks": "all",
-        "linger.ms": k.producer_linger_ms,
-        "batch.size": 65_536,
-        "message.max.bytes": k.producer_max_request_size,
     }
     if k.sasl_mechanism is not None:
         cfg["sasl.mechanism"] = k.sasl_mechanism
@@ -57,6 +57,47 @@ def rdkafka_config(k: KafkaSettings) -> dict[str, Any]:
         if getattr(k, ours) is not None:
             cfg[theirs] = getattr(k, ours)
     return cfg
+
+
+def rdkafka_config(k: KafkaSettings) -> dict[str, Any]:
+    """Librdkafka producer options from settings (the same choices as kafka-python's).
+
+    acks=all, ``producer_linger_ms``, 64 KiB batches, ``producer_max_request_size``;
+    connection and security as :func:`rdkafka_client_config`.
+    """
+    return {
+        **rdkafka_client_config(k),
+        "request.timeout.ms": k.request_timeout_ms,
+        "acks": "all",
+        "linger.ms": k.producer_linger_ms,
+        "batch.size": 65_536,
+        "message.max.bytes": k.producer_max_request_size,
+    }
+
+
+def rdkafka_consumer_config(k: KafkaSettings) -> dict[str, Any]:
+    """Librdkafka consumer options from settings: the choices of ``consumer_config``.
+
+    Manual commits, no offset store, the group and session settings, ``fetch_max_wait_ms``,
+    ``request_timeout_ms`` as the socket timeout, range or cooperative-sticky assignment.
+    """
+    return {
+        **rdkafka_client_config(k),
+        "group.id": k.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": k.auto_offset_reset,
+        "fetch.wait.max.ms": k.fetch_max_wait_ms,
+        "session.timeout.ms": k.session_timeout_ms,
+        "heartbeat.interval.ms": k.heartbeat_interval_ms,
+        "max.poll.interval.ms": k.max_poll_interval_ms,
+        "socket.timeout.ms": max(10, k.request_timeout_ms),
+        "topic.metadata.refresh.interval.ms": k.metadata_max_age_ms,
+        "partition.assignment.strategy": (
+            "range" if k.assignment == "range" else "cooperative-sticky"
+        ),
+        **({"group.instance.id": k.group_instance_id} if k.group_instance_id else {}),
+    }
 
 
 class RdKafkaProducer:

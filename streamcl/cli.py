@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from streamcl.errors import CheckpointError, ModelVersionError, SettingsError, StoreError
 from streamcl.metrics import package_version
 from streamcl.settings import Settings, load_settings
-from streamcl.threads import single_threaded
+from streamcl.threads import freeze_heap, single_threaded
 
 __all__ = ["main"]
 
@@ -206,6 +206,7 @@ def _run(settings: Settings, role: str = "all") -> int:
         raise SettingsError("models.store: the learner role publishes to a model store; set it")
     service = Service(settings)
     app = create_app(service, predict=role == "all")
+    freeze_heap()  # what exists now lives as long as the process: the GC skips it
     host, port = settings.server.host, settings.server.port
     hint = "POST /v1/predict" if role == "all" else "GET /v1/models"
     print(f"streamcl: {role} on http://{host}:{port} (try GET /v1/model, {hint})", flush=True)

@@ -47,6 +47,10 @@ def build_source(settings: Settings) -> Source | None:
     if s.kind == "file":
         return FileSource(s.path, rate=s.rate, loop=s.loop)
     if s.kind == "kafka":
+        if settings.kafka.consumer_client == "confluent-kafka":
+            from streamcl.connectors.kafka_rdsource import RdKafkaSource
+
+            return RdKafkaSource.from_settings(settings)  # type: ignore[no-any-return]
         from streamcl.connectors.kafka import KafkaSource
 
         return KafkaSource.from_settings(settings)  # type: ignore[no-any-return]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from streamcl.connectors.base import Record
 from streamcl.connectors.kafka import KafkaSource
+from streamcl.connectors.kafka_rdsource import RdKafkaSource
 from streamcl.connectors.kafka_sinks import KafkaDeadLetterSink, KafkaPredictionSink
 from streamcl.events import Event
 from streamcl.learning.learner import Prediction
@@ -85,7 +86,7 @@ def wire_kafka(service: Service) -> list[Sink]:
             on_learned=None if ledger is None else ledger.add_many,
         )
     source = service.source
-    if isinstance(source, KafkaSource):
+    if isinstance(source, KafkaSource | RdKafkaSource):
         source.on_lag = lambda t, p, lag: metrics.consumer_lag.labels(t, str(p)).set(lag)
         source.on_records = lambda t, n: metrics.records_consumed.labels(t).inc(n)
 

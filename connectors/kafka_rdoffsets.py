@@ -1,0 +1,199 @@
+"""Offsets of the librdkafka source: seek, commit, and the rebalance callbacks.
+
+The base of :class:`~streamcl.connectors.kafka_rdsource.RdKafkaSource`, kept apart to keep
+modules short. Per ``"topic:partition"`` it tracks the next offset to hand out (``_next``),
+where an unread partition starts (``_start``), what is committed (``_committed``) and
+seeks waiting for an assignment (``_targets``). librdkafka runs the callbacks inside
+``consume()`` on the loop thread: when partitions are revoked every record returned from
+them has been handled, so their ``_next`` offsets are committed there (after
+``before_commit``); newly assigned partitions start at their pending seek target (or
+``on_assigned``'s), else at the group's committed offset; lost partitions commit nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import OFFSET_INVALID, KafkaException, TopicPartition
+from streamcl.connectors.base import Position
+from streamcl.connectors.kafka_rdhealth import RdStats
+
+__all__ = ["RdOffsets", "key_of", "partition_of"]
+
+log = logging.getLogger(__name__)
+
+
+def key_of(topic: str, partition: int) -> str:
+    """``"topic:partition"``."""
+    return f"{topic}:{partition}"
+
+
+def partition_of(key: str, offset: int = OFFSET_INVALID) -> TopicPartition:
+    """The ``TopicPartition`` of a ``"topic:partition"`` key, at ``offset``."""
+    topic, _, partition = key.rpartition(":")
+    return TopicPartition(topic, int(partition), offset)
+
+
+class RdOffsets:
+    """Offset bookkeeping and rebalance callbacks; the subclass owns the consumer."""
+
+    _consumer: Any
+    _stats: RdStats
+    group_id: str | None
+    cooperative: bool
+    watchdog_s: float
+    before_commit: Callable[[], None] | None
+    on_assigned: Callable[[list[str]], Mapping[str, int]] | None
+    on_revoked: Callable[[list[str]], None] | None
+    on_lost: Callable[[list[str]], None] | None
+
+    def __init__(self) -> None:
+        self._next: dict[str, int] = {}
+        self._start: dict[str, int] = {}
+        self._committed: dict[str, int] = {}
+        self._targets: dict[str, int] = {}
+        self._last_commit = time.monotonic()
+        self._dropping = False
+
+    @property
+    def group(self) -> bool:
+        """True when consuming in a consumer group (``group.id`` set)."""
+        return self.group_id is not None
+
+    def assignment(self) -> list[str]:
+        """``"topic:partition"`` of the partitions held now (sorted)."""
+        raise NotImplementedError
+
+    def _check_ids(self, wait: bool, assigning: Sequence[str] = ()) -> None:
+        raise NotImplementedError
+
+    def _silent_s(self) -> float:
+        raise NotImplementedError
+
+    def next_offsets(self) -> Position:
+        """``{"topic:partition": next offset}`` of the partitions read or sought; never blocks."""
+        return dict(self._next)
+
+    def seek(self, position: Position) -> None:
+        """Resume each partition of ``position`` at its offset.
+
+        Partitions assigned now are moved at once; the others when they are assigned (once:
+        a later assignment resumes from the group's committed offset).
+        """
+        consumer = self._consumer
+        assigned = set(self.assignment())
+        for key, off in position.items():
+            off = int(off)
+            if consumer is not None and key in assigned:
+                consumer.seek(partition_of(key, off))
+                self._next[key] = off
+                self._targets.pop(key, None)
+            else:
+                self._targets[key] = off
+
+    def commit(self, position: Position) -> None:
+        """Commit ``position`` for the partitions assigned now; only forward, never raises.
+
+        Synchronous; skipped while :meth:`health` is failing (a commit would wait for an
+        absent coordinator). A no-op without a consumer group or before connecting.
+        """
+        self._commit(position, wait=True)
+
+    def _commit(self, position: Position, wait: bool) -> None:
+        consumer = self._consumer
+        self._last_commit = time.monotonic()
+        if consumer is None or not self.group:
+            return
+        assigned = set(self.assignment())
+        offsets = {
+            k: int(o)
+            for k, o in position.items()
+            if k in assigned and int(o) > self._committed.get(k, -1)
+        }
+        if not offsets:
+            return
+        if self.before_commit is not None:
+            self.before_commit()
+        self._commit_offsets(consumer, offsets, wait)
+
+    def _commit_offsets(self, consumer: Any, offsets: Mapping[str, int], wait: bool) -> None:
+        tps = [partition_of(k, o) for k, o in offsets.items()]
+        try:
+            if not wait:
+                consumer.commit(offsets=tps, asynchronous=True)
+                return
+            if self._silent_s() > self.watchdog_s:
+                log.warning("offset commit skipped: no kafka response for %.0f s", self._silent_s())
+                return
+            consumer.commit(offsets=tps, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("offset commit failed (progress report only): %s", exc)
+            return
+        for k, o in offsets.items():
+            self._committed[k] = max(o, self._committed.get(k, -1))
+
+    def _on_commit(self, err: Any, partitions: list[TopicPartition]) -> None:
+        if err is not None:
+            log.warning("offset commit failed (progress report only): %s", err)
+            return
+        for tp in partitions:
+            if tp.error is None and tp.offset >= 0:
+                k = key_of(tp.topic, tp.partition)
+                self._committed[k] = max(tp.offset, self._committed.get(k, -1))
+
+    # -- rebalances (inside consume(), on the loop thread) ---------------------------------------
+    def _start_at(self, keys: list[str]) -> list[TopicPartition]:
+        """Start offsets for newly assigned ``keys``: pending seeks, else the committed offset."""
+        log.info("partitions assigned: %s", sorted(keys))
+        if self.on_assigned is not None and keys:
+            for key, off in self.on_assigned(keys).items():
+                self._targets[key] = int(off)
+        out = []
+        for key in keys:
+            target = self._targets.pop(key, None)
+            self._start.pop(key, None)
+            if target is not None:
+                self._next[key] = target
+            out.append(partition_of(key, OFFSET_INVALID if target is None else target))
+        return out
+
+    def _assign_cb(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._stats.last_coordinator = time.monotonic()
+        keys = [key_of(tp.topic, tp.partition) for tp in partitions]
+        self._check_ids(wait=True, assigning=keys)
+        start = self._start_at(keys)
+        (consumer.incremental_assign if self.cooperative else consumer.assign)(start)
+
+    def _revoke_cb(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        keys = [key_of(tp.topic, tp.partition) for tp in partitions]
+        log.info("partitions revoked: %s", keys)
+        if self.on_revoked is not None and keys:
+            self.on_revoked(keys)
+        offsets = {
+            k: self._next[k]
+            for k in keys
+            if k in self._next and self._next[k] > self._committed.get(k, -1)
+        }
+        if offsets and not self._dropping:
+            if self.before_commit is not None:
+                self.before_commit()
+            self._commit_offsets(consumer, offsets, wait=True)
+            log.info("committed on revocation: %s", offsets)
+        self._forget(keys)
+
+    def _lost_cb(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        # Forced out of the group (session expired, fenced): another member may own these.
+        keys = [key_of(tp.topic, tp.partition) for tp in partitions]
+        log.warning("partitions lost (evicted from the group): %s", keys)
+        if self.on_lost is not None and keys:
+            self.on_lost(keys)
+        self._forget(keys)
+
+    def _forget(self, keys: list[str]) -> None:
+        for k in keys:
+            self._next.pop(k, None)
+            self._start.pop(k, None)
+            self._committed.pop(k, None)
