@@ -241,6 +241,7 @@ def _serve(settings: Settings) -> int:
             registry.store, registry.name, replica.fingerprint, settings.serve.poll_interval_s
         )
     app = create_replica_app(replica, settings, follower, keyed)
+    freeze_heap()  # as in _run: a full collection need not walk torch and the modules
     host, port = settings.server.host, settings.server.port
     print(f"streamcl: serving replica on http://{host}:{port} ({registry.store.url})", flush=True)
     serve(app, settings.server)

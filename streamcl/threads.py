@@ -35,8 +35,8 @@ def single_threaded() -> None:
 def freeze_heap() -> None:
     """Move every object tracked by the cyclic GC so far out of its reach (``gc.freeze``).
 
-    Call once per process, after the long-lived objects are built (the ``streamcl run``
-    command, benchmarks); not in library code that builds and drops services (tests):
-    frozen cycles are never collected.
+    Call once per process, after the long-lived objects are built (``streamcl run`` and
+    ``streamcl serve``, benchmarks); not in library code that builds and drops services
+    (tests): frozen cycles are never collected.
     """
     gc.freeze()
