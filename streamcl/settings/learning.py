@@ -40,7 +40,7 @@ class MemorySettings(Section):
     prototypes: bool = Field(
         False,
         description="Use nearest-class-mean prototypes as a predictor (off by default: the "
-        "Hedge gives them no weight on the benchmark streams; see the README).",
+        "Hedge gives them no weight on the benchmark streams; see docs/benchmarks.md).",
     )
     prototype_decay: float = Field(
         0.99, ge=0, lt=1, description="Prototype running mean: weight of the past per update."
