@@ -4,21 +4,14 @@ drift the adapting candidate is promoted. In-process, directory store, loop step
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pytest
 from sources import ListSource, elec2_rows
 from streamcl.connectors.base import Record
 
-from streamcl.events import Event
-from streamcl.learning.learner import Learner
-from streamcl.models.predictor import Snapshot
 from streamcl.service import Service
-from streamcl.settings import LearnerSettings, load_settings
-from streamcl.stream.gate import ShadowGate
+from streamcl.settings import load_settings
 from streamcl.stream.labels import LabelJoin, PendingLabels
 
 N = 5000
@@ -147,40 +140,3 @@ def test_labels_that_join_later_score_the_candidates(tmp_path: Path) -> None:
     assert min(scored) >= window
     text = service.metrics.exposition().decode()
     assert 'streamcl_model_versions_published_total{outcome="promoted"}' in text
-
-
-def test_the_gate_compares_versions_without_their_stale_temporal_expert() -> None:
-    # Two versions that differ only in the label their temporal expert saw last: scored on
-    # the events after them, that one label would decide the comparison.
-    events = [
-        Event(
-            id=str(i),
-            features={k: float(v) for k, v in r.items() if k != "class"},
-            label=int(r["class"]),
-        )
-        for i, r in enumerate(elec2_rows(2500))
-    ]
-    learner = Learner(LearnerSettings())
-    for i in range(0, 2000, 64):
-        learner.predict_learn(events[i : i + 64])
-    snap = learner.snapshot()
-    assert "temporal" in snap.weights
-    weights = {**snap.weights, "temporal": 100.0 * sum(snap.weights.values())}
-    champion = replace(snap, weights=weights, temporal=np.array([0.99, 0.01], np.float32))
-    candidate = replace(snap, weights=weights, temporal=np.array([0.01, 0.99], np.float32))
-    without = replace(snap, weights={k: w for k, w in weights.items() if k != "temporal"})
-    later = events[2000:]
-
-    def acc(model: Snapshot) -> float:
-        predicted = model.predict(later)
-        return float(np.mean([p.label == e.label for p, e in zip(predicted, later, strict=True)]))
-
-    assert abs(acc(champion) - acc(candidate)) > 0.1  # with it, the last label decides
-    gate = ShadowGate(window=len(later), margin=0.05)
-    gate.champion = champion
-    assert gate.start("v2", candidate) is None
-    gate.observe(later)
-    [(key, decision)] = gate.decide()
-    assert key == "v2" and decision.promote, decision
-    assert decision.scores["champion"] == decision.scores["candidate"]
-    assert decision.scores["candidate"] == pytest.approx(acc(without))

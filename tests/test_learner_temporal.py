@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
+from sources import elec2_rows
 
 from streamcl.events import Event
 from streamcl.learning.learner import Learner
 from streamcl.learning.temporal import LabelTransitions
+from streamcl.models.predictor import Snapshot
 from streamcl.settings import LearnerSettings
 
 
@@ -71,3 +74,36 @@ def test_regression_expert_predicts_the_previous_value() -> None:
     t = LabelTransitions(regression=True)
     t.learn(np.array([3.0, 5.0]), 0)
     assert t.predict(np.array([math.nan, 7.0, math.nan]), 0).tolist() == [5.0, 5.0, 7.0]
+
+
+def test_a_served_version_leaves_the_stale_temporal_expert_out() -> None:
+    # On elec2 after 2,000 events the learner leans on the temporal expert; a version serves
+    # the next 500 events, over which the one label it saw last is stale.
+    events = [
+        Event(
+            id=str(i),
+            features={k: float(v) for k, v in r.items() if k != "class"},
+            label=int(r["class"]),
+        )
+        for i, r in enumerate(elec2_rows(2500))
+    ]
+    learner = Learner(LearnerSettings())
+    for i in range(0, 2000, 64):
+        learner.predict_learn(events[i : i + 64])
+    weight = learner.weights()["temporal"]
+    assert weight > 0.3, weight
+    snap = learner.snapshot()
+    assert "temporal" not in snap.weights and snap.temporal is None
+    assert learner.temporal is not None
+    stale = replace(
+        snap,
+        weights={**snap.weights, "temporal": weight},
+        temporal=learner.temporal.next_output(len(learner.classes)),
+    )
+    later = events[2000:]
+
+    def accuracy(model: Snapshot) -> float:
+        predicted = model.predict(later)
+        return float(np.mean([p.label == e.label for p, e in zip(predicted, later, strict=True)]))
+
+    assert accuracy(snap) > accuracy(stale) + 0.05, (accuracy(snap), accuracy(stale))

@@ -11,13 +11,12 @@ A candidate made during a spell of wrong labels has learned them: scored on the 
 labels that follow, it loses and is held. After a real drift the new concept persists, the
 adapting candidate beats the stale champion on it, and is promoted.
 
-Both are scored without their temporal expert (the Hedge weights renormalised over the
-other predictors). A snapshot's temporal expert predicts every event from the one label
-the snapshot saw last, so over the ``window`` events after it that label is equally stale
-for both versions, and on a stream with autocorrelated labels the comparison would mostly
-say which of the two happened to see the more frequent label last (on elec2 replayed at
-full speed, 27 of 67 candidates were held so, some at 0.31 against 0.64 accuracy, and the
-served version aged past 2 s).
+Snapshots carry no temporal expert (:func:`streamcl.learning.report.snapshot`): it would
+predict every later event from the one label the snapshot saw last, equally stale for both
+versions, and on a stream with autocorrelated labels the comparison would mostly say which
+of the two happened to see the more frequent label last (on elec2 replayed at full speed,
+27 of 67 candidates were held so, some at 0.31 against 0.64 accuracy, and the served
+version aged past 2 s).
 
 References
 ----------
@@ -30,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from streamcl.events import Event
@@ -94,7 +93,6 @@ class ShadowGate:
         self.regression = regression
         self.champion: Snapshot | None = None
         self.trials: list[_Trial] = []
-        self._scored: dict[int, tuple[Snapshot, Snapshot]] = {}  # id -> (snapshot, as scored)
 
     @property
     def pending(self) -> int:
@@ -124,21 +122,9 @@ class ShadowGate:
             trial.errors[1] += sum(self._errors(trial.candidate, labelled))
             trial.n += len(labelled)
 
-    def _as_scored(self, model: Snapshot) -> Snapshot:
-        """``model`` without its temporal expert (see the module docstring), made once."""
-        if "temporal" not in model.weights or len(model.weights) == 1:
-            return model
-        cached = self._scored.get(id(model))
-        if cached is None or cached[0] is not model:
-            live = {id(s) for t in self.trials for s in (t.champion, t.candidate)}
-            self._scored = {k: v for k, v in self._scored.items() if k in live}
-            weights = {k: w for k, w in model.weights.items() if k != "temporal"}
-            cached = self._scored[id(model)] = (model, replace(model, weights=weights))
-        return cached[1]
-
     def _errors(self, model: Snapshot, events: Sequence[Event]) -> list[float]:
         out = []
-        for event, p in zip(events, self._as_scored(model).predict(events), strict=True):
+        for event, p in zip(events, model.predict(events), strict=True):
             if self.regression:
                 out.append(abs(float(p.label) - float(event.label)) if p.label is not None else 0.0)  # type: ignore[arg-type]
             else:
