@@ -22,7 +22,6 @@ Nothing here connects in ``__init__``: the consumer is built on first use.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from streamcl.connectors.base import Position, Record
+from streamcl.connectors.kafka_base import KafkaSourceBase, settings_topics
 from streamcl.connectors.kafka_config import consumer_config
 from streamcl.connectors.kafka_health import group_reason, last_success, topic_ids
 
@@ -86,36 +86,18 @@ class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         self.source._on_lost(list(lost))
 
 
-class KafkaSource:
-    """Kafka topics as a :class:`~streamcl.connectors.base.Source`.
+class KafkaSource(KafkaSourceBase):
+    """Kafka topics as a :class:`~streamcl.connectors.base.Source`, read through kafka-python.
 
-    Parameters
-    ----------
-    topics
-        Topics to consume (events topics, and the labels topic if any).
-    config
-        kafka-python ``KafkaConsumer`` options; copied, never mutated. With a ``group_id``
-        the source subscribes in that consumer group; without, it assigns itself every
-        partition of ``topics``. ``enable_auto_commit`` is forced off.
-    watchdog_s
-        :meth:`health` is ``(False, ...)`` after this many seconds without a successful
-        fetch response or metadata refresh (kafka-python does not raise when brokers go).
-    commit_interval_s
-        Commit handled offsets at most this often, from :meth:`read`; 0 commits only on
-        :meth:`commit`, on revocation and on :meth:`close`.
-    on_lag
-        Called ``(topic, partition, lag)`` after each poll, lag in records
-        (``highwater - next offset``).
-    on_records
-        Called ``(topic, n)`` with the number of records returned per topic.
-    before_commit
-        Called before each commit (e.g. flush the dead-letter producer, so that a committed
-        offset never covers a dead letter still in a buffer).
-    subscribe
-        With a ``group_id``: True subscribes in the group (partitions assigned by Kafka);
-        False assigns every partition to this source and uses the group for commits only
-        (a hot-standby learner, elected by :mod:`~streamcl.connectors.kafka_lock`).
+    Parameters are those of :class:`~streamcl.connectors.kafka_base.KafkaSourceBase`, and
+    ``config``: kafka-python ``KafkaConsumer`` options; copied, never mutated. With a
+    ``group_id`` the source subscribes in that consumer group (or, ``subscribe`` False,
+    commits under it); without, it assigns itself every partition of ``topics``.
+    ``enable_auto_commit`` is forced off and deserializers are dropped (records are bytes).
+    The callbacks ``on_revoked`` and ``on_lost`` run on kafka-python's IO thread.
     """
+
+    _log = log
 
     def __init__(
         self,
@@ -128,44 +110,19 @@ class KafkaSource:
         before_commit: Callable[[], None] | None = None,
         subscribe: bool = True,
     ) -> None:
-        if not topics:
-            raise ValueError("KafkaSource needs at least one topic")
-        self.topics = tuple(topics)
+        super().__init__(
+            topics, watchdog_s, commit_interval_s, on_lag, on_records, before_commit, subscribe
+        )
         self.config = {**dict(config), "enable_auto_commit": False}
         for name in ("key_deserializer", "value_deserializer"):
             self.config.pop(name, None)
-        self.watchdog_s = watchdog_s
-        self.commit_interval_s = commit_interval_s
-        self.on_lag = on_lag
-        self.on_records = on_records
-        self.before_commit = before_commit
-        self.subscribe = subscribe
-        #: Called with the ``"topic:partition"`` keys about to be revoked, before their commit
-        #: (on kafka-python's IO thread: it must not call blocking consumer methods).
-        self.on_revoked: Callable[[list[str]], None] | None = None
-        #: Topic ids (name -> uuid string) this source's positions refer to: set from a
-        #: checkpoint, else those first seen. A topic whose id changes was deleted and
-        #: recreated; ``on_recreated`` gets its assigned ``"topic:partition"`` keys before
-        #: any pending seek applies, and returns False to stop reading (policy ``fail``).
-        self.log_ids: dict[str, str] = {}
-        self.on_recreated: Callable[[list[str]], bool] | None = None
-        self._halted = False
         self._ids_checked = 0.0
-        #: Called with the ``"topic:partition"`` keys just assigned; returns where to resume
-        #: each (per-partition checkpoints), applied before anything is fetched.
-        self.on_assigned: Callable[[list[str]], Mapping[str, int]] | None = None
-        #: Called with the keys lost by a forced eviction (nothing is committed for them).
-        self.on_lost: Callable[[list[str]], None] | None = None
         self._consumer: KafkaConsumer | None = None
         self._next: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._targets: dict[TopicPartition, int] = {}
-        self._connected_at: float | None = None
         self._last_records = 0.0
         self._last_commit = time.monotonic()
-        self._error = ""
-        self._closed = False
-        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> KafkaSource:
@@ -174,11 +131,8 @@ class KafkaSource:
         ``kwargs`` go to the constructor (``on_lag``, ``on_records``, ``before_commit``).
         """
         k = settings.kafka
-        topics = list(k.topics)
-        if k.labels_topic and k.labels_topic not in topics:
-            topics.append(k.labels_topic)
         return cls(
-            topics,
+            settings_topics(k),
             consumer_config(k),
             watchdog_s=k.watchdog_s,
             commit_interval_s=k.commit_interval_s,
@@ -267,7 +221,7 @@ class KafkaSource:
                     self.on_records(tp.topic, len(messages))
         if out:
             self._last_records = time.monotonic()
-        self._report_lag(consumer)
+        self._report_lag()
         return out
 
     def lag(self) -> dict[str, int]:
@@ -290,13 +244,6 @@ class KafkaSource:
                     continue
             out[_key(tp)] = max(0, highwater - nxt)
         return out
-
-    def _report_lag(self, consumer: KafkaConsumer) -> None:
-        if self.on_lag is None:
-            return
-        for key, lag in self.lag().items():
-            tp = _tp(key)
-            self.on_lag(tp.topic, tp.partition, lag)
 
     # -- positions -----------------------------------------------------------------------------
     def position(self) -> Position:
@@ -406,15 +353,7 @@ class KafkaSource:
     def _check_recreated(self) -> None:
         """Notice topics deleted and recreated (new topic id) and tell ``on_recreated``."""
         self._ids_checked = time.monotonic()
-        current = topic_ids(self._consumer, self.topics)
-        recreated = [t for t, i in current.items() if self.log_ids.get(t, i) != i]
-        self.log_ids.update(current)
-        if not recreated or self._consumer is None:
-            return
-        keys = sorted(_key(tp) for tp in self._consumer.assignment() if tp.topic in recreated)
-        log.error("topic recreated (new topic id): %s", recreated)
-        if self.on_recreated is not None and not self.on_recreated(keys):
-            self._halted = True
+        self._note_ids(topic_ids(self._consumer, self.topics), self.assignment())
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Apply pending :meth:`seek` targets; others resume from the committed offset."""
@@ -466,61 +405,21 @@ class KafkaSource:
         last = max(heartbeat.last_receive, heartbeat.last_reset)
         return bool(time.monotonic() - last < fraction * session_s)
 
-    # -- health --------------------------------------------------------------------------------
-    def _last_success(self) -> float:
-        """Monotonic seconds of the newest fetch response, metadata refresh or record."""
-        return last_success(self._consumer, self._last_records, self._connected_at or 0.0)
+    # -- health and closing -------------------------------------------------------------------
+    def _silent_s(self) -> float:
+        """Seconds since the newest fetch response, metadata refresh or record."""
+        since = last_success(self._consumer, self._last_records, self._connected_at or 0.0)
+        return time.monotonic() - since
 
-    def health(self) -> tuple[bool, str]:
-        """``(False, reason)`` before connecting, or after ``watchdog_s`` without success."""
-        if self._closed:
-            return False, "kafka source closed"
-        if self._consumer is None:
-            return False, "kafka not connected yet"
-        if self._halted:
-            return False, "stopped reading: a topic was recreated (see checkpoint policy)"
-        if self.group and not self._consumer.assignment():
-            return False, group_reason(self._consumer, self.config, self._connected_at, self._error)
-        silent = time.monotonic() - self._last_success()
-        if silent > self.watchdog_s:
-            detail = f" ({self._error})" if self._error else ""
-            return False, f"no kafka fetch or metadata for {silent:.0f} s{detail}"
-        return True, ""
+    def _group_reason(self) -> str:
+        if self.group and self._consumer is not None and not self._consumer.assignment():
+            return group_reason(self._consumer, self.config, self._connected_at, self._error)
+        return ""
 
-    @property
-    def exhausted(self) -> bool:
-        """Never: a topic has no end."""
-        return False
+    def _close_consumer(self, consumer: KafkaConsumer) -> None:
+        consumer.close(autocommit=False)
 
-    def disconnect(self) -> None:
-        """Close the consumer without committing; the next :meth:`read` connects afresh.
-
-        A hot standby that lost the lock drops what it knew (positions, high-water marks):
-        the next takeover restores a checkpoint and must not compare it with stale marks.
-        """
-        consumer, self._consumer = self._consumer, None
+    def _forget_all(self) -> None:
         self._next.clear()
         self._committed.clear()
         self._targets.clear()
-        if consumer is not None:
-            try:
-                consumer.close(autocommit=False)
-            except Exception:  # a dead connection must not stop the stand-down
-                log.exception("closing the kafka consumer failed")
-
-    def close(self) -> None:
-        """Commit handled offsets, leave the group and close the consumer; idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        consumer = self._consumer
-        if consumer is None:
-            return
-        try:
-            self.commit({_key(tp): off for tp, off in self._next.items()})
-            consumer.close(autocommit=False)
-        except Exception:  # closing must not fail shutdown
-            log.exception("closing the kafka consumer failed")
-        finally:
-            self._consumer = None

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, KafkaException, TopicPartition
 from streamcl.connectors.base import Position
+from streamcl.connectors.kafka_base import KafkaSourceBase
 from streamcl.connectors.kafka_rdhealth import RdStats
 
 __all__ = ["RdOffsets", "key_of", "partition_of"]
@@ -37,20 +38,18 @@ def partition_of(key: str, offset: int = OFFSET_INVALID) -> TopicPartition:
     return TopicPartition(topic, int(partition), offset)
 
 
-class RdOffsets:
-    """Offset bookkeeping and rebalance callbacks; the subclass owns the consumer."""
+class RdOffsets(KafkaSourceBase):
+    """Offset bookkeeping and rebalance callbacks; the subclass owns the consumer.
 
-    _consumer: Any
+    Arguments are :class:`~streamcl.connectors.kafka_base.KafkaSourceBase`'s.
+    """
+
     _stats: RdStats
     group_id: str | None
     cooperative: bool
-    watchdog_s: float
-    before_commit: Callable[[], None] | None
-    on_assigned: Callable[[list[str]], Mapping[str, int]] | None
-    on_revoked: Callable[[list[str]], None] | None
-    on_lost: Callable[[list[str]], None] | None
 
-    def __init__(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._next: dict[str, int] = {}
         self._start: dict[str, int] = {}
         self._committed: dict[str, int] = {}
@@ -68,9 +67,6 @@ class RdOffsets:
         raise NotImplementedError
 
     def _check_ids(self, wait: bool, assigning: Sequence[str] = ()) -> None:
-        raise NotImplementedError
-
-    def _silent_s(self) -> float:
         raise NotImplementedError
 
     def next_offsets(self) -> Position:
