@@ -71,11 +71,9 @@ class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
             except Exception as exc:  # progress reporting only: never break the rebalance
                 log.warning("commit on revocation failed: %s", exc)
                 return
-            for tp, meta in offsets.items():
-                self.source._committed[tp] = meta.offset
             log.info("committed on revocation: %s", {_key(t): m.offset for t, m in offsets.items()})
         for tp in revoked:
-            self.source._committed.pop(tp, None)
+            self.source._committed.pop(_key(tp), None)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self.source._on_assigned(list(assigned))
@@ -83,7 +81,7 @@ class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_lost(self, lost: Sequence[TopicPartition]) -> None:
         # Forced out of the group (session expired, fenced): another member may own these
         # already, so nothing is committed and the state built on them is dropped.
-        self.source._on_lost(list(lost))
+        self.source._lose([_key(tp) for tp in lost])
 
 
 class KafkaSource(KafkaSourceBase):
@@ -118,11 +116,7 @@ class KafkaSource(KafkaSourceBase):
             self.config.pop(name, None)
         self._ids_checked = 0.0
         self._consumer: KafkaConsumer | None = None
-        self._next: dict[TopicPartition, int] = {}
-        self._committed: dict[TopicPartition, int] = {}
-        self._targets: dict[TopicPartition, int] = {}
         self._last_records = 0.0
-        self._last_commit = time.monotonic()
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> KafkaSource:
@@ -216,7 +210,7 @@ class KafkaSource(KafkaSourceBase):
                     )
                 )
             if messages:
-                self._next[tp] = messages[-1].offset + 1
+                self._next[_key(tp)] = messages[-1].offset + 1
                 if self.on_records is not None:
                     self.on_records(tp.topic, len(messages))
         if out:
@@ -232,7 +226,7 @@ class KafkaSource(KafkaSourceBase):
             return out
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
-            nxt = self._next.get(tp)
+            nxt = self._next.get(_key(tp))
             if highwater is None:
                 continue
             if nxt is None:
@@ -253,12 +247,12 @@ class KafkaSource(KafkaSourceBase):
         the consumer will start, for a partition nothing was read from yet). Before the
         first read this is the position given to :meth:`seek`, if any.
         """
-        out = {_key(tp): off for tp, off in self._targets.items()}
+        out = dict(self._targets)
         consumer = self._consumer
         if consumer is None:
             return out
         for tp in consumer.assignment():
-            nxt = self._next.get(tp)
+            nxt = self._next.get(_key(tp))
             if nxt is None:
                 try:
                     nxt = consumer.position(tp, timeout_ms=1_000)
@@ -269,22 +263,8 @@ class KafkaSource(KafkaSourceBase):
                 out[_key(tp)] = nxt
         return out
 
-    def seek(self, position: Position) -> None:
-        """Resume each partition of ``position`` at its offset.
-
-        Partitions assigned now are moved at once; the others are moved when they are
-        assigned (once: a later assignment resumes from the group's committed offset).
-        """
-        targets = {_tp(key): int(off) for key, off in position.items()}
-        consumer = self._consumer
-        assigned = set(consumer.assignment()) if consumer is not None else set()
-        for tp, off in targets.items():
-            if consumer is not None and tp in assigned:
-                consumer.seek(tp, off)
-                self._next[tp] = off
-                self._targets.pop(tp, None)
-            else:
-                self._targets[tp] = off
+    def _seek_now(self, consumer: KafkaConsumer, key: str, offset: int) -> None:
+        consumer.seek(_tp(key), offset)
 
     def commit(self, position: Position) -> None:
         """Commit ``position`` for the partitions assigned now; only forward, never raises.
@@ -299,16 +279,12 @@ class KafkaSource(KafkaSourceBase):
         self._last_commit = time.monotonic()
         if consumer is None or not self.group:
             return
-        assigned = set(consumer.assignment())
-        offsets = {}
-        for key, off in position.items():
-            tp = _tp(key)
-            if tp in assigned and off > self._committed.get(tp, -1):
-                offsets[tp] = OffsetAndMetadata(off, "", -1)
-        if not offsets:
+        due = self._due(position, set(self.assignment()))
+        if not due:
             return
         if self.before_commit is not None:
             self.before_commit()
+        offsets = {_tp(k): OffsetAndMetadata(off, "", -1) for k, off in due.items()}
         if not wait:
             consumer.commit_async(offsets, callback=self._committed_async)
             return
@@ -318,15 +294,13 @@ class KafkaSource(KafkaSourceBase):
         except (KafkaError, AssertionError) as exc:
             log.warning("offset commit failed (progress report only): %s", exc)
             return
-        for tp, meta in offsets.items():
-            self._committed[tp] = max(meta.offset, self._committed.get(tp, -1))
+        self._mark_committed(due)
 
     def _committed_async(self, offsets: Mapping[TopicPartition, Any], response: Any) -> None:
         if isinstance(response, Exception):
             log.warning("offset commit failed (progress report only): %s", response)
             return
-        for tp, meta in offsets.items():
-            self._committed[tp] = max(meta.offset, self._committed.get(tp, -1))
+        self._mark_committed({_key(tp): meta.offset for tp, meta in offsets.items()})
 
     # -- rebalances ----------------------------------------------------------------------------
     def _on_revoked(self, revoked: list[TopicPartition]) -> dict[TopicPartition, Any]:
@@ -336,19 +310,12 @@ class KafkaSource(KafkaSourceBase):
         record of these partitions is in flight (see the module docstring).
         """
         keys = [_key(tp) for tp in revoked]
-        log.info("partitions revoked: %s", keys)
-        if self.on_revoked is not None and keys:
-            self.on_revoked(keys)
-        offsets = {
-            tp: OffsetAndMetadata(self._next[tp], "", -1)
-            for tp in revoked
-            if tp in self._next and self._next[tp] > self._committed.get(tp, -1)
-        }
-        if offsets and self.before_commit is not None:
+        due = self._revoking(keys)
+        if due and self.before_commit is not None:
             self.before_commit()
-        for tp in revoked:
-            self._next.pop(tp, None)
-        return offsets
+        for k in keys:
+            self._next.pop(k, None)
+        return {_tp(k): OffsetAndMetadata(off, "", -1) for k, off in due.items()}
 
     def _check_recreated(self) -> None:
         """Notice topics deleted and recreated (new topic id) and tell ``on_recreated``."""
@@ -361,30 +328,12 @@ class KafkaSource(KafkaSourceBase):
         if self.group:
             self._check_recreated()
         consumer = self._consumer
-        if self.on_assigned is not None and assigned:
-            for key, off in self.on_assigned([_key(tp) for tp in assigned]).items():
-                self._targets[_tp(key)] = int(off)
+        self._ask_targets([_key(tp) for tp in assigned])
         for tp in assigned:
-            off = self._targets.pop(tp, None)
-            if off is not None and consumer is not None:
-                consumer.seek(tp, off)
-                self._next[tp] = off
-
-    def _on_lost(self, lost: list[TopicPartition]) -> None:
-        keys = [_key(tp) for tp in lost]
-        log.warning("partitions lost (evicted from the group): %s", keys)
-        if self.on_lost is not None and keys:
-            self.on_lost(keys)
-        for tp in lost:
-            self._next.pop(tp, None)
-            self._committed.pop(tp, None)
-
-    def next_offsets(self) -> Position:
-        """``{"topic:partition": next offset}`` of the partitions read or sought; never blocks.
-
-        Safe on kafka-python's IO thread (rebalance callbacks), unlike :meth:`position`.
-        """
-        return {_key(tp): off for tp, off in self._next.items()}
+            target = self._targets.pop(_key(tp), None)
+            if target is not None and consumer is not None:
+                consumer.seek(tp, target)
+                self._next[_key(tp)] = target
 
     def lease_valid(self, fraction: float = 0.5) -> bool:
         """True while this member's group session is surely alive (a lease, not a guess).
@@ -418,8 +367,3 @@ class KafkaSource(KafkaSourceBase):
 
     def _close_consumer(self, consumer: KafkaConsumer) -> None:
         consumer.close(autocommit=False)
-
-    def _forget_all(self) -> None:
-        self._next.clear()
-        self._committed.clear()
-        self._targets.clear()

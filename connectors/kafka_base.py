@@ -3,16 +3,19 @@
 :class:`~streamcl.connectors.kafka.KafkaSource` (kafka-python) and
 :class:`~streamcl.connectors.kafka_rdsource.RdKafkaSource` (librdkafka) differ in how they
 talk to the consumer; the contract around it is one, and kept here once: the constructor's
-parameters and callback attributes, the topic-id check for recreated topics, the
-:meth:`KafkaSourceBase.health` reasons, :meth:`KafkaSourceBase.disconnect` and the
-idempotent :meth:`KafkaSourceBase.close`. Positions are ``"topic:partition"`` keys.
+parameters and callback attributes, the offsets tracked per ``"topic:partition"`` key
+(the next one to hand out, the committed one, seeks waiting for an assignment) with
+:meth:`KafkaSourceBase.seek` and what a commit or a revocation has to send, the topic-id
+check for recreated topics, the :meth:`KafkaSourceBase.health` reasons,
+:meth:`KafkaSourceBase.disconnect` and the idempotent :meth:`KafkaSourceBase.close`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from streamcl.connectors.base import Position
@@ -105,14 +108,24 @@ class KafkaSourceBase:
         self._error = ""
         self._closed = False
         self._lock = threading.Lock()
+        #: Per ``"topic:partition"``: the offset after the last record returned, the offset
+        #: committed (as far as known), and :meth:`seek` targets waiting for an assignment.
+        self._next: dict[str, int] = {}
+        self._committed: dict[str, int] = {}
+        self._targets: dict[str, int] = {}
+        self._last_commit = time.monotonic()
 
     # -- what a client's source provides ---------------------------------------------------------
     def commit(self, position: Position) -> None:
         """Commit ``position`` for the partitions assigned now; only forward, never raises."""
         raise NotImplementedError
 
-    def next_offsets(self) -> Position:
-        """``{"topic:partition": next offset}`` of the partitions read or sought; never blocks."""
+    def assignment(self) -> list[str]:
+        """``"topic:partition"`` of the partitions held now (sorted)."""
+        raise NotImplementedError
+
+    def _seek_now(self, consumer: Any, key: str, offset: int) -> None:
+        """Move the assigned partition ``key`` of ``consumer`` to ``offset``."""
         raise NotImplementedError
 
     def lag(self) -> dict[str, int]:
@@ -131,12 +144,83 @@ class KafkaSourceBase:
         """Close ``consumer`` without committing (what was due is committed already)."""
         raise NotImplementedError
 
-    def _forget_all(self) -> None:
-        """Drop the positions and marks known (the consumer is gone)."""
-        raise NotImplementedError
-
     def _release(self) -> None:
         """Free what else the source holds besides the consumer (none here)."""
+
+    # -- offsets -----------------------------------------------------------------------------------
+    def next_offsets(self) -> Position:
+        """``{"topic:partition": next offset}`` of the partitions read or sought; never blocks.
+
+        Safe inside rebalance callbacks (kafka-python's IO thread), unlike ``position``.
+        """
+        return dict(self._next)
+
+    def seek(self, position: Position) -> None:
+        """Resume each partition of ``position`` at its offset.
+
+        Partitions assigned now are moved at once; the others are moved when they are
+        assigned (once: a later assignment resumes from the group's committed offset).
+        """
+        consumer = self._consumer
+        assigned = set(self.assignment())
+        for key, off in position.items():
+            off = int(off)
+            if consumer is not None and key in assigned:
+                self._seek_now(consumer, key, off)
+                self._next[key] = off
+                self._targets.pop(key, None)
+            else:
+                self._targets[key] = off
+
+    def _due(self, position: Position, held: Collection[str]) -> dict[str, int]:
+        """The offsets of ``position`` for ``held`` keys past the committed ones: to commit."""
+        return {
+            k: int(o)
+            for k, o in position.items()
+            if k in held and int(o) > self._committed.get(k, -1)
+        }
+
+    def _mark_committed(self, offsets: Mapping[str, int]) -> None:
+        """Note ``offsets`` as committed (only forward)."""
+        for k, o in offsets.items():
+            self._committed[k] = max(o, self._committed.get(k, -1))
+
+    def _revoking(self, keys: list[str]) -> dict[str, int]:
+        """Tell ``on_revoked`` of ``keys``; the handled offsets of those not committed yet."""
+        self._log.info("partitions revoked: %s", keys)
+        if self.on_revoked is not None and keys:
+            self.on_revoked(keys)
+        return {
+            k: self._next[k]
+            for k in keys
+            if k in self._next and self._next[k] > self._committed.get(k, -1)
+        }
+
+    def _ask_targets(self, keys: list[str]) -> None:
+        """Add ``on_assigned``'s start offsets for the newly assigned ``keys`` to the targets."""
+        if self.on_assigned is not None and keys:
+            for key, off in self.on_assigned(keys).items():
+                self._targets[key] = int(off)
+
+    def _lose(self, keys: list[str]) -> None:
+        """Forced out of the group (session expired, fenced): another member may own ``keys``.
+
+        Nothing is committed for them; ``on_lost`` is told and what was known is dropped.
+        """
+        self._log.warning("partitions lost (evicted from the group): %s", keys)
+        if self.on_lost is not None and keys:
+            self.on_lost(keys)
+        self._forget(keys)
+
+    def _forget(self, keys: list[str]) -> None:
+        for k in keys:
+            self._next.pop(k, None)
+            self._committed.pop(k, None)
+
+    def _forget_all(self) -> None:
+        """Drop the positions and marks known (the consumer is gone)."""
+        for state in (self._next, self._committed, self._targets):
+            state.clear()
 
     # -- shared ------------------------------------------------------------------------------------
     def _report_lag(self) -> None:

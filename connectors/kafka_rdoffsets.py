@@ -50,11 +50,7 @@ class RdOffsets(KafkaSourceBase):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._next: dict[str, int] = {}
         self._start: dict[str, int] = {}
-        self._committed: dict[str, int] = {}
-        self._targets: dict[str, int] = {}
-        self._last_commit = time.monotonic()
         self._dropping = False
 
     @property
@@ -62,33 +58,11 @@ class RdOffsets(KafkaSourceBase):
         """True when consuming in a consumer group (``group.id`` set)."""
         return self.group_id is not None
 
-    def assignment(self) -> list[str]:
-        """``"topic:partition"`` of the partitions held now (sorted)."""
-        raise NotImplementedError
-
     def _check_ids(self, wait: bool, assigning: Sequence[str] = ()) -> None:
         raise NotImplementedError
 
-    def next_offsets(self) -> Position:
-        """``{"topic:partition": next offset}`` of the partitions read or sought; never blocks."""
-        return dict(self._next)
-
-    def seek(self, position: Position) -> None:
-        """Resume each partition of ``position`` at its offset.
-
-        Partitions assigned now are moved at once; the others when they are assigned (once:
-        a later assignment resumes from the group's committed offset).
-        """
-        consumer = self._consumer
-        assigned = set(self.assignment())
-        for key, off in position.items():
-            off = int(off)
-            if consumer is not None and key in assigned:
-                consumer.seek(partition_of(key, off))
-                self._next[key] = off
-                self._targets.pop(key, None)
-            else:
-                self._targets[key] = off
+    def _seek_now(self, consumer: Any, key: str, offset: int) -> None:
+        consumer.seek(partition_of(key, offset))
 
     def commit(self, position: Position) -> None:
         """Commit ``position`` for the partitions assigned now; only forward, never raises.
@@ -103,12 +77,7 @@ class RdOffsets(KafkaSourceBase):
         self._last_commit = time.monotonic()
         if consumer is None or not self.group:
             return
-        assigned = set(self.assignment())
-        offsets = {
-            k: int(o)
-            for k, o in position.items()
-            if k in assigned and int(o) > self._committed.get(k, -1)
-        }
+        offsets = self._due(position, set(self.assignment()))
         if not offsets:
             return
         if self.before_commit is not None:
@@ -128,25 +97,20 @@ class RdOffsets(KafkaSourceBase):
         except KafkaException as exc:
             log.warning("offset commit failed (progress report only): %s", exc)
             return
-        for k, o in offsets.items():
-            self._committed[k] = max(o, self._committed.get(k, -1))
+        self._mark_committed(offsets)
 
     def _on_commit(self, err: Any, partitions: list[TopicPartition]) -> None:
         if err is not None:
             log.warning("offset commit failed (progress report only): %s", err)
             return
-        for tp in partitions:
-            if tp.error is None and tp.offset >= 0:
-                k = key_of(tp.topic, tp.partition)
-                self._committed[k] = max(tp.offset, self._committed.get(k, -1))
+        ok = [tp for tp in partitions if tp.error is None and tp.offset >= 0]
+        self._mark_committed({key_of(tp.topic, tp.partition): tp.offset for tp in ok})
 
     # -- rebalances (inside consume(), on the loop thread) ---------------------------------------
     def _start_at(self, keys: list[str]) -> list[TopicPartition]:
         """Start offsets for newly assigned ``keys``: pending seeks, else the committed offset."""
         log.info("partitions assigned: %s", sorted(keys))
-        if self.on_assigned is not None and keys:
-            for key, off in self.on_assigned(keys).items():
-                self._targets[key] = int(off)
+        self._ask_targets(keys)
         out = []
         for key in keys:
             target = self._targets.pop(key, None)
@@ -165,14 +129,7 @@ class RdOffsets(KafkaSourceBase):
 
     def _revoke_cb(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         keys = [key_of(tp.topic, tp.partition) for tp in partitions]
-        log.info("partitions revoked: %s", keys)
-        if self.on_revoked is not None and keys:
-            self.on_revoked(keys)
-        offsets = {
-            k: self._next[k]
-            for k in keys
-            if k in self._next and self._next[k] > self._committed.get(k, -1)
-        }
+        offsets = self._revoking(keys)
         if offsets and not self._dropping:
             if self.before_commit is not None:
                 self.before_commit()
@@ -181,15 +138,13 @@ class RdOffsets(KafkaSourceBase):
         self._forget(keys)
 
     def _lost_cb(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
-        # Forced out of the group (session expired, fenced): another member may own these.
-        keys = [key_of(tp.topic, tp.partition) for tp in partitions]
-        log.warning("partitions lost (evicted from the group): %s", keys)
-        if self.on_lost is not None and keys:
-            self.on_lost(keys)
-        self._forget(keys)
+        self._lose([key_of(tp.topic, tp.partition) for tp in partitions])
 
     def _forget(self, keys: list[str]) -> None:
+        super()._forget(keys)
         for k in keys:
-            self._next.pop(k, None)
             self._start.pop(k, None)
-            self._committed.pop(k, None)
+
+    def _forget_all(self) -> None:
+        super()._forget_all()
+        self._start.clear()

@@ -319,9 +319,5 @@ class RdKafkaSource(RdOffsets):
         self._dropping = True  # committed already: the revocation in close() must not wait
         consumer.close()
 
-    def _forget_all(self) -> None:
-        for state in (self._next, self._start, self._committed, self._targets):
-            state.clear()
-
     def _release(self) -> None:
         self._ids.close()
