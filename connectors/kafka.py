@@ -274,27 +274,20 @@ class KafkaSource(KafkaSourceBase):
         """
         self._commit(position, wait=True)
 
-    def _commit(self, position: Position, wait: bool) -> None:
-        consumer = self._consumer
-        self._last_commit = time.monotonic()
-        if consumer is None or not self.group:
-            return
-        due = self._due(position, set(self.assignment()))
-        if not due:
-            return
-        if self.before_commit is not None:
-            self.before_commit()
-        offsets = {_tp(k): OffsetAndMetadata(off, "", -1) for k, off in due.items()}
+    def _commit_offsets(
+        self, consumer: KafkaConsumer, offsets: Mapping[str, int], wait: bool
+    ) -> None:
+        meta = {_tp(k): OffsetAndMetadata(off, "", -1) for k, off in offsets.items()}
         if not wait:
-            consumer.commit_async(offsets, callback=self._committed_async)
+            consumer.commit_async(meta, callback=self._committed_async)
             return
         timeout_ms = min(int(self.config.get("request_timeout_ms", 30_000)), 5_000)
         try:
-            consumer.commit(offsets, timeout_ms=timeout_ms)
+            consumer.commit(meta, timeout_ms=timeout_ms)
         except (KafkaError, AssertionError) as exc:
             log.warning("offset commit failed (progress report only): %s", exc)
             return
-        self._mark_committed(due)
+        self._mark_committed(offsets)
 
     def _committed_async(self, offsets: Mapping[TopicPartition, Any], response: Any) -> None:
         if isinstance(response, Exception):

@@ -116,8 +116,17 @@ class KafkaSourceBase:
         self._last_commit = time.monotonic()
 
     # -- what a client's source provides ---------------------------------------------------------
+    @property
+    def group(self) -> bool:
+        """True when consuming in a consumer group (a group id set)."""
+        raise NotImplementedError
+
     def commit(self, position: Position) -> None:
         """Commit ``position`` for the partitions assigned now; only forward, never raises."""
+        raise NotImplementedError
+
+    def _commit_offsets(self, consumer: Any, offsets: Mapping[str, int], wait: bool) -> None:
+        """Commit ``offsets`` (asynchronously unless ``wait``), then :meth:`_mark_committed`."""
         raise NotImplementedError
 
     def assignment(self) -> list[str]:
@@ -171,6 +180,22 @@ class KafkaSourceBase:
                 self._targets.pop(key, None)
             else:
                 self._targets[key] = off
+
+    def _commit(self, position: Position, wait: bool) -> None:
+        """Commit what of ``position`` is held and ahead of the commits, after ``before_commit``.
+
+        A no-op without a consumer group or before connecting.
+        """
+        consumer = self._consumer
+        self._last_commit = time.monotonic()
+        if consumer is None or not self.group:
+            return
+        offsets = self._due(position, set(self.assignment()))
+        if not offsets:
+            return
+        if self.before_commit is not None:
+            self.before_commit()
+        self._commit_offsets(consumer, offsets, wait)
 
     def _due(self, position: Position, held: Collection[str]) -> dict[str, int]:
         """The offsets of ``position`` for ``held`` keys past the committed ones: to commit."""

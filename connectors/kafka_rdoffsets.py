@@ -1,9 +1,10 @@
-"""Offsets of the librdkafka source: seek, commit, and the rebalance callbacks.
+"""Offsets of the librdkafka source: commits, start offsets and the rebalance callbacks.
 
 The base of :class:`~streamcl.connectors.kafka_rdsource.RdKafkaSource`, kept apart to keep
-modules short. Per ``"topic:partition"`` it tracks the next offset to hand out (``_next``),
-where an unread partition starts (``_start``), what is committed (``_committed``) and
-seeks waiting for an assignment (``_targets``). librdkafka runs the callbacks inside
+modules short. Besides what :class:`~streamcl.connectors.kafka_base.KafkaSourceBase`
+tracks per ``"topic:partition"`` (the next offset to hand out, ``_next``; what is committed,
+``_committed``; seeks waiting for an assignment, ``_targets``) it keeps where an unread
+partition starts (``_start``). librdkafka runs the callbacks inside
 ``consume()`` on the loop thread: when partitions are revoked every record returned from
 them has been handled, so their ``_next`` offsets are committed there (after
 ``before_commit``); newly assigned partitions start at their pending seek target (or
@@ -71,18 +72,6 @@ class RdOffsets(KafkaSourceBase):
         absent coordinator). A no-op without a consumer group or before connecting.
         """
         self._commit(position, wait=True)
-
-    def _commit(self, position: Position, wait: bool) -> None:
-        consumer = self._consumer
-        self._last_commit = time.monotonic()
-        if consumer is None or not self.group:
-            return
-        offsets = self._due(position, set(self.assignment()))
-        if not offsets:
-            return
-        if self.before_commit is not None:
-            self.before_commit()
-        self._commit_offsets(consumer, offsets, wait)
 
     def _commit_offsets(self, consumer: Any, offsets: Mapping[str, int], wait: bool) -> None:
         tps = [partition_of(k, o) for k, o in offsets.items()]
