@@ -22,7 +22,6 @@ Nothing here connects in ``__init__``: the consumer is built on first use.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from streamcl.connectors.base import Position, Record
+from streamcl.connectors.kafka_base import KafkaSourceBase, settings_topics
 from streamcl.connectors.kafka_config import consumer_config
 from streamcl.connectors.kafka_health import group_reason, last_success, topic_ids
 
@@ -71,11 +71,9 @@ class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
             except Exception as exc:  # progress reporting only: never break the rebalance
                 log.warning("commit on revocation failed: %s", exc)
                 return
-            for tp, meta in offsets.items():
-                self.source._committed[tp] = meta.offset
             log.info("committed on revocation: %s", {_key(t): m.offset for t, m in offsets.items()})
         for tp in revoked:
-            self.source._committed.pop(tp, None)
+            self.source._committed.pop(_key(tp), None)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self.source._on_assigned(list(assigned))
@@ -83,39 +81,21 @@ class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_lost(self, lost: Sequence[TopicPartition]) -> None:
         # Forced out of the group (session expired, fenced): another member may own these
         # already, so nothing is committed and the state built on them is dropped.
-        self.source._on_lost(list(lost))
+        self.source._lose([_key(tp) for tp in lost])
 
 
-class KafkaSource:
-    """Kafka topics as a :class:`~streamcl.connectors.base.Source`.
+class KafkaSource(KafkaSourceBase):
+    """Kafka topics as a :class:`~streamcl.connectors.base.Source`, read through kafka-python.
 
-    Parameters
-    ----------
-    topics
-        Topics to consume (events topics, and the labels topic if any).
-    config
-        kafka-python ``KafkaConsumer`` options; copied, never mutated. With a ``group_id``
-        the source subscribes in that consumer group; without, it assigns itself every
-        partition of ``topics``. ``enable_auto_commit`` is forced off.
-    watchdog_s
-        :meth:`health` is ``(False, ...)`` after this many seconds without a successful
-        fetch response or metadata refresh (kafka-python does not raise when brokers go).
-    commit_interval_s
-        Commit handled offsets at most this often, from :meth:`read`; 0 commits only on
-        :meth:`commit`, on revocation and on :meth:`close`.
-    on_lag
-        Called ``(topic, partition, lag)`` after each poll, lag in records
-        (``highwater - next offset``).
-    on_records
-        Called ``(topic, n)`` with the number of records returned per topic.
-    before_commit
-        Called before each commit (e.g. flush the dead-letter producer, so that a committed
-        offset never covers a dead letter still in a buffer).
-    subscribe
-        With a ``group_id``: True subscribes in the group (partitions assigned by Kafka);
-        False assigns every partition to this source and uses the group for commits only
-        (a hot-standby learner, elected by :mod:`~streamcl.connectors.kafka_lock`).
+    Parameters are those of :class:`~streamcl.connectors.kafka_base.KafkaSourceBase`, and
+    ``config``: kafka-python ``KafkaConsumer`` options; copied, never mutated. With a
+    ``group_id`` the source subscribes in that consumer group (or, ``subscribe`` False,
+    commits under it); without, it assigns itself every partition of ``topics``.
+    ``enable_auto_commit`` is forced off and deserializers are dropped (records are bytes).
+    The callbacks ``on_revoked`` and ``on_lost`` run on kafka-python's IO thread.
     """
+
+    _log = log
 
     def __init__(
         self,
@@ -128,44 +108,15 @@ class KafkaSource:
         before_commit: Callable[[], None] | None = None,
         subscribe: bool = True,
     ) -> None:
-        if not topics:
-            raise ValueError("KafkaSource needs at least one topic")
-        self.topics = tuple(topics)
+        super().__init__(
+            topics, watchdog_s, commit_interval_s, on_lag, on_records, before_commit, subscribe
+        )
         self.config = {**dict(config), "enable_auto_commit": False}
         for name in ("key_deserializer", "value_deserializer"):
             self.config.pop(name, None)
-        self.watchdog_s = watchdog_s
-        self.commit_interval_s = commit_interval_s
-        self.on_lag = on_lag
-        self.on_records = on_records
-        self.before_commit = before_commit
-        self.subscribe = subscribe
-        #: Called with the ``"topic:partition"`` keys about to be revoked, before their commit
-        #: (on kafka-python's IO thread: it must not call blocking consumer methods).
-        self.on_revoked: Callable[[list[str]], None] | None = None
-        #: Topic ids (name -> uuid string) this source's positions refer to: set from a
-        #: checkpoint, else those first seen. A topic whose id changes was deleted and
-        #: recreated; ``on_recreated`` gets its assigned ``"topic:partition"`` keys before
-        #: any pending seek applies, and returns False to stop reading (policy ``fail``).
-        self.log_ids: dict[str, str] = {}
-        self.on_recreated: Callable[[list[str]], bool] | None = None
-        self._halted = False
         self._ids_checked = 0.0
-        #: Called with the ``"topic:partition"`` keys just assigned; returns where to resume
-        #: each (per-partition checkpoints), applied before anything is fetched.
-        self.on_assigned: Callable[[list[str]], Mapping[str, int]] | None = None
-        #: Called with the keys lost by a forced eviction (nothing is committed for them).
-        self.on_lost: Callable[[list[str]], None] | None = None
         self._consumer: KafkaConsumer | None = None
-        self._next: dict[TopicPartition, int] = {}
-        self._committed: dict[TopicPartition, int] = {}
-        self._targets: dict[TopicPartition, int] = {}
-        self._connected_at: float | None = None
         self._last_records = 0.0
-        self._last_commit = time.monotonic()
-        self._error = ""
-        self._closed = False
-        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> KafkaSource:
@@ -174,11 +125,8 @@ class KafkaSource:
         ``kwargs`` go to the constructor (``on_lag``, ``on_records``, ``before_commit``).
         """
         k = settings.kafka
-        topics = list(k.topics)
-        if k.labels_topic and k.labels_topic not in topics:
-            topics.append(k.labels_topic)
         return cls(
-            topics,
+            settings_topics(k),
             consumer_config(k),
             watchdog_s=k.watchdog_s,
             commit_interval_s=k.commit_interval_s,
@@ -262,12 +210,12 @@ class KafkaSource:
                     )
                 )
             if messages:
-                self._next[tp] = messages[-1].offset + 1
+                self._next[_key(tp)] = messages[-1].offset + 1
                 if self.on_records is not None:
                     self.on_records(tp.topic, len(messages))
         if out:
             self._last_records = time.monotonic()
-        self._report_lag(consumer)
+        self._report_lag()
         return out
 
     def lag(self) -> dict[str, int]:
@@ -278,7 +226,7 @@ class KafkaSource:
             return out
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
-            nxt = self._next.get(tp)
+            nxt = self._next.get(_key(tp))
             if highwater is None:
                 continue
             if nxt is None:
@@ -291,13 +239,6 @@ class KafkaSource:
             out[_key(tp)] = max(0, highwater - nxt)
         return out
 
-    def _report_lag(self, consumer: KafkaConsumer) -> None:
-        if self.on_lag is None:
-            return
-        for key, lag in self.lag().items():
-            tp = _tp(key)
-            self.on_lag(tp.topic, tp.partition, lag)
-
     # -- positions -----------------------------------------------------------------------------
     def position(self) -> Position:
         """``{"topic:partition": next offset}`` for the assigned partitions.
@@ -306,12 +247,12 @@ class KafkaSource:
         the consumer will start, for a partition nothing was read from yet). Before the
         first read this is the position given to :meth:`seek`, if any.
         """
-        out = {_key(tp): off for tp, off in self._targets.items()}
+        out = dict(self._targets)
         consumer = self._consumer
         if consumer is None:
             return out
         for tp in consumer.assignment():
-            nxt = self._next.get(tp)
+            nxt = self._next.get(_key(tp))
             if nxt is None:
                 try:
                     nxt = consumer.position(tp, timeout_ms=1_000)
@@ -322,22 +263,8 @@ class KafkaSource:
                 out[_key(tp)] = nxt
         return out
 
-    def seek(self, position: Position) -> None:
-        """Resume each partition of ``position`` at its offset.
-
-        Partitions assigned now are moved at once; the others are moved when they are
-        assigned (once: a later assignment resumes from the group's committed offset).
-        """
-        targets = {_tp(key): int(off) for key, off in position.items()}
-        consumer = self._consumer
-        assigned = set(consumer.assignment()) if consumer is not None else set()
-        for tp, off in targets.items():
-            if consumer is not None and tp in assigned:
-                consumer.seek(tp, off)
-                self._next[tp] = off
-                self._targets.pop(tp, None)
-            else:
-                self._targets[tp] = off
+    def _seek_now(self, consumer: KafkaConsumer, key: str, offset: int) -> None:
+        consumer.seek(_tp(key), offset)
 
     def commit(self, position: Position) -> None:
         """Commit ``position`` for the partitions assigned now; only forward, never raises.
@@ -347,39 +274,26 @@ class KafkaSource:
         """
         self._commit(position, wait=True)
 
-    def _commit(self, position: Position, wait: bool) -> None:
-        consumer = self._consumer
-        self._last_commit = time.monotonic()
-        if consumer is None or not self.group:
-            return
-        assigned = set(consumer.assignment())
-        offsets = {}
-        for key, off in position.items():
-            tp = _tp(key)
-            if tp in assigned and off > self._committed.get(tp, -1):
-                offsets[tp] = OffsetAndMetadata(off, "", -1)
-        if not offsets:
-            return
-        if self.before_commit is not None:
-            self.before_commit()
+    def _commit_offsets(
+        self, consumer: KafkaConsumer, offsets: Mapping[str, int], wait: bool
+    ) -> None:
+        meta = {_tp(k): OffsetAndMetadata(off, "", -1) for k, off in offsets.items()}
         if not wait:
-            consumer.commit_async(offsets, callback=self._committed_async)
+            consumer.commit_async(meta, callback=self._committed_async)
             return
         timeout_ms = min(int(self.config.get("request_timeout_ms", 30_000)), 5_000)
         try:
-            consumer.commit(offsets, timeout_ms=timeout_ms)
+            consumer.commit(meta, timeout_ms=timeout_ms)
         except (KafkaError, AssertionError) as exc:
             log.warning("offset commit failed (progress report only): %s", exc)
             return
-        for tp, meta in offsets.items():
-            self._committed[tp] = max(meta.offset, self._committed.get(tp, -1))
+        self._mark_committed(offsets)
 
     def _committed_async(self, offsets: Mapping[TopicPartition, Any], response: Any) -> None:
         if isinstance(response, Exception):
             log.warning("offset commit failed (progress report only): %s", response)
             return
-        for tp, meta in offsets.items():
-            self._committed[tp] = max(meta.offset, self._committed.get(tp, -1))
+        self._mark_committed({_key(tp): meta.offset for tp, meta in offsets.items()})
 
     # -- rebalances ----------------------------------------------------------------------------
     def _on_revoked(self, revoked: list[TopicPartition]) -> dict[TopicPartition, Any]:
@@ -389,32 +303,17 @@ class KafkaSource:
         record of these partitions is in flight (see the module docstring).
         """
         keys = [_key(tp) for tp in revoked]
-        log.info("partitions revoked: %s", keys)
-        if self.on_revoked is not None and keys:
-            self.on_revoked(keys)
-        offsets = {
-            tp: OffsetAndMetadata(self._next[tp], "", -1)
-            for tp in revoked
-            if tp in self._next and self._next[tp] > self._committed.get(tp, -1)
-        }
-        if offsets and self.before_commit is not None:
+        due = self._revoking(keys)
+        if due and self.before_commit is not None:
             self.before_commit()
-        for tp in revoked:
-            self._next.pop(tp, None)
-        return offsets
+        for k in keys:
+            self._next.pop(k, None)
+        return {_tp(k): OffsetAndMetadata(off, "", -1) for k, off in due.items()}
 
     def _check_recreated(self) -> None:
         """Notice topics deleted and recreated (new topic id) and tell ``on_recreated``."""
         self._ids_checked = time.monotonic()
-        current = topic_ids(self._consumer, self.topics)
-        recreated = [t for t, i in current.items() if self.log_ids.get(t, i) != i]
-        self.log_ids.update(current)
-        if not recreated or self._consumer is None:
-            return
-        keys = sorted(_key(tp) for tp in self._consumer.assignment() if tp.topic in recreated)
-        log.error("topic recreated (new topic id): %s", recreated)
-        if self.on_recreated is not None and not self.on_recreated(keys):
-            self._halted = True
+        self._note_ids(topic_ids(self._consumer, self.topics), self.assignment())
 
     def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Apply pending :meth:`seek` targets; others resume from the committed offset."""
@@ -422,30 +321,12 @@ class KafkaSource:
         if self.group:
             self._check_recreated()
         consumer = self._consumer
-        if self.on_assigned is not None and assigned:
-            for key, off in self.on_assigned([_key(tp) for tp in assigned]).items():
-                self._targets[_tp(key)] = int(off)
+        self._ask_targets([_key(tp) for tp in assigned])
         for tp in assigned:
-            off = self._targets.pop(tp, None)
-            if off is not None and consumer is not None:
-                consumer.seek(tp, off)
-                self._next[tp] = off
-
-    def _on_lost(self, lost: list[TopicPartition]) -> None:
-        keys = [_key(tp) for tp in lost]
-        log.warning("partitions lost (evicted from the group): %s", keys)
-        if self.on_lost is not None and keys:
-            self.on_lost(keys)
-        for tp in lost:
-            self._next.pop(tp, None)
-            self._committed.pop(tp, None)
-
-    def next_offsets(self) -> Position:
-        """``{"topic:partition": next offset}`` of the partitions read or sought; never blocks.
-
-        Safe on kafka-python's IO thread (rebalance callbacks), unlike :meth:`position`.
-        """
-        return {_key(tp): off for tp, off in self._next.items()}
+            target = self._targets.pop(_key(tp), None)
+            if target is not None and consumer is not None:
+                consumer.seek(tp, target)
+                self._next[_key(tp)] = target
 
     def lease_valid(self, fraction: float = 0.5) -> bool:
         """True while this member's group session is surely alive (a lease, not a guess).
@@ -466,61 +347,16 @@ class KafkaSource:
         last = max(heartbeat.last_receive, heartbeat.last_reset)
         return bool(time.monotonic() - last < fraction * session_s)
 
-    # -- health --------------------------------------------------------------------------------
-    def _last_success(self) -> float:
-        """Monotonic seconds of the newest fetch response, metadata refresh or record."""
-        return last_success(self._consumer, self._last_records, self._connected_at or 0.0)
+    # -- health and closing -------------------------------------------------------------------
+    def _silent_s(self) -> float:
+        """Seconds since the newest fetch response, metadata refresh or record."""
+        since = last_success(self._consumer, self._last_records, self._connected_at or 0.0)
+        return time.monotonic() - since
 
-    def health(self) -> tuple[bool, str]:
-        """``(False, reason)`` before connecting, or after ``watchdog_s`` without success."""
-        if self._closed:
-            return False, "kafka source closed"
-        if self._consumer is None:
-            return False, "kafka not connected yet"
-        if self._halted:
-            return False, "stopped reading: a topic was recreated (see checkpoint policy)"
-        if self.group and not self._consumer.assignment():
-            return False, group_reason(self._consumer, self.config, self._connected_at, self._error)
-        silent = time.monotonic() - self._last_success()
-        if silent > self.watchdog_s:
-            detail = f" ({self._error})" if self._error else ""
-            return False, f"no kafka fetch or metadata for {silent:.0f} s{detail}"
-        return True, ""
+    def _group_reason(self) -> str:
+        if self.group and self._consumer is not None and not self._consumer.assignment():
+            return group_reason(self._consumer, self.config, self._connected_at, self._error)
+        return ""
 
-    @property
-    def exhausted(self) -> bool:
-        """Never: a topic has no end."""
-        return False
-
-    def disconnect(self) -> None:
-        """Close the consumer without committing; the next :meth:`read` connects afresh.
-
-        A hot standby that lost the lock drops what it knew (positions, high-water marks):
-        the next takeover restores a checkpoint and must not compare it with stale marks.
-        """
-        consumer, self._consumer = self._consumer, None
-        self._next.clear()
-        self._committed.clear()
-        self._targets.clear()
-        if consumer is not None:
-            try:
-                consumer.close(autocommit=False)
-            except Exception:  # a dead connection must not stop the stand-down
-                log.exception("closing the kafka consumer failed")
-
-    def close(self) -> None:
-        """Commit handled offsets, leave the group and close the consumer; idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        consumer = self._consumer
-        if consumer is None:
-            return
-        try:
-            self.commit({_key(tp): off for tp, off in self._next.items()})
-            consumer.close(autocommit=False)
-        except Exception:  # closing must not fail shutdown
-            log.exception("closing the kafka consumer failed")
-        finally:
-            self._consumer = None
+    def _close_consumer(self, consumer: KafkaConsumer) -> None:
+        consumer.close(autocommit=False)

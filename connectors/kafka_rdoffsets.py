@@ -1,9 +1,10 @@
-"""Offsets of the librdkafka source: seek, commit, and the rebalance callbacks.
+"""Offsets of the librdkafka source: commits, start offsets and the rebalance callbacks.
 
 The base of :class:`~streamcl.connectors.kafka_rdsource.RdKafkaSource`, kept apart to keep
-modules short. Per ``"topic:partition"`` it tracks the next offset to hand out (``_next``),
-where an unread partition starts (``_start``), what is committed (``_committed``) and
-seeks waiting for an assignment (``_targets``). librdkafka runs the callbacks inside
+modules short. Besides what :class:`~streamcl.connectors.kafka_base.KafkaSourceBase`
+tracks per ``"topic:partition"`` (the next offset to hand out, ``_next``; what is committed,
+``_committed``; seeks waiting for an assignment, ``_targets``) it keeps where an unread
+partition starts (``_start``). librdkafka runs the callbacks inside
 ``consume()`` on the loop thread: when partitions are revoked every record returned from
 them has been handled, so their ``_next`` offsets are committed there (after
 ``before_commit``); newly assigned partitions start at their pending seek target (or
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, KafkaException, TopicPartition
 from streamcl.connectors.base import Position
+from streamcl.connectors.kafka_base import KafkaSourceBase
 from streamcl.connectors.kafka_rdhealth import RdStats
 
 __all__ = ["RdOffsets", "key_of", "partition_of"]
@@ -37,25 +39,19 @@ def partition_of(key: str, offset: int = OFFSET_INVALID) -> TopicPartition:
     return TopicPartition(topic, int(partition), offset)
 
 
-class RdOffsets:
-    """Offset bookkeeping and rebalance callbacks; the subclass owns the consumer."""
+class RdOffsets(KafkaSourceBase):
+    """Offset bookkeeping and rebalance callbacks; the subclass owns the consumer.
 
-    _consumer: Any
+    Arguments are :class:`~streamcl.connectors.kafka_base.KafkaSourceBase`'s.
+    """
+
     _stats: RdStats
     group_id: str | None
     cooperative: bool
-    watchdog_s: float
-    before_commit: Callable[[], None] | None
-    on_assigned: Callable[[list[str]], Mapping[str, int]] | None
-    on_revoked: Callable[[list[str]], None] | None
-    on_lost: Callable[[list[str]], None] | None
 
-    def __init__(self) -> None:
-        self._next: dict[str, int] = {}
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._start: dict[str, int] = {}
-        self._committed: dict[str, int] = {}
-        self._targets: dict[str, int] = {}
-        self._last_commit = time.monotonic()
         self._dropping = False
 
     @property
@@ -63,36 +59,11 @@ class RdOffsets:
         """True when consuming in a consumer group (``group.id`` set)."""
         return self.group_id is not None
 
-    def assignment(self) -> list[str]:
-        """``"topic:partition"`` of the partitions held now (sorted)."""
-        raise NotImplementedError
-
     def _check_ids(self, wait: bool, assigning: Sequence[str] = ()) -> None:
         raise NotImplementedError
 
-    def _silent_s(self) -> float:
-        raise NotImplementedError
-
-    def next_offsets(self) -> Position:
-        """``{"topic:partition": next offset}`` of the partitions read or sought; never blocks."""
-        return dict(self._next)
-
-    def seek(self, position: Position) -> None:
-        """Resume each partition of ``position`` at its offset.
-
-        Partitions assigned now are moved at once; the others when they are assigned (once:
-        a later assignment resumes from the group's committed offset).
-        """
-        consumer = self._consumer
-        assigned = set(self.assignment())
-        for key, off in position.items():
-            off = int(off)
-            if consumer is not None and key in assigned:
-                consumer.seek(partition_of(key, off))
-                self._next[key] = off
-                self._targets.pop(key, None)
-            else:
-                self._targets[key] = off
+    def _seek_now(self, consumer: Any, key: str, offset: int) -> None:
+        consumer.seek(partition_of(key, offset))
 
     def commit(self, position: Position) -> None:
         """Commit ``position`` for the partitions assigned now; only forward, never raises.
@@ -101,23 +72,6 @@ class RdOffsets:
         absent coordinator). A no-op without a consumer group or before connecting.
         """
         self._commit(position, wait=True)
-
-    def _commit(self, position: Position, wait: bool) -> None:
-        consumer = self._consumer
-        self._last_commit = time.monotonic()
-        if consumer is None or not self.group:
-            return
-        assigned = set(self.assignment())
-        offsets = {
-            k: int(o)
-            for k, o in position.items()
-            if k in assigned and int(o) > self._committed.get(k, -1)
-        }
-        if not offsets:
-            return
-        if self.before_commit is not None:
-            self.before_commit()
-        self._commit_offsets(consumer, offsets, wait)
 
     def _commit_offsets(self, consumer: Any, offsets: Mapping[str, int], wait: bool) -> None:
         tps = [partition_of(k, o) for k, o in offsets.items()]
@@ -132,25 +86,20 @@ class RdOffsets:
         except KafkaException as exc:
             log.warning("offset commit failed (progress report only): %s", exc)
             return
-        for k, o in offsets.items():
-            self._committed[k] = max(o, self._committed.get(k, -1))
+        self._mark_committed(offsets)
 
     def _on_commit(self, err: Any, partitions: list[TopicPartition]) -> None:
         if err is not None:
             log.warning("offset commit failed (progress report only): %s", err)
             return
-        for tp in partitions:
-            if tp.error is None and tp.offset >= 0:
-                k = key_of(tp.topic, tp.partition)
-                self._committed[k] = max(tp.offset, self._committed.get(k, -1))
+        ok = [tp for tp in partitions if tp.error is None and tp.offset >= 0]
+        self._mark_committed({key_of(tp.topic, tp.partition): tp.offset for tp in ok})
 
     # -- rebalances (inside consume(), on the loop thread) ---------------------------------------
     def _start_at(self, keys: list[str]) -> list[TopicPartition]:
         """Start offsets for newly assigned ``keys``: pending seeks, else the committed offset."""
         log.info("partitions assigned: %s", sorted(keys))
-        if self.on_assigned is not None and keys:
-            for key, off in self.on_assigned(keys).items():
-                self._targets[key] = int(off)
+        self._ask_targets(keys)
         out = []
         for key in keys:
             target = self._targets.pop(key, None)
@@ -169,14 +118,7 @@ class RdOffsets:
 
     def _revoke_cb(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         keys = [key_of(tp.topic, tp.partition) for tp in partitions]
-        log.info("partitions revoked: %s", keys)
-        if self.on_revoked is not None and keys:
-            self.on_revoked(keys)
-        offsets = {
-            k: self._next[k]
-            for k in keys
-            if k in self._next and self._next[k] > self._committed.get(k, -1)
-        }
+        offsets = self._revoking(keys)
         if offsets and not self._dropping:
             if self.before_commit is not None:
                 self.before_commit()
@@ -185,15 +127,13 @@ class RdOffsets:
         self._forget(keys)
 
     def _lost_cb(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
-        # Forced out of the group (session expired, fenced): another member may own these.
-        keys = [key_of(tp.topic, tp.partition) for tp in partitions]
-        log.warning("partitions lost (evicted from the group): %s", keys)
-        if self.on_lost is not None and keys:
-            self.on_lost(keys)
-        self._forget(keys)
+        self._lose([key_of(tp.topic, tp.partition) for tp in partitions])
 
     def _forget(self, keys: list[str]) -> None:
+        super()._forget(keys)
         for k in keys:
-            self._next.pop(k, None)
             self._start.pop(k, None)
-            self._committed.pop(k, None)
+
+    def _forget_all(self) -> None:
+        super()._forget_all()
+        self._start.clear()

@@ -23,13 +23,13 @@ client's ``describe_topics``. Nothing connects in ``__init__``.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaException
 from streamcl.connectors.base import Position, Record
+from streamcl.connectors.kafka_base import settings_topics
 from streamcl.connectors.kafka_rdhealth import RdStats, TopicIds
 from streamcl.connectors.kafka_rdkafka import rdkafka_consumer_config
 from streamcl.connectors.kafka_rdoffsets import RdOffsets, key_of, partition_of
@@ -48,13 +48,15 @@ _NO_GROUP = "streamcl-assign-only"
 class RdKafkaSource(RdOffsets):
     """Kafka topics as a :class:`~streamcl.connectors.base.Source`, read through librdkafka.
 
-    Parameters are those of :class:`~streamcl.connectors.kafka.KafkaSource`, except
+    Parameters are those of :class:`~streamcl.connectors.kafka_base.KafkaSourceBase`, and
     ``config``: librdkafka ``Consumer`` options (:func:`rdkafka_consumer_config`), copied;
     ``group.id`` None assigns every partition and commits nothing. ``max_poll_records``
     caps each ``consume()`` (kafka-python's ``max_poll_records``). The callbacks
     ``on_assigned``, ``on_revoked``, ``on_lost`` and ``on_recreated`` and the attribute
     ``log_ids`` behave as KafkaSource's (they run on the loop thread, inside :meth:`read`).
     """
+
+    _log = log
 
     def __init__(
         self,
@@ -68,9 +70,9 @@ class RdKafkaSource(RdOffsets):
         subscribe: bool = True,
         max_poll_records: int = 100_000,
     ) -> None:
-        if not topics:
-            raise ValueError("RdKafkaSource needs at least one topic")
-        self.topics = tuple(topics)
+        super().__init__(
+            topics, watchdog_s, commit_interval_s, on_lag, on_records, before_commit, subscribe
+        )
         self.config = {**dict(config), "enable.auto.commit": False}
         self.config["enable.auto.offset.store"] = False
         self.group_id = self.config.get("group.id")
@@ -78,36 +80,19 @@ class RdKafkaSource(RdOffsets):
         self.session_s = session_ms / 1000.0
         self.config.setdefault("statistics.interval.ms", int(min(1_000, session_ms / 4)))
         self.cooperative = "cooperative" in str(self.config.get("partition.assignment.strategy"))
-        self.watchdog_s, self.commit_interval_s = watchdog_s, commit_interval_s
-        self.on_lag, self.on_records, self.before_commit = on_lag, on_records, before_commit
-        self.subscribe, self.max_poll_records = subscribe, max_poll_records
-        self.on_revoked: Callable[[list[str]], None] | None = None
-        self.on_assigned: Callable[[list[str]], Mapping[str, int]] | None = None
-        self.on_lost: Callable[[list[str]], None] | None = None
-        self.on_recreated: Callable[[list[str]], bool] | None = None
-        self.log_ids: dict[str, str] = {}
-        super().__init__()
-        self._halted = False
-        self._consumer: Any = None
+        self.max_poll_records = max_poll_records
         self._asked: dict[str, float] = {}
-        self._connected_at: float | None = None
         self._last_ok = 0.0
         self._stats = RdStats()
         refresh_ms = float(self.config.get("topic.metadata.refresh.interval.ms", 300_000))
         self._ids = TopicIds(self.topics, self.config, refresh_ms / 1000.0)
-        self._error = ""
-        self._closed = False
-        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> RdKafkaSource:
         """A source for ``settings.kafka``: its events topics plus the labels topic."""
         k = settings.kafka
-        topics = list(k.topics)
-        if k.labels_topic and k.labels_topic not in topics:
-            topics.append(k.labels_topic)
         return cls(
-            topics,
+            settings_topics(k),
             rdkafka_consumer_config(k),
             watchdog_s=k.watchdog_s,
             commit_interval_s=k.commit_interval_s,
@@ -224,10 +209,7 @@ class RdKafkaSource(RdOffsets):
             if self.on_records is not None:
                 for topic, c in counts.items():
                     self.on_records(topic, c)
-        if self.on_lag is not None:
-            for key, lag in self.lag().items():
-                topic, _, partition = key.rpartition(":")
-                self.on_lag(topic, int(partition), lag)
+        self._report_lag()
         return out
 
     def end_position(self) -> Position:
@@ -300,17 +282,8 @@ class RdKafkaSource(RdOffsets):
         assigned); else ask once per metadata refresh interval, answered on a later call.
         """
         current = self._ids.poll(wait)
-        if not current:
-            return
-        recreated = [t for t, i in current.items() if self.log_ids.get(t, i) != i]
-        self.log_ids.update(current)
-        if not recreated:
-            return
-        held = set(self.assignment()) | set(assigning)
-        keys = sorted(k for k in held if k.rpartition(":")[0] in recreated)
-        log.error("topic recreated (new topic id): %s", recreated)
-        if self.on_recreated is not None and not self.on_recreated(keys):
-            self._halted = True
+        if current:
+            self._note_ids(current, [*self.assignment(), *assigning])
 
     # -- health and lease ----------------------------------------------------------------------
     def _on_error(self, err: Any) -> None:
@@ -331,61 +304,20 @@ class RdKafkaSource(RdOffsets):
     def _silent_s(self) -> float:
         return time.monotonic() - max(self._last_ok, self._stats.last_ok, self._connected_at or 0.0)
 
-    def health(self) -> tuple[bool, str]:
-        """``(False, reason)`` before connecting, or after ``watchdog_s`` without success."""
-        if self._closed:
-            return False, "kafka source closed"
-        if self._consumer is None:
-            return False, "kafka not connected yet"
-        if self._halted:
-            return False, "stopped reading: a topic was recreated (see checkpoint policy)"
-        if self.group and self.subscribe and not self.assignment():
-            waited = time.monotonic() - (self._connected_at or time.monotonic())
-            detail = f"; last error: {self._error}" if self._error else ""
-            return False, (
-                f"no partitions assigned after {waited:.0f} s in group {self.group_id!r} "
-                f"(group {self._stats.join_state}{detail}; a join can take up to "
-                f"session_timeout_ms={self.session_s * 1000:.0f})"
-            )
-        silent = self._silent_s()
-        if silent > self.watchdog_s:
-            detail = f" ({self._error})" if self._error else ""
-            return False, f"no kafka fetch or metadata for {silent:.0f} s{detail}"
-        return True, ""
+    def _group_reason(self) -> str:
+        if not (self.group and self.subscribe) or self.assignment():
+            return ""
+        waited = time.monotonic() - (self._connected_at or time.monotonic())
+        detail = f"; last error: {self._error}" if self._error else ""
+        return (
+            f"no partitions assigned after {waited:.0f} s in group {self.group_id!r} "
+            f"(group {self._stats.join_state}{detail}; a join can take up to "
+            f"session_timeout_ms={self.session_s * 1000:.0f})"
+        )
 
-    @property
-    def exhausted(self) -> bool:
-        """Never: a topic has no end."""
-        return False
+    def _close_consumer(self, consumer: Any) -> None:
+        self._dropping = True  # committed already: the revocation in close() must not wait
+        consumer.close()
 
-    def disconnect(self) -> None:
-        """Close the consumer without committing; the next :meth:`read` connects afresh."""
-        consumer, self._consumer = self._consumer, None
-        self._dropping = True
+    def _release(self) -> None:
         self._ids.close()
-        for state in (self._next, self._start, self._committed, self._targets):
-            state.clear()
-        if consumer is not None:
-            try:
-                consumer.close()
-            except Exception:  # a dead connection must not stop the stand-down
-                log.exception("closing the kafka consumer failed")
-
-    def close(self) -> None:
-        """Commit handled offsets, leave the group and close the consumer; idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        consumer = self._consumer
-        if consumer is None:
-            return
-        try:
-            self.commit(self.next_offsets())
-            self._dropping = True  # committed above; the revocation in close() must not wait
-            consumer.close()
-        except Exception:  # closing must not fail shutdown
-            log.exception("closing the kafka consumer failed")
-        finally:
-            self._consumer = None
-            self._ids.close()

@@ -17,9 +17,9 @@ import pytest
 import test_kafka
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka_broker import TansuBroker
+from kafka_reads import check_join_reported, check_watchdog, produce, read_n
 from streamcl.connectors.kafka import KafkaSource
 from streamcl.connectors.kafka_rdsource import RdKafkaSource
-from test_kafka_source import produce
 
 from streamcl.produce import load_events, produce_events
 from streamcl.service import Service
@@ -39,19 +39,6 @@ def rd_config(broker: TansuBroker, group: str | None, **extra: Any) -> dict[str,
         **FAST,
         **extra,
     }
-
-
-def read_n(
-    source: Any, n: int, timeout_s: float = 15.0, sizes: list[int] | None = None
-) -> list[Any]:
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    while len(out) < n and time.monotonic() < deadline:
-        chunk = source.read(n - len(out), 0.2)
-        out.extend(chunk)
-        if sizes is not None:
-            sizes.append(len(chunk))
-    return out
 
 
 def test_group_reads_all_then_resumes_at_commit_and_lag_reaches_0(kafka_broker, new_topic):
@@ -120,20 +107,13 @@ def test_watchdog_marks_unhealthy_when_broker_goes():
         topic = broker.create_topic("rdwd")
         produce(broker.bootstrap, topic, 5)
         source = RdKafkaSource([topic], rd_config(broker, None), watchdog_s=1.0)
-        assert len(read_n(source, 5)) == 5
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:  # idle but fetching: stays healthy
-            source.read(10, 0.2)
-            assert source.health() == (True, "")
-        assert broker.proc is not None
-        broker.proc.kill()  # tansu's SIGTERM waits 5 s for connected clients
-        broker.proc.wait(5)
-        deadline = time.monotonic() + 10.0
-        while source.health()[0] and time.monotonic() < deadline:
-            source.read(10, 0.2)
-        healthy, reason = source.health()
-        assert not healthy and "no kafka fetch" in reason, reason
-        source.close()
+
+        def kill() -> None:  # tansu's SIGTERM waits 5 s for connected clients
+            assert broker.proc is not None
+            broker.proc.kill()
+            broker.proc.wait(5)
+
+        check_watchdog(source, kill)
     finally:
         broker.stop()
 
@@ -144,15 +124,7 @@ def test_readiness_names_the_group_join_then_holds_partitions(kafka_broker, new_
         [topic], rd_config(kafka_broker, f"g-{topic}", **{"session.timeout.ms": 6000})
     )
     try:
-        source.read(10, 0.2)
-        healthy, reason = source.health()
-        assert not healthy and "no partitions assigned" in reason and f"g-{topic}" in reason
-        assert "session_timeout_ms=6000" in reason
-        deadline = time.monotonic() + 15
-        while not source.assignment() and time.monotonic() < deadline:
-            source.read(10, 0.2)
-        assert source.assignment() == [f"{topic}:0"]
-        assert source.health() == (True, "")
+        check_join_reported(source, f"g-{topic}", 6000, topic)
     finally:
         source.close()
 

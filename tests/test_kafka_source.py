@@ -6,22 +6,14 @@ import json
 import time
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka_broker import TansuBroker
+from kafka_reads import check_join_reported, check_watchdog, produce, read_n
 from streamcl.connectors.kafka import KafkaSource
 
 pytestmark = pytest.mark.kafka
 
 FAST_GROUP = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 500, "fetch_max_wait_ms": 100}
-
-
-def produce(bootstrap: str, topic: str, n: int, partitions: int = 1, start: int = 0) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    for i in range(start, start + n):
-        value = json.dumps({"id": f"e{i}", "features": {"x": i}}).encode()
-        producer.send(topic, value=value, key=f"e{i}".encode(), partition=i % partitions)
-    producer.flush()
-    producer.close()
 
 
 def config(broker: TansuBroker, group: str | None, **extra: object) -> dict[str, object]:
@@ -32,14 +24,6 @@ def config(broker: TansuBroker, group: str | None, **extra: object) -> dict[str,
         **FAST_GROUP,
         **extra,
     }
-
-
-def read_n(source: KafkaSource, n: int, timeout_s: float = 15.0) -> list:
-    out: list = []
-    deadline = time.monotonic() + timeout_s
-    while len(out) < n and time.monotonic() < deadline:
-        out.extend(source.read(n - len(out), 0.2))
-    return out
 
 
 def test_group_source_reads_all_then_resumes_at_commit(kafka_broker, new_topic):
@@ -95,18 +79,7 @@ def test_watchdog_marks_unhealthy_when_broker_goes():
         produce(broker.bootstrap, topic, 5)
         source = KafkaSource([topic], config(broker, None, request_timeout_ms=2000), watchdog_s=1.0)
         assert source.health()[0] is False  # not connected yet
-        assert len(read_n(source, 5)) == 5
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:  # idle but fetching: stays healthy
-            source.read(10, 0.2)
-            assert source.health() == (True, "")
-        broker.stop()
-        deadline = time.monotonic() + 10.0
-        while source.health()[0] and time.monotonic() < deadline:
-            source.read(10, 0.2)
-        healthy, reason = source.health()
-        assert not healthy and "no kafka fetch" in reason
-        source.close()
+        check_watchdog(source, broker.stop)
     finally:
         broker.stop()
 
@@ -116,15 +89,6 @@ def test_readiness_names_a_group_join_that_has_not_assigned_partitions(kafka_bro
     # Kafka's default session timeout: tansu holds the join for half of it (about 5 s here)
     source = KafkaSource([topic], config(kafka_broker, f"g-{topic}", session_timeout_ms=10000))
     try:
-        source.read(10, 0.2)
-        healthy, reason = source.health()
-        assert not healthy
-        assert "no partitions assigned" in reason and f"g-{topic}" in reason, reason
-        assert "session_timeout_ms=10000" in reason
-        deadline = time.monotonic() + 15
-        while not source.assignment() and time.monotonic() < deadline:  # joins in the end
-            source.read(10, 0.2)
-        assert source.assignment() == [f"{topic}:0"]
-        assert source.health() == (True, "")
+        check_join_reported(source, f"g-{topic}", 10000, topic)
     finally:
         source.close()
