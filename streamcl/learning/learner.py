@@ -383,12 +383,15 @@ class Learner:
         return np.where(y == y, y, -1.0).astype(np.int64)  # NaN: a class not seen yet
 
     def _restandardise(self) -> None:
-        """Keep stored rows in the featurizer's current scale (:func:`restandardise`)."""
+        """Keep stored rows in the scale the batch was just encoded in (:func:`restandardise`).
+
+        That scale includes the batch's features (:meth:`.Featurizer.batch_view`).
+        """
         inputs = self.settings.memory.space == "input"
         memories = [m for m in (self.knn, self.recent) if m is not None and inputs]
         self.stored_scale = restandardise(
             self.stored_scale,
-            self.featurizer.view(),
+            self.featurizer.batch_view(),
             memories,
             self.replay,
             self.prototypes,
