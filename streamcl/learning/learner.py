@@ -421,7 +421,8 @@ class Learner:
         self, parts: dict[str, np.ndarray], rows: list[int], y: np.ndarray
     ) -> dict[str, np.ndarray]:
         """Each predictor's loss on the labelled rows, targets ``y`` (:meth:`_targets`)."""
-        return predictor_losses(parts, rows, y, self.regression, self.trainer.target_std())
+        scale, kind = self.trainer.target_std(), self.settings.hedge_loss
+        return predictor_losses(parts, rows, y, self.regression, scale, kind)
 
     def _combine(
         self, parts: dict[str, np.ndarray], rows: list[int], losses: dict[str, np.ndarray], n: int
