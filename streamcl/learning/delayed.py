@@ -126,8 +126,8 @@ def delayed_losses(
             picked = log_loss(values[:, int(target)])
         else:
             picked = np.full(len(names), worst)
-        for name, loss in zip(names, picked.tolist(), strict=True):
-            losses.setdefault(name, []).append(loss)
+        for name, value in zip(names, picked.tolist(), strict=True):
+            losses.setdefault(name, []).append(value)
     return {name: np.array(v, dtype=np.float64) for name, v in losses.items()}
 
 
