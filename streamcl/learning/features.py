@@ -2,7 +2,9 @@
 
 Numeric and boolean features are standardised with running means and variances (the
 statistics of river's :class:`~river.preprocessing.StandardScaler`, updated a micro-batch
-at a time with Chan et al.'s parallel formula instead of one dict per event); string
+at a time with Chan et al.'s parallel formula instead of one dict per event; a learning
+batch is scaled with statistics that already include its own features, as river's
+``learn_one`` before ``transform_one`` would, see :meth:`Featurizer.transform`); string
 features are one-hot encoded with river's ``name_value`` key convention. Columns are
 discovered online: a new numeric feature or a new category appends a column, so the width
 only grows.
