@@ -53,9 +53,13 @@ def test_without_stored_outputs_the_weights_do_not_move() -> None:
 
 def test_a_class_unknown_at_event_time_costs_every_expert_the_maximal_loss() -> None:
     out = (("mlp", "knn"), np.array([[0.5, 0.5], [0.2, 0.8]], np.float32))
-    losses = delayed_losses([out, None, out], np.array([2, 0, 1]), regression=False)
+    y = np.array([2, 0, 1])
+    losses = delayed_losses([out, None, out], y, regression=False, loss="log")
     assert losses["mlp"][0] == losses["knn"][0] > 9.0  # class 2 had no output unit then
     assert np.allclose(losses["knn"][1], -np.log(0.8)) and len(losses["mlp"]) == 2
+    brier = delayed_losses([out, None, out], y, regression=False)  # the default hedge_loss
+    assert brier["mlp"][0] == brier["knn"][0] == 2.0  # Brier's maximum
+    assert np.allclose(brier["knn"][1], 0.2**2 + 0.2**2) and len(brier["mlp"]) == 2
 
 
 def test_event_outputs_follow_the_steps_of_a_call() -> None:

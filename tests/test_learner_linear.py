@@ -49,13 +49,18 @@ def test_the_mixture_follows_the_linear_expert_on_a_linear_concept() -> None:
         Learner(LearnerSettings(**old)),
         Learner(LearnerSettings(linear=False, **old)),
     )
-    # accuracy over the first 1,000 events: the linear expert learns the rule sooner
-    acc_with, acc_without = (
-        accuracy(with_linear, events, 0, 1_000),
-        accuracy(without, events, 0, 1_000),
-    )
-    w = with_linear.weights()
-    assert w["linear"] == max(w.values()) and w["linear"] > 0.5
+    # Over the first 1,000 events the linear expert learns the rule sooner: the Hedge
+    # weights follow it there (with linear_lr 0.01 the network catches up later, and the
+    # weights may then prefer it), and the mixture is more accurate for it.
+    led, correct = [], []
+    for i in range(0, 1_000, 32):
+        batch = events[i : i + 32]
+        predicted = with_linear.predict_learn(batch)
+        correct += [p.label == e.label for p, e in zip(predicted, batch, strict=True)]
+        w = with_linear.weights()
+        led.append(w.get("linear", 0.0) == max(w.values()))
+    acc_with, acc_without = float(np.mean(correct)), accuracy(without, events[:1_000], 0)
+    assert np.mean(led) > 0.75, np.mean(led)
     assert acc_with > acc_without + 0.02, (acc_with, acc_without)
 
 

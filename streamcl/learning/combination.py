@@ -6,6 +6,14 @@ predictor's own prequential loss, discounted so the combination follows drifts (
 & Schapire, R. E. 1997, A decision-theoretic generalization of on-line learning and an
 application to boosting, JCSS 55(1); Herbster, M. & Warmuth, M. 1998, Tracking the best
 expert, Machine Learning 32). No task labels are used.
+
+A classifier expert's loss is by default the Brier score of its class probabilities
+(Brier, G. W. 1950, Verification of forecasts expressed in terms of probability, Monthly
+Weather Review 78(1)): bounded in ``[0, 2]``, as the exponential-weights bounds assume
+(Cesa-Bianchi, N. & Lugosi, G. 2006, Prediction, Learning, and Games, ch. 2), and unlike the
+0/1 loss it charges a confident wrong expert more than a hesitant one, without the log
+loss's unbounded penalty for one near-zero probability. ``hedge_loss="log"`` keeps the log
+loss.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import numpy as np
 from streamcl.learning.snapshot import combine
 
 __all__ = [
+    "brier_loss",
     "classes_changed",
     "hedge_losses",
     "hedge_weights",
@@ -61,12 +70,36 @@ def log_loss(picked: np.ndarray) -> np.ndarray:
     return -np.log(clipped)  # type: ignore[no-any-return]
 
 
+def brier_loss(probabilities: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Brier score ``sum_k (p_k - [y = k])^2`` of each row (Brier 1950), in ``[0, 2]``.
+
+    Parameters
+    ----------
+    probabilities
+        ``(..., n, n_classes)`` class probabilities.
+    y
+        ``(n,)`` int64 class indices; ``-1`` (a class not seen yet) costs the maximal
+        loss, 2, as the log loss's clipped maximum does in :func:`predictor_losses`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(..., n)`` float64.
+    """
+    p = probabilities.astype(np.float64)
+    known = y >= 0
+    picked = p[..., np.arange(len(y)), np.where(known, y, 0)]
+    squares = np.add.reduce(p * p, -1)
+    return np.where(known, squares - 2.0 * picked + 1.0, 2.0)  # type: ignore[no-any-return]
+
+
 def predictor_losses(
     parts: Mapping[str, np.ndarray],
     rows: list[int],
     y: np.ndarray,
     regression: bool,
     scale: float = 1.0,
+    loss: str = "brier",
 ) -> dict[str, np.ndarray]:
     """Each predictor's loss on the labelled ``rows``, ``(n_labelled,)`` float64.
 
@@ -80,10 +113,15 @@ def predictor_losses(
         ``(n_labelled,)`` class indices (``-1``: a class not seen yet, maximal loss) or values.
     regression
         Squared error in units of ``scale`` (the target's standard deviation) instead of
-        the log loss (nats, probabilities clipped at :data:`MIN_PROBABILITY`).
+        a classification loss.
+    loss
+        ``"brier"`` (:func:`brier_loss`) or ``"log"`` (nats, probabilities clipped at
+        :data:`MIN_PROBABILITY`): the ``hedge_loss`` setting.
     """
     if regression:
         return {n: ((p[rows] - y) / scale) ** 2 for n, p in parts.items()}
+    if loss == "brier":
+        return dict(zip(parts, brier_loss(_stack(list(parts.values()))[:, rows], y), strict=True))
     known = y >= 0
     yk = np.where(known, y, 0)
     worst = -math.log(MIN_PROBABILITY)

@@ -29,7 +29,7 @@ import numpy as np
 
 from streamcl.events import Label
 from streamcl.learning.adaptation import on_drift, trim
-from streamcl.learning.combination import MIN_PROBABILITY, hedge_losses, log_loss
+from streamcl.learning.combination import MIN_PROBABILITY, brier_loss, hedge_losses, log_loss
 
 if TYPE_CHECKING:
     from streamcl.learning.learner import Learner
@@ -87,6 +87,7 @@ def delayed_losses(
     y: np.ndarray,
     regression: bool,
     scale: float = 1.0,
+    loss: str = "brier",
 ) -> dict[str, np.ndarray]:
     """Each expert's loss on the joined events where it had an output, in join order.
 
@@ -98,8 +99,10 @@ def delayed_losses(
         ``(n,)`` class indices (``-1``, or a class not known at event time: maximal loss)
         or target values.
     regression
-        Squared error in units of ``scale`` instead of the log loss (nats, probabilities
-        clipped at :data:`~streamcl.learning.combination.MIN_PROBABILITY`), as
+        Squared error in units of ``scale`` instead of a classification loss.
+    loss
+        ``"brier"`` or ``"log"`` (nats, probabilities clipped at
+        :data:`~streamcl.learning.combination.MIN_PROBABILITY`), as
         :func:`~streamcl.learning.combination.predictor_losses`.
 
     Returns
@@ -116,12 +119,15 @@ def delayed_losses(
         names, values = entry
         if regression:
             picked = ((values - target) / scale) ** 2
+        elif loss == "brier":
+            known = 0 <= target < values.shape[1]
+            picked = brier_loss(values[:, None, :], np.array([int(target) if known else -1]))[:, 0]
         elif 0 <= target < values.shape[1]:
             picked = log_loss(values[:, int(target)])
         else:
             picked = np.full(len(names), worst)
-        for name, loss in zip(names, picked.tolist(), strict=True):
-            losses.setdefault(name, []).append(loss)
+        for name, value in zip(names, picked.tolist(), strict=True):
+            losses.setdefault(name, []).append(value)
     return {name: np.array(v, dtype=np.float64) for name, v in losses.items()}
 
 
@@ -208,8 +214,10 @@ def learn_delayed(
 
 def _hedge_delayed(learner: Learner, outputs: list[ExpertOutputs | None], y: np.ndarray) -> None:
     """Hedge update from joined events' event-time expert outputs (:mod:`~.delayed`)."""
-    losses = delayed_losses(outputs, y, learner.regression, learner.trainer.target_std())
     s = learner.settings
+    losses = delayed_losses(
+        outputs, y, learner.regression, learner.trainer.target_std(), s.hedge_loss
+    )
     for name, values in losses.items():
         if name in learner.hedge:
             scaled = s.hedge_delayed_scale * values

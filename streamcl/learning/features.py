@@ -2,7 +2,9 @@
 
 Numeric and boolean features are standardised with running means and variances (the
 statistics of river's :class:`~river.preprocessing.StandardScaler`, updated a micro-batch
-at a time with Chan et al.'s parallel formula instead of one dict per event); string
+at a time with Chan et al.'s parallel formula instead of one dict per event; a learning
+batch is scaled with statistics that already include its own features, as river's
+``learn_one`` before ``transform_one`` would, see :meth:`Featurizer.transform`); string
 features are one-hot encoded with river's ``name_value`` key convention. Columns are
 discovered online: a new numeric feature or a new category appends a column, so the width
 only grows.
@@ -85,7 +87,18 @@ class Featurizer:
         self._columns_layout: (
             tuple[dict[str, int], np.ndarray, dict[tuple[int, Label | None], int]] | None
         ) = None
-        self._last: tuple[Sequence[Event], np.ndarray, np.ndarray] | None = None
+        # the last transform(learn=True): events, raw numeric block, its presence mask,
+        # the statistics merged with it and the view they make (committed by learn())
+        self._last: (
+            tuple[
+                Sequence[Event],
+                np.ndarray,
+                np.ndarray,
+                tuple[np.ndarray, np.ndarray, np.ndarray],
+                FeatureView,
+            ]
+            | None
+        ) = None
 
     @property
     def n_columns(self) -> int:
@@ -106,7 +119,15 @@ class Featurizer:
                 raise mismatch(name, kind, value)
 
     def transform(self, events: Sequence[Event], learn: bool = False) -> np.ndarray:
-        """Encode events with the current statistics.
+        """Encode events with the current statistics (and, learning, the batch's own).
+
+        With ``learn`` the numeric features are standardised with running statistics that
+        already include this batch's features -- as river's ``StandardScaler`` updated
+        with ``learn_one`` before ``transform_one`` would -- so the first events of a
+        stream and a shifted batch are not scaled by stale moments. Only features, never
+        labels, enter the statistics, so test-then-train stays honest. The statistics are
+        not committed until :meth:`learn` (which may get a prefix of the batch); the view
+        used is :meth:`batch_view`.
 
         Parameters
         ----------
@@ -130,22 +151,33 @@ class Featurizer:
                 self._register(event.features)
             view = self.view()
             x, present = view.encode(events)
-        # Keep the raw numeric block: learn() on the same events reuses it.
+        # Standardise in statistics that include the batch's own (unlabelled) features;
+        # learn() commits them, so transforming the same events twice gives the same rows.
         raw, given = x[:, view.numeric], present[:, view.numeric]
-        self._last = (events, raw, given)
-        return view.finish(x, present, events, (raw, given))
+        moments = self._merged(raw, given)
+        scaled = view.rescaled(moments[1], _std(moments))
+        self._last = (events, raw, given, moments, scaled)
+        return scaled.finish(x, present, events, (raw, given))
+
+    def batch_view(self) -> FeatureView:
+        """The view the last ``transform(learn=True)`` standardised with.
+
+        Its statistics include that batch's features (see :meth:`transform`); before any
+        such transform, or once :meth:`learn` has committed it, the same as :meth:`view`.
+        """
+        last = self._last
+        return self.view() if last is None else last[4]
 
     def view(self) -> FeatureView:
         """An immutable view of the current statistics, columns and recent labels."""
         if self._view is None:
             idx, lag_cols = self._layout()
-            var = np.where(self._count > 0, self._m2 / np.maximum(self._count, 1), 0.0)
             tmean, tstd = self._target_stats()
             self._view = FeatureView(
                 self.columns,
                 idx,
                 self._mean.copy(),
-                np.sqrt(var),
+                _std((self._count, self._mean, self._m2)),
                 self.label_lags,
                 self.regression,
                 lag_cols,
@@ -185,10 +217,10 @@ class Featurizer:
         if self.numeric:
             last = self._last
             if last is not None and last[0] is events and last[1].shape[1] == len(self.numeric):
-                x, present = last[1], last[2]
+                self._count, self._mean, self._m2 = last[3]  # what transform() merged
             else:
                 x, present = self._raw(events)
-            self._update_stats(x, present)
+                self._count, self._mean, self._m2 = self._merged(x, present)
         self._last = None
         labels = [e.label for e in events if e.label is not None]
         if self.label_lags and labels:
@@ -216,7 +248,14 @@ class Featurizer:
                     present[i, j] = True
         return x, present
 
-    def _update_stats(self, x: np.ndarray, present: np.ndarray) -> None:
+    def _merged(
+        self, x: np.ndarray, present: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Running ``(count, mean, M2)`` (each ``(n_numeric,)`` float64) with rows ``x`` folded in.
+
+        Chan et al. 1979's parallel update; ``present`` masks missing values. Pure: the
+        featurizer's own statistics are left unchanged.
+        """
         # np.add.reduce: what ndarray.sum calls, without its Python wrapper
         if len(x) and present.all():  # the usual batch: the same arithmetic, unmasked
             n_b = np.full(x.shape[1], float(len(x)))
@@ -232,9 +271,7 @@ class Featurizer:
             n = self._count + n_b
             frac = np.divide(n_b, n, out=np.zeros_like(n), where=n > 0)
         delta = mean_b - self._mean
-        self._mean = self._mean + delta * frac
-        self._m2 = self._m2 + m2_b + delta**2 * self._count * frac
-        self._count = n
+        return n, self._mean + delta * frac, self._m2 + m2_b + delta**2 * self._count * frac
 
     def _update_target(self, y: np.ndarray) -> None:
         self._target = merge_moments(self._target, y)
@@ -312,6 +349,12 @@ class Featurizer:
         self.dropped_features = int(state["dropped_features"])
         self.recent_labels = list(state.get("recent_labels", []))
         self._target = np.array(state.get("target", [0.0, 0.0, 0.0]), dtype=float)
+
+
+def _std(moments: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Standard deviations ``(n_numeric,)`` float64 of ``(count, mean, M2)``; 0 if unseen."""
+    count, _, m2 = moments
+    return np.sqrt(np.where(count > 0, m2 / np.maximum(count, 1), 0.0))  # type: ignore[no-any-return]
 
 
 def _label_of(text: str) -> Label:

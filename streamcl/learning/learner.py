@@ -50,9 +50,12 @@ Checkpoint API (for :mod:`streamcl.stream.checkpoint`): :meth:`Learner.state_dic
 :meth:`Learner.load_state_dict` (:mod:`~streamcl.learning.learner_state`: plain nested data,
 no pickled objects; predictions after a round trip are identical).
 
-Where the rest lives: a drift's actions in :mod:`~streamcl.learning.adaptation`, the
-delayed-label path in :mod:`~streamcl.learning.delayed`, the snapshot, summary and metrics
-in :mod:`~streamcl.learning.report`.
+Where the rest lives: the experts' outputs (step 2) in :mod:`~streamcl.learning.predictors`,
+the scoring, Hedge update and drift detection (step 3) in :mod:`~streamcl.learning.scoring`,
+the learning step (4) in :mod:`~streamcl.learning.step`, a drift's actions in
+:mod:`~streamcl.learning.adaptation`, the delayed-label path in
+:mod:`~streamcl.learning.delayed`, the snapshot, summary and metrics in
+:mod:`~streamcl.learning.report`.
 """
 
 from __future__ import annotations
@@ -67,22 +70,17 @@ import torch
 
 from streamcl.errors import DecodeError
 from streamcl.events import Event, Label
-from streamcl.learning import learner_state, report
+from streamcl.learning import learner_state, predictors, report, scoring, step
 from streamcl.learning.adaptation import on_drift, trim
-from streamcl.learning.combination import (
-    hedge_losses,
-    hedge_weights,
-    predictor_losses,
-    sequential_mixture,
-)
+from streamcl.learning.combination import hedge_weights, predictor_losses, sequential_mixture
 from streamcl.learning.delayed import ExpertOutputs, StepOutputs, event_outputs, learn_delayed
 from streamcl.learning.drift import DriftMonitor
 from streamcl.learning.features import Featurizer
 from streamcl.learning.linear import SoftmaxRegression
-from streamcl.learning.memory import KNNMemory, Prototypes, ReplayBuffer, batch_neighbours
+from streamcl.learning.memory import KNNMemory, Prototypes, ReplayBuffer
 from streamcl.learning.network import MLP
 from streamcl.learning.recovery import Recovery
-from streamcl.learning.snapshot import Prediction, Snapshot, softmax, to_predictions
+from streamcl.learning.snapshot import Prediction, Snapshot, to_predictions
 from streamcl.learning.standardise import restandardise
 from streamcl.learning.temporal import LabelTransitions
 from streamcl.learning.training import Trainer
@@ -246,35 +244,8 @@ class Learner:
     def _parts(
         self, x: np.ndarray, known: np.ndarray | None = None
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        """Each predictor's output for ``x`` ``(batch, n_columns)``, and kNN distances.
-
-        ``known`` ``(batch,)``: the events' targets, NaN where unusable; the kNN votes then
-        use the batch's earlier labelled events (:func:`~.memory.batch_neighbours`).
-        """
-        parts: dict[str, np.ndarray] = {}
-        model, n = self.trainer.model, len(self.classes)
-        if model is None:
-            return parts, None
-        out = self.trainer.predict_raw(x)
-        parts["mlp"] = self.trainer.unscale(out[:, 0]) if self.regression else softmax(out[:, :n])
-        nearest = None
-        if self.knn is not None and self.knn.size:
-            keys = self._keys(x)
-            batch = None if known is None else batch_neighbours(keys, known)
-            parts["knn"], nearest = self.knn.predict(keys, n, batch)
-            if self.recent is not None and self.recent.size:
-                parts["recent"], _ = self.recent.predict(keys, n, batch)
-        if self.prototypes is not None and len(self.prototypes.counts):
-            parts["prototypes"] = self.prototypes.predict(x, n)
-        if self.linear is not None and self.linear.ready:
-            parts["linear"] = self.linear.predict(x, n)
-        if self.tree is not None and self.tree.ready:
-            parts["tree"] = self.tree.predict(x, n)
-        if self.temporal is not None and self.temporal.ready:
-            parts["temporal"] = self.temporal.predict(
-                np.full(len(x), math.nan) if known is None else known, n
-            )
-        return parts, nearest
+        """Each expert's output for ``x``, kNN distances: :func:`~.predictors.predict_parts`."""
+        return predictors.predict_parts(self, x, known)
 
     def _keys(self, x: np.ndarray) -> np.ndarray:
         """KNN keys of ``x``: the inputs, or the last hidden layer's features."""
@@ -339,7 +310,7 @@ class Learner:
         combined = self._combine(parts, rows, losses, len(events)) if ready else None
         n, cut = len(events), None
         if rows and combined is not None:
-            n, cut = self._score(parts, combined, rows, y, losses, events, nearest)
+            n, cut = scoring.score(self, combined, rows, y, losses, events, nearest)
             if n < len(events):  # a drift ended the batch early
                 events, x, combined = events[:n], x[:n], combined[:n]
                 labels = labels[: np.searchsorted(rows, n)]
@@ -383,12 +354,15 @@ class Learner:
         return np.where(y == y, y, -1.0).astype(np.int64)  # NaN: a class not seen yet
 
     def _restandardise(self) -> None:
-        """Keep stored rows in the featurizer's current scale (:func:`restandardise`)."""
+        """Keep stored rows in the scale the batch was just encoded in (:func:`restandardise`).
+
+        That scale includes the batch's features (:meth:`.Featurizer.batch_view`).
+        """
         inputs = self.settings.memory.space == "input"
         memories = [m for m in (self.knn, self.recent) if m is not None and inputs]
         self.stored_scale = restandardise(
             self.stored_scale,
-            self.featurizer.view(),
+            self.featurizer.batch_view(),
             memories,
             self.replay,
             self.prototypes,
@@ -402,23 +376,15 @@ class Learner:
         return np.array([self.class_index.get(label, -1) for label in labels], dtype=np.int64)
 
     def errors(self, predicted: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-event error and correctness of ``predicted`` against ``y`` (both ``(m,)``).
-
-        Classification: class indices (``-1``: a class not seen yet, never correct), 0/1
-        errors. Regression: values; absolute error in target standard deviations, correct
-        under 0.5. Returns ``(errors float64, correct bool)``.
-        """
-        if self.regression:
-            errors = np.abs(predicted - y) / self.trainer.target_std()
-            return errors, errors < 0.5
-        correct = (y >= 0) & (predicted == y)
-        return (~correct).astype(np.float64), correct
+        """Per-event error and correctness (:func:`~.scoring.errors`)."""
+        return scoring.errors(self, predicted, y)
 
     def _losses(
         self, parts: dict[str, np.ndarray], rows: list[int], y: np.ndarray
     ) -> dict[str, np.ndarray]:
         """Each predictor's loss on the labelled rows, targets ``y`` (:meth:`_targets`)."""
-        return predictor_losses(parts, rows, y, self.regression, self.trainer.target_std())
+        scale, kind = self.trainer.target_std(), self.settings.hedge_loss
+        return predictor_losses(parts, rows, y, self.regression, scale, kind)
 
     def _combine(
         self, parts: dict[str, np.ndarray], rows: list[int], losses: dict[str, np.ndarray], n: int
@@ -426,46 +392,6 @@ class Learner:
         """Hedge mixture, weights updated event by event (:func:`sequential_mixture`)."""
         s = self.settings
         return sequential_mixture(parts, rows, losses, self.hedge, s.hedge_decay, s.hedge_eta, n)
-
-    def _score(
-        self,
-        parts: dict[str, np.ndarray],
-        combined: np.ndarray,
-        rows: list[int],
-        y: np.ndarray,
-        losses: dict[str, np.ndarray],
-        events: Sequence[Event],
-        nearest: np.ndarray | None,
-    ) -> tuple[int, int | None]:
-        """Drift detection, Hedge update and recovery metrics on the labelled rows.
-
-        ``y``: their targets (:meth:`_targets`).
-
-        Returns
-        -------
-        n, cut
-            Events of the batch consumed: all, or up to and including the event at which a
-            loss drift was detected; and the stream offset before which memories are to be
-            trimmed (the drift asked for it), or None.
-        """
-        errors, correct = self.errors(
-            combined[rows] if self.regression else combined[rows].argmax(1), y
-        )
-        ids = [events[i].id for i in rows]
-        found = self.drift.update(errors, ids, self.events_seen, nearest, np.asarray(rows))
-        n, m = len(events), len(rows)
-        loss = [r for r in found if r.detector == "loss"]
-        if loss:
-            n = loss[0].event - self.events_seen + 1
-            m = int(np.searchsorted(rows, n))
-        if not self.regression:
-            self.recent_labels.extend(y[:m].tolist())
-        d = self.settings.hedge_decay
-        for name, values in losses.items():
-            self.hedge[name] = hedge_losses(self.hedge[name], values[:m], d)
-        self.recovery.update(correct[:m])
-        cuts = [on_drift(self, record, self.events_seen + rows[m - 1] + 1) for record in found]
-        return n, max((c for c in cuts if c is not None), default=None)
 
     # -- learning --------------------------------------------------------------------------
     def learn_matrix(
@@ -475,69 +401,11 @@ class Learner:
         times: np.ndarray | None = None,
         classes: np.ndarray | None = None,
     ) -> float:
-        """One optimiser step on features ``x`` and ``labels``, then memory insertion.
+        """One step on ``x`` and ``labels``, then memory inserts: :func:`~.step.learn_matrix`.
 
-        Parameters
-        ----------
-        x
-            ``(batch, n_columns)`` float32 from :attr:`featurizer` (narrower matrices from
-            before a column was added are zero-padded).
-        labels
-            ``batch`` class labels (classification) or numbers (regression).
-        times
-            ``(batch,)`` int64 stream offsets of the rows, which decide what a drift's
-            memory trim forgets; all rows get :attr:`events_seen` when None.
-        classes
-            ``(batch,)`` int64 class indices of ``labels`` (``-1``: a class not seen yet),
-            if known already (classification).
-
-        Returns
-        -------
-        float
-            The batch's loss before the step (cross-entropy in nats, or the squared /
-            absolute error of standardised targets); NaN if the step was skipped.
+        Returns the batch's loss before the step (NaN if the step was skipped).
         """
-        if len(labels) == 0:
-            return 0.0
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if self.regression:
-            y = np.array(labels, dtype=np.float64)
-            self.trainer.observe_targets(y)
-        elif classes is not None and len(classes) and np.minimum.reduce(classes) >= 0:
-            y = classes.astype(np.float64)  # every class seen before
-        else:
-            for label in labels:
-                if label not in self.class_index:
-                    self.class_index[label] = len(self.classes)  # type: ignore[index]
-                    self.classes.append(label)  # type: ignore[arg-type]
-            y = np.array(
-                [self.class_index[label] for label in labels],  # type: ignore[index]
-                dtype=np.float64,
-            )
-        if self.temporal is not None:
-            self.temporal.learn(y, len(self.classes))
-        width = max(x.shape[1], self.featurizer.n_columns)
-        rx, ry = self.replay.sample(self.settings.memory.replay, width)
-        loss = self.trainer.step(x, y, rx, ry, max(len(self.classes), 1))
-        t = np.full(len(x), self.events_seen, np.int64) if times is None else np.asarray(times)
-        if not np.isfinite(x).all():  # never let a non-finite row into the memories
-            finite = np.isfinite(x).all(1)
-            x, y, t = x[finite], y[finite], t[finite]
-        if self.knn is not None:
-            keys = self._keys(x)
-            self.knn.add(keys, y, t)
-            if self.recent is not None:
-                self.recent.add(keys, y, t)
-        if self.prototypes is not None:
-            self.prototypes.learn(x, y.astype(np.int64), len(self.classes))
-        if self.linear is not None:
-            self.linear.learn(x, y.astype(np.int64), len(self.classes))
-        if self.tree is not None:
-            self.tree.learn(x, y.astype(np.int64), len(self.classes))
-        self.replay.add(x, y, t)
-        self.version += 1
-        self.events_learned += len(labels)
-        return loss
+        return step.learn_matrix(self, x, labels, times, classes)
 
     def learn_delayed(
         self,

@@ -47,7 +47,7 @@ class SoftmaxRegression:
         ``(n_classes,)`` float32.
     """
 
-    def __init__(self, lr: float = 0.05, l2: float = 0.0) -> None:
+    def __init__(self, lr: float = 0.01, l2: float = 0.0) -> None:
         self.lr = lr
         self.l2 = l2
         self._reset()

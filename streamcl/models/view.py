@@ -8,6 +8,7 @@ label lags) without any learning.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
@@ -159,6 +160,12 @@ class FeatureView:
         present = np.zeros(x.shape, dtype=bool)
         present[:, cols] = True
         return x, present
+
+    def rescaled(self, means: np.ndarray, stds: np.ndarray) -> FeatureView:
+        """The same view with other scaler statistics (``(n_numeric,)`` float64 each)."""
+        view = copy.copy(self)
+        view.means, view.stds = means, stds
+        return view
 
     def finish(
         self,

@@ -138,9 +138,16 @@ class LearnerSettings(Section):
     tree_every: int = Field(250, ge=1, description="Refit the tree after this many events.")
     tree_depth: int = Field(8, ge=1, le=32, description="Largest depth of the tree.")
     linear_lr: float = Field(
-        0.05, gt=0, le=10.0, description="Linear expert: SGD step size per event."
+        0.01, gt=0, le=10.0, description="Linear expert: SGD step size per event."
     )
     hedge_eta: float = Field(1.0, gt=0, description="Hedge learning rate of the combination.")
+    hedge_loss: Literal["brier", "log"] = Field(
+        "brier",
+        description="Loss each classifier expert's Hedge weight pays per labelled event: the "
+        "Brier score of its class probabilities (Brier 1950; bounded in [0, 2], as Hedge's "
+        "analysis assumes, Cesa-Bianchi & Lugosi 2006) or the log loss (nats, clipped at "
+        "1e-4). Regression experts always pay the squared error.",
+    )
     hedge_delayed_scale: float = Field(
         0.3,
         gt=0,

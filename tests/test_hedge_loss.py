@@ -1,0 +1,58 @@
+"""Hedge weights move by the Brier score of each expert's class probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamcl.events import Event
+from streamcl.learning.combination import hedge_losses, hedge_weights, predictor_losses
+from streamcl.learning.delayed import delayed_losses
+from streamcl.learning.learner import Learner
+from streamcl.settings import LearnerSettings
+
+
+def _weights(parts: dict[str, np.ndarray], y: np.ndarray, loss: str) -> dict[str, float]:
+    losses = predictor_losses(parts, list(range(len(y))), y, False, loss=loss)
+    return hedge_weights({n: hedge_losses(0.0, v, 1.0) for n, v in losses.items()}, 1.0)
+
+
+def test_a_confident_wrong_expert_loses_more_weight_than_a_hesitant_wrong_one() -> None:
+    parts = {"confident": np.array([[0.95, 0.05]]), "hesitant": np.array([[0.55, 0.45]])}
+    w = _weights(parts, np.array([1]), "brier")
+    assert w["confident"] < w["hesitant"]  # both wrong: a 0/1 loss would tie them
+    # exp(-Brier): 2 * 0.95^2 = 1.805 against 2 * 0.55^2 = 0.605
+    assert np.isclose(w["confident"] / w["hesitant"], np.exp(-(1.805 - 0.605)))
+
+
+def test_one_near_zero_probability_does_not_sink_an_otherwise_perfect_expert() -> None:
+    """Brier is bounded by 2 per event; the log loss charges ~9.2 nats for p = 1e-4."""
+    y = np.zeros(10, dtype=np.int64)
+    sharp = np.tile([1.0, 0.0], (10, 1))
+    sharp[0] = [1e-4, 1 - 1e-4]  # one confident mistake, right with certainty otherwise
+    steady = np.tile([0.6, 0.4], (10, 1))  # always right, never sure
+    parts = {"sharp": sharp, "steady": steady}
+    assert _weights(parts, y, "brier")["sharp"] > 0.5
+    assert _weights(parts, y, "log")["sharp"] < 0.5  # hedge_loss="log": the old behaviour
+
+
+def test_delayed_labels_pay_the_same_brier_loss() -> None:
+    values = np.array([[0.95, 0.05], [0.55, 0.45]], dtype=np.float32)
+    losses = delayed_losses([(("a", "b"), values)], np.array([1]), False)
+    online = predictor_losses({"a": values[:1], "b": values[1:]}, [0], np.array([1]), False)
+    np.testing.assert_allclose([losses["a"][0], losses["b"][0]], [online["a"][0], online["b"][0]])
+    assert np.isclose(losses["a"][0], 1.805)
+
+
+def test_the_learner_scores_its_experts_with_the_hedge_loss_setting() -> None:
+    rng = np.random.default_rng(0)
+    events = [
+        Event(id=str(i), features={"x": float(v)}, label=int(v > 0))
+        for i, v in enumerate(rng.normal(size=400))
+    ]
+    totals = {}
+    for loss in ("brier", "log"):
+        learner = Learner(LearnerSettings(hedge_loss=loss))  # type: ignore[arg-type]
+        for i in range(0, len(events), 50):
+            learner.predict_learn(events[i : i + 50])
+        totals[loss] = max(learner.hedge.values())
+    assert 0 < totals["brier"] < totals["log"]  # per event: Brier <= 2, log loss up to 9.2
