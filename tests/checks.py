@@ -200,8 +200,8 @@ def check_snapshot_matches_learner(name: str) -> None:
     which serving, scaling a request with the statistics learned so far, cannot know: the
     snapshot compared is that of a copy whose scaler has taken in the batch's features
     (and only them). Snapshots also leave the temporal expert out
-    (:func:`streamcl.learning.report.snapshot`); on these streams' random labels the
-    learner gives it no weight, so the predictions agree.
+    (:func:`streamcl.learning.report.snapshot`); on these streams' random labels its
+    weight is too small to change a prediction.
     """
     events = stream(200, _regression(name), seed=5)
     # No warm-up: its smaller steps would update the scaler between parts of the batch,
