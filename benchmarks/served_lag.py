@@ -85,6 +85,7 @@ def served(rows: list[tuple[dict[str, Any], Any]], lag: int) -> dict[str, float]
 
 
 def main() -> None:
+    """Print the table (one row per stream and lag) and, last, the JSON summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lags", type=int, nargs="+", default=[8, 64, 512, 4096])
     parser.add_argument("--streams", nargs="+", default=["elec2", "SEA abrupt", "Agrawal abrupt"])
