@@ -27,6 +27,7 @@ import numpy as np
 from streamcl.learning.snapshot import combine
 
 __all__ = [
+    "brier_from",
     "brier_loss",
     "classes_changed",
     "hedge_losses",
@@ -89,8 +90,15 @@ def brier_loss(probabilities: np.ndarray, y: np.ndarray) -> np.ndarray:
     p = probabilities.astype(np.float64)
     known = y >= 0
     picked = p[..., np.arange(len(y)), np.where(known, y, 0)]
-    squares = np.add.reduce(p * p, -1)
-    return np.where(known, squares - 2.0 * picked + 1.0, 2.0)  # type: ignore[no-any-return]
+    return np.where(known, brier_from(p, picked), 2.0)  # type: ignore[no-any-return]
+
+
+def brier_from(p: np.ndarray, picked: np.ndarray) -> np.ndarray:
+    """Brier score ``sum_k p_k^2 - 2 p_y + 1``, ``(...)`` float64 (Brier 1950).
+
+    ``p``: ``(..., n_classes)`` float64 probabilities; ``picked``: ``(...)``, the true class's.
+    """
+    return np.add.reduce(p * p, -1) - 2.0 * picked + 1.0  # type: ignore[no-any-return]
 
 
 def predictor_losses(

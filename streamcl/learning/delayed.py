@@ -29,7 +29,7 @@ import numpy as np
 
 from streamcl.events import Label
 from streamcl.learning.adaptation import on_drift, trim
-from streamcl.learning.combination import MIN_PROBABILITY, brier_loss, hedge_losses, log_loss
+from streamcl.learning.combination import MIN_PROBABILITY, brier_from, hedge_losses, log_loss
 
 if TYPE_CHECKING:
     from streamcl.learning.learner import Learner
@@ -119,13 +119,13 @@ def delayed_losses(
         names, values = entry
         if regression:
             picked = ((values - target) / scale) ** 2
-        elif loss == "brier":
-            known = 0 <= target < values.shape[1]
-            picked = brier_loss(values[:, None, :], np.array([int(target) if known else -1]))[:, 0]
-        elif 0 <= target < values.shape[1]:
-            picked = log_loss(values[:, int(target)])
+        elif not 0 <= target < values.shape[1]:
+            picked = np.full(len(names), 2.0 if loss == "brier" else worst)
+        elif loss == "brier":  # one event: the row formula, without brier_loss's indexing
+            p = values.astype(np.float64)
+            picked = brier_from(p, p[:, int(target)])
         else:
-            picked = np.full(len(names), worst)
+            picked = log_loss(values[:, int(target)])
         for name, value in zip(names, picked.tolist(), strict=True):
             losses.setdefault(name, []).append(value)
     return {name: np.array(v, dtype=np.float64) for name, v in losses.items()}
