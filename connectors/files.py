@@ -12,14 +12,38 @@ import gzip
 import time
 from collections.abc import Iterator
 from importlib import resources
+from itertools import islice, repeat
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from streamcl.connectors.base import Position, Record
 
-__all__ = ["FileSource", "resolve_path"]
+__all__ = ["FileSource", "csv_dicts", "resolve_path"]
 
 BUILTIN = {"builtin://elec2": "elec2.csv.gz"}
+
+
+def csv_dicts(header: list[str], rows: list[list[str]]) -> list[dict[str, str | None]]:
+    """CSV rows as :class:`csv.DictReader` makes them: one dict per non-empty row.
+
+    A short row's missing columns are None; a long row's extra cells are a list under the
+    key None (DictReader's ``restval`` and ``restkey``). A chunk of full rows, the usual
+    case, is zipped in C without a Python step per row.
+    """
+    width = len(header)
+    if width and set(map(len, rows)) == {width}:
+        return list(map(dict, map(zip, repeat(header), rows)))
+    out: list[dict[Any, Any]] = []
+    for row in rows:
+        if not row:
+            continue
+        d: dict[Any, Any] = dict(zip(header, row, strict=False))
+        if len(row) > width:
+            d[None] = row[width:]
+        for key in header[len(row) :]:
+            d[key] = None
+        out.append(d)
+    return out
 
 
 def resolve_path(path: str) -> Path:
@@ -76,7 +100,8 @@ class FileSource:
         self._started: float | None = None
         self._sent_since_start = 0
         self._file: IO[str] | None = None
-        self._rows: Iterator[bytes | dict[str, str]] = iter(())
+        self._lines: Iterator[Any] | None = None  # csv.reader rows, or the file's lines
+        self._header: list[str] = []
         self._open()
 
     def _open(self) -> None:
@@ -86,31 +111,36 @@ class FileSource:
         else:
             stream = self.path.open(encoding="utf-8", newline="")
         self._file = stream
-        self._rows = self._iter_rows(stream)
+        if self.is_csv:
+            self._lines = csv.reader(stream)
+            self._header = next(self._lines, [])
+        else:
+            self._lines = stream
         self._done = False
 
-    def _iter_rows(self, stream: IO[str]) -> Iterator[bytes | dict[str, str]]:
+    def _chunk(self, n: int) -> tuple[list[bytes | dict[str, str | None]], bool]:
+        """Up to ``n`` next values, and whether the file ended (blank lines are skipped)."""
+        assert self._lines is not None
+        raw = list(islice(self._lines, n))
         if self.is_csv:
-            yield from csv.DictReader(stream)
-        else:
-            for line in stream:
-                if line.strip():
-                    yield line.encode("utf-8")
+            return csv_dicts(self._header, raw), len(raw) < n
+        return [line.encode("utf-8") for line in raw if line.strip()], len(raw) < n
 
     def read(self, max_records: int, timeout_s: float = 0.0) -> list[Record]:
         """Up to ``max_records`` next records; waits at most ``timeout_s`` s to keep ``rate``."""
         budget = max_records if self.rate is None else self._rate_budget(max_records, timeout_s)
         out: list[Record] = []
+        topic = self.topic
         while len(out) < budget and not self._done:
-            value = next(self._rows, None)
-            if value is None:
+            values, ended = self._chunk(budget - len(out))
+            start = self._next + len(out)
+            out += [Record(v, None, topic, 0, start + i) for i, v in enumerate(values)]
+            if ended:
                 if self.loop and self._next + len(out) > 0:
                     self._passes += 1
                     self._open()
                     continue
                 self._done = True
-                break
-            out.append(Record(value=value, topic=self.topic, offset=self._next + len(out)))
         self._next += len(out)
         self._sent_since_start += len(out)
         return out

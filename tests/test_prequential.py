@@ -89,6 +89,28 @@ def test_bad_records_are_counted_and_the_good_ones_learned() -> None:
     assert 'streamcl_events_total{outcome="rejected"} 4.0' in text
 
 
+def test_kinds_fixed_earlier_in_the_same_read_reject_later_events() -> None:
+    values: list[Any] = [
+        {"id": "a", "features": {"x": 1.0, "c": "u"}, "label": 1},
+        {"id": "b", "features": {"x": "text", "c": "u"}, "label": 1},  # x was a number
+        {"id": "c", "features": {"x": 2.0, "c": "v"}, "label": 0},  # a's shape: kept
+        {"id": "d", "features": {"x": 3, "c": "w"}, "label": 0},  # an int is a number too
+        {"id": "e", "features": {"x": True, "c": "w"}, "label": 0},  # a boolean is not
+        {"id": "f", "features": {"x": 4.0, "c": "w"}, "label": "1"},  # a's shape, str label
+        {"id": "g", "features": {"c": 5.0, "x": 4.0}, "label": 1},  # c was a category
+    ]
+    loop = _loop(values)
+    rejected: list[tuple[str, str, str]] = []
+    loop.reject = lambda r, exc: rejected.append((json.loads(r.value)["id"], exc.reason, exc.field))
+    assert len(_run(loop)) == 3
+    assert rejected == [
+        ("b", "type_mismatch", "features.x"),
+        ("e", "type_mismatch", "features.x"),
+        ("f", "type_mismatch", "label"),
+        ("g", "type_mismatch", "features.c"),
+    ]
+
+
 def test_unlabelled_events_are_predicted_not_learned() -> None:
     values = [{"id": str(i), "features": {"x": float(i)}, "label": i % 2} for i in range(16)]
     values += [{"id": f"u{i}", "features": {"x": 1.0}} for i in range(16)]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sources import ListSource, elec2_rows, write_csv
 from streamcl.connectors.base import Source
 from streamcl.connectors.files import FileSource, resolve_path
@@ -101,3 +106,51 @@ def test_list_source_satisfies_the_contract() -> None:
     assert len(src.read(2)) == 2 and src.position() == {"list:0": 2}
     src.seek({"list:0": 0})
     assert len(src.read(5)) == 3 and src.exhausted
+
+
+_CELLS = st.text(alphabet='ab,"\n 1', max_size=4)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    header=st.lists(_CELLS, max_size=3),
+    rows=st.lists(st.lists(_CELLS, max_size=4), max_size=6),
+    chunk=st.integers(1, 4),
+)
+def test_csv_rows_are_read_as_dictreader_reads_them(
+    tmp_path: Path, header: list[str], rows: list[list[str]], chunk: int
+) -> None:
+    # short, long, empty and quoted rows, read in chunks of any size
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    path = tmp_path / "h.csv"
+    path.write_text(text.getvalue(), newline="")
+    with path.open(newline="") as fh:
+        expected = list(csv.DictReader(fh))
+    source = FileSource(str(path))
+    got: list[Any] = []
+    while not source.exhausted:
+        got += source.read(chunk)
+    assert [r.value for r in got] == expected
+    assert [r.offset for r in got] == list(range(len(expected)))
+    source.close()
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_blank_jsonl_lines_are_skipped_and_not_counted(tmp_path: Path, chunk: int) -> None:
+    path = tmp_path / "b.jsonl"
+    path.write_text('{"id": "a"}\n\n  \n{"id": "b"}\n\n{"id": "c"}\n\n')
+    source = FileSource(str(path))
+    got: list[Any] = []
+    while not source.exhausted:
+        got += source.read(chunk)
+    assert [(r.value, r.offset) for r in got] == [
+        (b'{"id": "a"}\n', 0),
+        (b'{"id": "b"}\n', 1),
+        (b'{"id": "c"}\n', 2),
+    ]
+    assert source.position() == {"file": 3}

@@ -200,13 +200,22 @@ class StreamLoop:
         kept: list[Record] = []
         events: list[Event] = []
         kinds: dict[str, str] = {}
+        # Feature names and value types already checked in this read: an event of the same
+        # shape passes the kind check too (kinds only depend on the types; `kinds` only grows).
+        checked: set[tuple[tuple[str, ...], tuple[type, ...]]] = set()
         if self._batch is None or self._batch.decoder is not self.decoder:
             self._batch = BatchDecoder(self.decoder)
         for record, event in zip(records, self._batch.decode(records), strict=True):
             try:
                 if isinstance(event, DecodeError):
                     raise event
-                self.check_kinds(event, kinds)
+                features = event.features
+                shape = (tuple(features), tuple(map(type, features.values())))
+                if shape in checked:
+                    self.learner.check_label(event.label, kinds)
+                else:
+                    self.check_kinds(event, kinds)
+                    checked.add(shape)
                 if self.dedup.seen_or_add(event.id):
                     raise DecodeError("duplicate_id", "id", f"event id {event.id!r} seen recently")
             except DecodeError as exc:
