@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from streamcl.events import Event
-from streamcl.learning.combination import hedge_losses, hedge_weights, predictor_losses
+from streamcl.learning.combination import (
+    fixed_share,
+    hedge_losses,
+    hedge_weights,
+    predictor_losses,
+)
 from streamcl.learning.delayed import delayed_losses
 from streamcl.learning.learner import Learner
 from streamcl.settings import LearnerSettings
@@ -56,3 +61,50 @@ def test_the_learner_scores_its_experts_with_the_hedge_loss_setting() -> None:
             learner.predict_learn(events[i : i + 50])
         totals[loss] = max(learner.hedge.values())
     assert 0 < totals["brier"] < totals["log"]  # per event: Brier <= 2, log loss up to 9.2
+
+
+def test_fixed_share_keeps_a_floor_under_every_weight_and_keeps_their_order() -> None:
+    hedge = {"good": 0.0, "bad": 8.0, "worse": 12.0}  # the bad ones near weight 0
+    shared = fixed_share(hedge, 1.0, 0.01, 64)
+    w = hedge_weights(shared, 1.0)
+    a = 1 - 0.99**64
+    assert np.isclose(sum(w.values()), 1.0)
+    assert w["bad"] >= a / 3 and w["worse"] >= a / 3
+    assert w["good"] > w["bad"] > w["worse"]
+    assert np.isclose(w["good"], (1 - a) * hedge_weights(hedge, 1.0)["good"] + a / 3)
+    assert fixed_share(hedge, 1.0, 0.0, 64) == hedge  # off
+    assert fixed_share(hedge, 1.0, 0.01, 0) == hedge  # no labelled event, no share
+
+
+def test_after_a_switch_fixed_share_hands_the_lead_over_sooner_than_plain_hedge() -> None:
+    """1,000 events where expert a is right, then b: with the share, b leads sooner."""
+    lead = {}
+    for alpha in (0.0, 0.01):
+        hedge = {"a": 0.0, "b": 0.0}
+        for t in range(3_000):
+            loss = {"a": 0.0, "b": 1.0} if t < 1_000 else {"a": 1.0, "b": 0.0}
+            hedge = {n: hedge_losses(v, np.array([loss[n]]), 1.0) for n, v in hedge.items()}
+            hedge = fixed_share(hedge, 1.0, alpha, 1)
+            if t >= 1_000 and hedge_weights(hedge, 1.0)["b"] > 0.5:
+                lead[alpha] = t - 1_000
+                break
+    assert lead[0.01] < 10 < 999 <= lead[0.0]  # plain: once b has made up all of a's lead
+
+
+def test_the_learner_keeps_the_fixed_share_floor_under_its_weakest_expert() -> None:
+    """The temporal expert is useless on i.i.d. labels: plain Hedge sinks it, the share not."""
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(640, 2))
+    events = [
+        Event(id=str(i), features={"a": float(a), "b": float(b)}, label=int(a + b > 0))
+        for i, (a, b) in enumerate(values)
+    ]
+    lowest = {}
+    for share in (0.0, 0.05):
+        learner = Learner(LearnerSettings(hedge_share=share, warmup=0, batch_size=64))
+        for i in range(0, len(events), 64):
+            learner.predict_learn(events[i : i + 64])
+        lowest[share] = min(learner.weights().values())
+    floor = (1 - 0.95**64) / len(learner.weights())
+    assert lowest[0.05] >= floor - 1e-9
+    assert lowest[0.0] < floor

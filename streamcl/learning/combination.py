@@ -30,6 +30,7 @@ __all__ = [
     "brier_from",
     "brier_loss",
     "classes_changed",
+    "fixed_share",
     "hedge_losses",
     "hedge_weights",
     "log_loss",
@@ -47,6 +48,25 @@ def hedge_weights(hedge: Mapping[str, float], eta: float) -> dict[str, float]:
     raw = {n: math.exp(-eta * (v - low)) for n, v in hedge.items()}
     total = sum(raw.values())
     return {n: v / total for n, v in raw.items()}
+
+
+def fixed_share(hedge: Mapping[str, float], eta: float, alpha: float, m: int) -> dict[str, float]:
+    """The Fixed Share step of ``m`` events on cumulative losses ``hedge`` (by predictor).
+
+    Each weight becomes ``(1 - a) w + a / N`` with ``a = 1 - (1 - alpha) ** m`` (``alpha``
+    per event, ``N`` predictors), so no predictor's weight falls below about ``alpha / N``:
+    a predictor that was poor before a drift and is best after it takes the lead within
+    ``log(N / alpha) / (eta * gap)`` events, while between drifts the best one's weight can
+    grow towards 1 (Herbster, M. & Warmuth, M. 1998, Tracking the best expert, Machine
+    Learning 32, section 5). Applied once per micro-batch (inside a batch the weights follow
+    plain exponential weights). Returns losses ``-log(w) / eta`` with the same weights.
+    """
+    if alpha <= 0.0 or m <= 0:
+        return dict(hedge)
+    a = 1.0 - (1.0 - alpha) ** m
+    weights = hedge_weights(hedge, eta)
+    floor = a / len(weights)
+    return {n: -math.log((1.0 - a) * w + floor) / eta for n, w in weights.items()}
 
 
 def hedge_losses(total: float, losses: np.ndarray, decay: float) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 
 from streamcl.events import Event
 from streamcl.learning.adaptation import on_drift
-from streamcl.learning.combination import hedge_losses
+from streamcl.learning.combination import fixed_share, hedge_losses
 
 if TYPE_CHECKING:
     from streamcl.learning.learner import Learner
@@ -81,9 +81,10 @@ def score(
         m = int(np.searchsorted(rows, n))
     if not regression:
         learner.recent_labels.extend(y[:m].tolist())
-    d = learner.settings.hedge_decay
+    s = learner.settings
     for name, values in losses.items():
-        learner.hedge[name] = hedge_losses(learner.hedge[name], values[:m], d)
+        learner.hedge[name] = hedge_losses(learner.hedge[name], values[:m], s.hedge_decay)
+    learner.hedge.update(fixed_share(learner.hedge, s.hedge_eta, s.hedge_share, m))
     learner.recovery.update(correct[:m])
     cuts = [on_drift(learner, record, seen + rows[m - 1] + 1) for record in found]
     return n, max((c for c in cuts if c is not None), default=None)

@@ -157,6 +157,7 @@ TUNABLE_LEARNER = frozenset(
         "seed",
         "hedge_eta",
         "hedge_decay",
+        "hedge_share",
         "memory.snapshot_every",
         "drift.actions",
         "drift.input_actions",

@@ -165,6 +165,15 @@ class LearnerSettings(Section):
     hedge_decay: float = Field(
         0.95, gt=0, le=1, description="Per-event decay of the predictors' cumulative losses."
     )
+    hedge_share: float = Field(
+        0.002,
+        ge=0,
+        lt=1,
+        description="Fixed Share rate per labelled event (Herbster & Warmuth 1998): each "
+        "predictor keeps at least about this fraction of the Hedge weight over the number of "
+        "predictors, so one that becomes best after a drift takes the lead quickly (0 = off; "
+        "chosen on the suite's tuning seeds, benchmarks/suite.py).",
+    )
     ema_decay: float = Field(
         0.0, ge=0, lt=1, description="Serve an EMA of the weights (0 = serve the fast weights)."
     )
