@@ -51,15 +51,31 @@ def hedge_weights(hedge: Mapping[str, float], eta: float) -> dict[str, float]:
 
 
 def fixed_share(hedge: Mapping[str, float], eta: float, alpha: float, m: int) -> dict[str, float]:
-    """The Fixed Share step of ``m`` events on cumulative losses ``hedge`` (by predictor).
+    """The Fixed Share step after ``m`` labelled events (Herbster & Warmuth 1998).
 
-    Each weight becomes ``(1 - a) w + a / N`` with ``a = 1 - (1 - alpha) ** m`` (``alpha``
-    per event, ``N`` predictors), so no predictor's weight falls below about ``alpha / N``:
-    a predictor that was poor before a drift and is best after it takes the lead within
-    ``log(N / alpha) / (eta * gap)`` events, while between drifts the best one's weight can
-    grow towards 1 (Herbster, M. & Warmuth, M. 1998, Tracking the best expert, Machine
-    Learning 32, section 5). Applied once per micro-batch (inside a batch the weights follow
-    plain exponential weights). Returns losses ``-log(w) / eta`` with the same weights.
+    Each weight ``w = softmax(-eta * L)`` becomes ``(1 - a) w + a / N`` with
+    ``a = 1 - (1 - alpha) ** m`` (``alpha`` per event, ``N`` predictors), so no weight falls
+    below ``a / N`` (about ``m * alpha / N``): a predictor that was poor before a drift and
+    is best after it takes the lead within about ``log(N / a) / (eta * gap)`` events, while
+    between drifts the best one's weight can still grow towards ``1 - a``. Applied once per
+    micro-batch; inside a batch the weights follow plain exponential weights (Herbster, M.
+    & Warmuth, M. 1998, Tracking the best expert, Machine Learning 32, section 5).
+
+    Parameters
+    ----------
+    hedge
+        Cumulative losses by predictor (at least one), in the units of the Hedge loss.
+    eta
+        Hedge learning rate (``> 0``), as in :func:`hedge_weights`.
+    alpha
+        Share per labelled event, in ``[0, 1)``; 0 returns ``hedge`` unchanged.
+    m
+        Labelled events since the last step; 0 returns ``hedge`` unchanged.
+
+    Returns
+    -------
+    dict[str, float]
+        Losses ``-log(w') / eta`` whose :func:`hedge_weights` are the shared weights ``w'``.
     """
     if alpha <= 0.0 or m <= 0:
         return dict(hedge)

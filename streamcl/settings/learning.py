@@ -169,10 +169,11 @@ class LearnerSettings(Section):
         0.002,
         ge=0,
         lt=1,
-        description="Fixed Share rate per labelled event (Herbster & Warmuth 1998): each "
-        "predictor keeps at least about this fraction of the Hedge weight over the number of "
-        "predictors, so one that becomes best after a drift takes the lead quickly (0 = off; "
-        "chosen on the suite's tuning seeds, benchmarks/suite.py).",
+        description="Fixed Share rate per labelled event (Herbster & Warmuth 1998): after a "
+        "micro-batch of m labelled events each predictor keeps at least about m x this "
+        "fraction of the Hedge weight over the number of predictors, so one that becomes "
+        "best after a drift takes the lead quickly (0 = off; chosen on the suite's tuning "
+        "seeds, benchmarks/suite.py). Not applied to delayed labels.",
     )
     ema_decay: float = Field(
         0.0, ge=0, lt=1, description="Serve an EMA of the weights (0 = serve the fast weights)."
