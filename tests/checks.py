@@ -77,6 +77,8 @@ CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {},
     ),
     "no_linear": ({"linear": False}, {}),
+    "no_calibration": ({"calibration_lr": 0.0}, {}),
+    "fast_calibration": ({"calibration_lr": 0.5}, {}),
     "no_tree": ({"tree": False}, {}),
     "shallow_tree_short_window": ({"tree_depth": 2, "tree_window": 64, "tree_every": 16}, {}),
     "regression": ({"task": "regression", "label_lags": 2}, {}),

@@ -72,6 +72,7 @@ from streamcl.errors import DecodeError
 from streamcl.events import Event, Label
 from streamcl.learning import learner_state, predictors, report, scoring, step
 from streamcl.learning.adaptation import on_drift, trim
+from streamcl.learning.calibration import Calibration
 from streamcl.learning.combination import hedge_weights, predictor_losses, sequential_mixture
 from streamcl.learning.delayed import ExpertOutputs, StepOutputs, event_outputs, learn_delayed
 from streamcl.learning.drift import DriftMonitor
@@ -166,6 +167,9 @@ class Learner:
             WindowTree(s.tree_window, s.tree_every, s.tree_depth, seed=s.seed)
             if s.tree and not self.regression
             else None
+        )
+        self.calibration = (
+            Calibration(s.calibration_lr) if s.calibration_lr and not self.regression else None
         )
         self.replay = ReplayBuffer(m.replay_capacity, m.replay_balanced, s.seed)
         self.drift = DriftMonitor(
@@ -301,7 +305,8 @@ class Learner:
         x = self.featurizer.transform(events, learn=True)
         self._restandardise()
         known = self._known(events)
-        parts, nearest = self._parts(x, known)
+        raw, nearest = self._parts(x, known)
+        parts = raw if self.calibration is None else self.calibration.apply(raw)
         ready = bool(parts) and (self.regression or bool(self.classes))
         rows = [i for i, e in enumerate(events) if e.label is not None]
         labels: list[Label] = [events[i].label for i in rows]  # type: ignore[misc]
@@ -319,6 +324,8 @@ class Learner:
             found = self.drift.update(np.zeros(0), [], self.events_seen, nearest)
             cuts = [on_drift(self, record, self.events_seen + n) for record in found]
             cut = max((c for c in cuts if c is not None), default=None)
+        if self.calibration is not None and rows and ready:
+            self.calibration.learn(rows, y)
         predictions = self._to_predictions(combined, n)
         self._outputs.append((parts if ready else {}, n))
         self.featurizer.learn(events)

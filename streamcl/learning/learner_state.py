@@ -46,6 +46,9 @@ def state_dict(learner: Learner) -> dict[str, Any]:
             "replay": learner.replay.state_dict(),
             "drift": learner.drift.state_dict(),
             "hedge": dict(learner.hedge),
+            "calibration": None
+            if learner.calibration is None
+            else learner.calibration.state_dict(),
             "recovery": learner.recovery.state_dict(),
             "label_recent": np.array(learner.recent_labels, dtype=np.int64),
             "space": None if learner.stored_scale is None else list(learner.stored_scale),
@@ -88,6 +91,8 @@ def load_state_dict(learner: Learner, state: dict[str, Any]) -> None:
     learner.replay.load_state_dict(state["replay"])
     learner.drift.load_state_dict(state["drift"])
     learner.hedge.update({str(k): float(v) for k, v in state["hedge"].items()})
+    if learner.calibration is not None and state.get("calibration") is not None:
+        learner.calibration.load_state_dict(state["calibration"])
     learner.recovery.load_state_dict(state["recovery"])
     learner.recent_labels.extend(np.asarray(state["label_recent"], dtype=np.int64).tolist())
     space = state["space"]

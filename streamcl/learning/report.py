@@ -77,6 +77,7 @@ def snapshot(learner: Learner) -> Snapshot:
         None,
         linear,
         tree,
+        {} if learner.calibration is None else dict(learner.calibration.scales),
     )
 
 

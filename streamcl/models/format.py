@@ -158,6 +158,7 @@ TUNABLE_LEARNER = frozenset(
         "hedge_eta",
         "hedge_decay",
         "hedge_share",
+        "calibration_lr",
         "memory.snapshot_every",
         "drift.actions",
         "drift.input_actions",

@@ -39,7 +39,17 @@ from streamcl.models.kernels import (
 from streamcl.models.schema import FeatureSchema
 from streamcl.models.view import FeatureView
 
-__all__ = ["Prediction", "Snapshot", "combine", "linear_proba", "softmax", "to_predictions"]
+__all__ = [
+    "Prediction",
+    "Snapshot",
+    "calibrate",
+    "combine",
+    "linear_proba",
+    "log_probabilities",
+    "softmax",
+    "tempered",
+    "to_predictions",
+]
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,51 @@ def softmax(z: np.ndarray) -> np.ndarray:
     # ufunc reductions: what the ndarray methods call, without their Python wrappers
     e = np.exp(z - np.maximum.reduce(z, 1, keepdims=True))
     return e / np.add.reduce(e, 1, keepdims=True)  # type: ignore[no-any-return]
+
+
+def calibrate(
+    parts: Mapping[str, np.ndarray], scales: Mapping[str, float]
+) -> dict[str, np.ndarray]:
+    """Temperature-scaled experts: ``softmax(s * log p)`` for each expert ``p`` of ``parts``.
+
+    Parameters
+    ----------
+    parts
+        ``{name: (batch, n_classes) float32}`` class probabilities, all of one shape.
+    scales
+        Inverse temperature ``s`` by name; an expert absent or at 1 is passed through as it
+        is (the same array).
+
+    Returns
+    -------
+    dict[str, numpy.ndarray]
+        ``(batch, n_classes)`` float32 rows summing to 1, in ``parts``' order (Guo et al.
+        2017; :mod:`streamcl.learning.calibration`).
+    """
+    names = [n for n in parts if scales.get(n, 1.0) != 1.0]
+    out = dict(parts)
+    if names:
+        logs = log_probabilities([parts[n] for n in names])
+        s = np.array([scales[n] for n in names], np.float32)
+        out.update(zip(names, tempered(logs, s), strict=True))
+    return out
+
+
+def log_probabilities(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """``log p`` of equal-shape probabilities, clipped at 1e-4: ``(experts, batch, k)`` float32."""
+    return np.log(np.maximum(np.array(parts), np.float32(1e-4)))  # type: ignore[no-any-return]
+
+
+def tempered(logs: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """``softmax(s * log p)`` over the last axis of ``logs`` ``(experts, batch, k)`` float32.
+
+    ``scales``: ``(experts,)`` float32 inverse temperatures. Returns a new array.
+    """
+    q = logs * scales[:, None, None]
+    q -= np.maximum.reduce(q, 2, keepdims=True)
+    np.exp(q, out=q)
+    q /= np.add.reduce(q, 2, keepdims=True)
+    return q  # type: ignore[no-any-return]
 
 
 def linear_proba(
@@ -180,6 +235,9 @@ class Snapshot:
     tree : tuple or None
         ``(arrays, depth)`` of the tree expert (:mod:`streamcl.learning.tree`): the arrays
         of :func:`~streamcl.models.kernels.tree_proba` and the depth to walk.
+    calibration : dict[str, float]
+        Inverse temperature of each expert's class probabilities, applied before the
+        mixture (:func:`calibrate`; :mod:`streamcl.learning.calibration`); absent: 1.
     """
 
     features: FeatureView
@@ -198,6 +256,7 @@ class Snapshot:
     temporal: np.ndarray | None = None
     linear: tuple[np.ndarray, np.ndarray] | None = None
     tree: tuple[tuple[np.ndarray, ...], int] | None = None
+    calibration: dict[str, float] = field(default_factory=dict)
 
     @property
     def schema(self) -> FeatureSchema:
@@ -249,6 +308,8 @@ class Snapshot:
             parts["linear"] = linear_proba(x, self.linear[0], self.linear[1], n)
         if self.tree is not None and not regression and "tree" in self.weights:
             parts["tree"] = tree_proba(self.tree[0], x, n, self.tree[1], self.tree_lists)
+        if self.calibration and not regression:
+            parts = calibrate(parts, self.calibration)
         out = combine(parts, self.weights)
         if regression:
             return [Prediction(float(v), {}) for v in out.tolist()]

@@ -127,6 +127,7 @@ def _snapshot_state(s: Snapshot) -> dict[str, Any]:
         "temporal": s.temporal,
         "linear": s.linear,
         "tree": None if s.tree is None else {"arrays": list(s.tree[0]), "depth": s.tree[1]},
+        "calibration": dict(s.calibration),
     }
 
 
@@ -192,6 +193,7 @@ def _snapshot(state: Mapping[str, Any]) -> Snapshot:
         temporal=state.get("temporal"),
         linear=None if state.get("linear") is None else tuple(state["linear"]),  # type: ignore[arg-type]
         tree=_tree(state.get("tree")),
+        calibration={str(k): float(v) for k, v in state.get("calibration", {}).items()},
     )
 
 

@@ -140,6 +140,15 @@ class LearnerSettings(Section):
     linear_lr: float = Field(
         0.01, gt=0, le=10.0, description="Linear expert: SGD step size per event."
     )
+    calibration_lr: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Sharpen under-confident classifier experts before the mixture: the "
+        "RMSprop step per micro-batch of each expert's log inverse temperature "
+        "(streamcl.learning.calibration; Guo et al. 2017; 0 = off; chosen on the suite's "
+        "tuning seeds, benchmarks/suite.py).",
+    )
     hedge_eta: float = Field(1.0, gt=0, description="Hedge learning rate of the combination.")
     hedge_loss: Literal["brier", "log"] = Field(
         "brier",
