@@ -32,6 +32,7 @@ __all__ = [
     "classes_changed",
     "fixed_share",
     "hedge_losses",
+    "hedge_losses_rows",
     "hedge_weights",
     "log_loss",
     "predictor_losses",
@@ -97,6 +98,18 @@ def hedge_losses(total: float, losses: np.ndarray, decay: float) -> float:
     return float(total * decay**n + np.add.reduce(up[::-1] * losses))
 
 
+def hedge_losses_rows(totals: np.ndarray, losses: np.ndarray, decay: float) -> np.ndarray:
+    """:func:`hedge_losses` of every predictor at once, with the same arithmetic.
+
+    ``totals`` ``(parts,)`` and ``losses`` ``(parts, n)`` float64; returns ``(parts,)``.
+    """
+    n = losses.shape[1]
+    if n == 0:
+        return totals
+    up, _ = _decay_powers(decay, n - 1)
+    return totals * decay**n + np.add.reduce(up[::-1] * losses, 1)  # type: ignore[no-any-return]
+
+
 def log_loss(picked: np.ndarray) -> np.ndarray:
     """``-log p`` in nats of the probabilities ``picked`` given to the true class (any shape).
 
@@ -152,7 +165,7 @@ def predictor_losses(
     parts
         ``{name: (batch, n_classes) probabilities or (batch,) values}``.
     rows
-        Indices of the labelled events in the batch.
+        Indices of the labelled events in the batch, ascending.
     y
         ``(n_labelled,)`` class indices (``-1``: a class not seen yet, maximal loss) or values.
     regression
@@ -164,12 +177,15 @@ def predictor_losses(
     """
     if regression:
         return {n: ((p[rows] - y) / scale) ** 2 for n, p in parts.items()}
+    stacked = _stack(list(parts.values()))
+    if len(rows) < stacked.shape[1]:  # else every event is labelled: rows is 0 .. n - 1
+        stacked = stacked[:, rows]
     if loss == "brier":
-        return dict(zip(parts, brier_loss(_stack(list(parts.values()))[:, rows], y), strict=True))
+        return dict(zip(parts, brier_loss(stacked, y), strict=True))
     known = y >= 0
     yk = np.where(known, y, 0)
     worst = -math.log(MIN_PROBABILITY)
-    picked = _stack(list(parts.values()))[:, rows, yk]  # (parts, n_labelled)
+    picked = stacked[:, np.arange(len(rows)), yk]  # (parts, n_labelled)
     return dict(zip(parts, np.where(known, log_loss(picked), worst), strict=True))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from streamcl.events import Event
 from streamcl.learning.adaptation import on_drift
-from streamcl.learning.combination import fixed_share, hedge_losses
+from streamcl.learning.combination import fixed_share, hedge_losses_rows
 
 if TYPE_CHECKING:
     from streamcl.learning.learner import Learner
@@ -82,8 +82,11 @@ def score(
     if not regression:
         learner.recent_labels.extend(y[:m].tolist())
     s = learner.settings
-    for name, values in losses.items():
-        learner.hedge[name] = hedge_losses(learner.hedge[name], values[:m], s.hedge_decay)
+    if losses:  # every expert's discounted loss in one pass: (parts,) totals, (parts, m)
+        hedge = learner.hedge
+        totals = np.array([hedge[name] for name in losses])
+        new = hedge_losses_rows(totals, np.array([v[:m] for v in losses.values()]), s.hedge_decay)
+        hedge.update(zip(losses, new.tolist(), strict=True))
     learner.hedge.update(fixed_share(learner.hedge, s.hedge_eta, s.hedge_share, m))
     learner.recovery.update(correct[:m])
     cuts = [on_drift(learner, record, seen + rows[m - 1] + 1) for record in found]
