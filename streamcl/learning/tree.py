@@ -67,6 +67,9 @@ class WindowTree:
         self.since = 0
         self.arrays: tuple[np.ndarray, ...] | None = None
         self._fitted: DecisionTreeClassifier | None = None  # the last fit (not checkpointed)
+        # reseeded before every fit: the stream of a fresh RandomState(seed), which
+        # scikit-learn would build from the int seed (~75 us, against ~1 us for a reseed)
+        self._rng = np.random.RandomState(seed)
         self._width = 0  # columns it was fit on
 
     @property
@@ -106,8 +109,9 @@ class WindowTree:
 
     def _fit(self, n_classes: int) -> None:
         self.since = 0
+        self._rng.seed(self.seed)
         tree = DecisionTreeClassifier(
-            max_depth=self.depth, min_samples_leaf=self.min_leaf, random_state=self.seed
+            max_depth=self.depth, min_samples_leaf=self.min_leaf, random_state=self._rng
         )
         # The window is float32, C-contiguous and finite (the featurizer's output), so
         # scikit-learn's parameter and input checks (a third of a fit) have nothing to find.
