@@ -10,7 +10,7 @@ from streams import accuracy, as_events
 
 from streamcl.events import Event
 from streamcl.learning.learner import Learner
-from streamcl.learning.tree import WindowTree, tree_arrays
+from streamcl.learning.tree import WindowTree, fit_cart, tree_arrays
 from streamcl.models.kernels import tree_lists, tree_proba
 from streamcl.models.version import decode_version, encode_version
 from streamcl.settings import LearnerSettings
@@ -36,15 +36,40 @@ def test_the_walk_matches_scikit_learn_on_and_off_the_thresholds() -> None:
     y = (x[:, 0] > 0.2).astype(int) + 2 * (x[:, 2] * x[:, 1] > 0.1)
     tree = DecisionTreeClassifier(max_depth=6, min_samples_leaf=3, random_state=0).fit(x, y)
     queries = np.concatenate([x, rng.normal(size=(400, 5)).astype(np.float32)])
-    got = tree_proba(tree_arrays(tree, 5), queries, 5, 6)
+    got = tree_proba(tree_arrays(tree.tree_, tree.classes_, 5), queries, 5, 6)
     assert got.shape == (1200, 5) and got.dtype == np.float32
     np.testing.assert_allclose(got[:, :4], tree.predict_proba(queries), atol=1e-6, rtol=0)
     assert not got[:, 4].any()  # a class learned after the fit
-    lists = tree_lists(tree_arrays(tree, 5))  # a request's few rows: walked in Python
+    lists = tree_lists(
+        tree_arrays(tree.tree_, tree.classes_, 5)
+    )  # a request's few rows: walked in Python
     one_by_one = np.concatenate(
-        [tree_proba(tree_arrays(tree, 5), q[None], 5, 6, lists) for q in queries]
+        [
+            tree_proba(tree_arrays(tree.tree_, tree.classes_, 5), q[None], 5, 6, lists)
+            for q in queries
+        ]
     )
     np.testing.assert_array_equal(one_by_one, got)
+
+
+def test_fit_cart_builds_the_tree_scikit_learn_fit_builds() -> None:
+    rng = np.random.default_rng(5)
+    for seed, (n, width, classes) in enumerate(
+        [(500, 6, [0, 1]), (300, 4, [1, 3, 4]), (64, 2, [2])]
+    ):
+        x = rng.normal(size=(n, width)).astype(np.float32)
+        x[:, 0] = np.round(x[:, 0], 1)  # ties between equally good splits: random_state decides
+        y = rng.choice(np.array(classes, dtype=np.int64), size=n)
+        reused = np.random.RandomState(seed)
+        reused.randint(0, 10)  # a used generator, reseeded: the stream of a fresh one
+        reused.seed(seed)
+        tree, got_classes = fit_cart(x, y, 8, 5, reused)
+        want = DecisionTreeClassifier(max_depth=8, min_samples_leaf=5, random_state=seed)
+        want.fit(x, y)
+        np.testing.assert_array_equal(got_classes, want.classes_)
+        for name in ("children_left", "children_right", "feature", "threshold", "value"):
+            np.testing.assert_array_equal(getattr(tree, name), getattr(want.tree_, name))
+        np.testing.assert_array_equal(tree.apply(x), want.tree_.apply(x))
 
 
 def test_window_tree_refits_forgets_and_follows_a_rescale() -> None:
