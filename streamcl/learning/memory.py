@@ -105,16 +105,17 @@ def _merge(
     if all_d.shape[1] <= k:
         return all_d, all_t
     idx = all_d.argpartition(k - 1, axis=1)[:, :k]  # np.argpartition, without its wrapper
-    rows = _column(len(all_d))
-    return all_d[rows, idx], all_t[rows, idx]
+    # flat positions and take(): the elements of all_d[rows, idx], ~2x faster than that
+    idx += _row_starts(*all_d.shape)
+    return all_d.take(idx), all_t.take(idx)
 
 
 @functools.lru_cache(maxsize=16)
-def _column(n: int) -> np.ndarray:
-    """``arange(n)[:, None]`` int64, cached read-only (the same batch sizes every step)."""
-    rows = np.arange(n)[:, None]
-    rows.flags.writeable = False
-    return rows
+def _row_starts(n: int, width: int) -> np.ndarray:
+    """``arange(n)[:, None] * width`` int64: each row's first flat position, cached read-only."""
+    starts = np.arange(n)[:, None] * width
+    starts.flags.writeable = False
+    return starts
 
 
 def _per_row(time: int | np.ndarray, n: int) -> np.ndarray:
