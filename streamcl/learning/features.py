@@ -19,6 +19,7 @@ micro-batch, event ``i`` sees the labels of events ``< i`` that arrived with the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,6 +85,7 @@ class Featurizer:
         # running statistics of a regression target (for its lags)
         self._target = np.zeros(3)
         self._view: FeatureView | None = None
+        self._schema_cache: tuple[dict[str, str], int, FeatureSchema] | None = None
         self._columns_layout: (
             tuple[dict[str, int], np.ndarray, dict[tuple[int, Label | None], int]] | None
         ) = None
@@ -184,9 +186,20 @@ class Featurizer:
                 tuple(self.recent_labels),
                 tmean,
                 tstd,
-                FeatureSchema.from_kinds(self.kinds),
+                self._schema(),
             )
         return self._view
+
+    def _schema(self) -> FeatureSchema:
+        """The views' schema, cached by the identity and size of :attr:`kinds` (it only grows)."""
+        c = self._schema_cache
+        if c is None or c[0] is not self.kinds or c[1] != len(self.kinds):
+            c = self._schema_cache = (
+                self.kinds,
+                len(self.kinds),
+                FeatureSchema.from_kinds(self.kinds),
+            )
+        return c[2]
 
     def _layout(self) -> tuple[np.ndarray, dict[tuple[int, Label | None], int]]:
         """Numeric column indices (read-only int64) and lag columns, for :meth:`view`.
@@ -206,8 +219,8 @@ class Featurizer:
         return self._columns_layout[1], self._columns_layout[2]
 
     def _target_stats(self) -> tuple[float, float]:
-        n, mean, m2 = self._target
-        return float(mean), float(np.sqrt(m2 / n)) if n > 1 and m2 > 0 else 1.0
+        n, mean, m2 = self._target.tolist()  # Python floats: the same IEEE arithmetic, faster
+        return mean, math.sqrt(m2 / n) if n > 1 and m2 > 0 else 1.0
 
     def learn(self, events: Sequence[Event]) -> None:
         """Update the running statistics and the recent labels with ``events``.
