@@ -147,3 +147,26 @@ def test_off_is_the_old_learner() -> None:
     assert learner.calibration is None
     assert learner.snapshot().calibration == {}
     assert learner.state_dict()["calibration"] is None
+
+
+def test_delayed_labels_sharpen_a_hesitant_expert_too() -> None:
+    """Joined labels step the scales from the outputs kept with the pending events."""
+    learner = Learner(LearnerSettings())
+    rng = np.random.default_rng(0)
+    learner.learn_matrix(rng.normal(size=(64, 2)).astype(np.float32), [i % 2 for i in range(64)])
+    assert learner.calibration is not None and learner.calibration.scales == {}
+    names = ("mlp", "linear")
+    # mlp: sure and right half the time; linear: right every time at 0.6
+    kept = [(names, np.array([[0.95, 0.05], [0.6, 0.4]], np.float32))] * 8 + [
+        (names, np.array([[0.95, 0.05], [0.4, 0.6]], np.float32))
+    ] * 8
+    for _ in range(20):
+        x = np.zeros((16, 2), np.float32)
+        learner.learn_delayed(x, [0] * 8 + [1] * 8, [0] * 16, list("abcdefghijklmnop"), kept)
+    scales = learner.calibration.scales
+    assert scales["linear"] > 1.5  # right but hesitant: sharpened
+    assert scales["mlp"] == 1.0  # wrong at 0.95 half the time: never softened below 1
+    plain = Learner(LearnerSettings(calibration_lr=0.0))
+    plain.learn_matrix(rng.normal(size=(8, 2)).astype(np.float32), [0, 1] * 4)
+    plain.learn_delayed(np.zeros((2, 2), np.float32), [0, 1], [0, 0], ["a", "b"], kept[:2])
+    assert plain.calibration is None and len(plain.hedge) > 0

@@ -28,12 +28,15 @@ and ``s`` follows an expert whose sharpness changes as it learns. Classification
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from streamcl.models.predictor import log_probabilities, tempered
+
+if TYPE_CHECKING:
+    from streamcl.learning.delayed import ExpertOutputs
 
 __all__ = ["MAX_SCALE", "Calibration"]
 
@@ -111,13 +114,53 @@ class Calibration:
         gap = np.add.reduce(q * logs, 2) - logs[:, np.arange(len(y)), y]  # (experts, m)
         grads = (scales * np.add.reduce(gap, 1, dtype=np.float64) / len(y)).tolist()
         for name, scale, grad in zip(names, scales.tolist(), grads, strict=True):
-            mean_square, steps = self._squares.get(name, (0.0, 0))
-            mean_square = _RMS_DECAY * mean_square + (1.0 - _RMS_DECAY) * grad * grad
-            steps += 1
-            self._squares[name] = (mean_square, steps)
-            unbiased = mean_square / (1.0 - _RMS_DECAY**steps)
-            step = self.lr * grad / (math.sqrt(unbiased) + 1e-8)
-            self.scales[name] = min(max(scale * math.exp(-step), 1.0), MAX_SCALE)
+            self._step(name, grad, self.lr, scale)
+
+    def learn_delayed(
+        self, outputs: Sequence[ExpertOutputs | None], y: np.ndarray, weight: float
+    ) -> None:
+        """One RMSprop step per expert from joined events' event-time outputs.
+
+        For labels that arrive after their events (:mod:`~streamcl.learning.delayed`): the
+        pending events kept each expert's *calibrated* output ``q``, and since
+        ``log q = s log p - log Z``, the gradient in ``log s`` is ``E_q[log q] - log q_y``
+        without the expert's own probabilities (``q`` clipped at 1e-30 before the log).
+
+        Parameters
+        ----------
+        outputs
+            One ``(names, (n_experts, n_classes) float32)`` per joined event, or None.
+        y
+            ``(n,)`` int64 class indices; a class not known at event time is skipped.
+        weight
+            The steps' size relative to :attr:`lr` (``learner.hedge_delayed_scale``).
+        """
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for entry, target in zip(outputs, y.tolist(), strict=True):
+            if entry is None or not 0 <= target < entry[1].shape[1]:
+                continue
+            names, q = entry
+            logs = np.log(np.maximum(q, np.float32(1e-30)))
+            gap = np.add.reduce(q * logs, 1) - logs[:, target]  # (experts,)
+            for name, value in zip(names, gap.tolist(), strict=True):
+                sums[name] = sums.get(name, 0.0) + value
+                counts[name] = counts.get(name, 0) + 1
+        for name, total in sums.items():
+            self._step(name, total / counts[name], self.lr * weight, self.scales.get(name, 1.0))
+
+    def _step(self, name: str, grad: float, lr: float, scale: float) -> None:
+        """RMSprop step of expert ``name``'s ``log s`` with step size ``lr``.
+
+        ``grad`` is the gradient in ``log s`` taken at ``s = scale``.
+        """
+        mean_square, steps = self._squares.get(name, (0.0, 0))
+        mean_square = _RMS_DECAY * mean_square + (1.0 - _RMS_DECAY) * grad * grad
+        steps += 1
+        self._squares[name] = (mean_square, steps)
+        unbiased = mean_square / (1.0 - _RMS_DECAY**steps)
+        step = lr * grad / (math.sqrt(unbiased) + 1e-8)
+        self.scales[name] = min(max(scale * math.exp(-step), 1.0), MAX_SCALE)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain state for checkpoints: scales and RMSprop statistics by expert."""

@@ -213,7 +213,7 @@ def learn_delayed(
 
 
 def _hedge_delayed(learner: Learner, outputs: list[ExpertOutputs | None], y: np.ndarray) -> None:
-    """Hedge update from joined events' event-time expert outputs (:mod:`~.delayed`)."""
+    """Hedge (and calibration) update from joined events' event-time expert outputs."""
     s = learner.settings
     losses = delayed_losses(
         outputs, y, learner.regression, learner.trainer.target_std(), s.hedge_loss
@@ -222,3 +222,5 @@ def _hedge_delayed(learner: Learner, outputs: list[ExpertOutputs | None], y: np.
         if name in learner.hedge:
             scaled = s.hedge_delayed_scale * values
             learner.hedge[name] = hedge_losses(learner.hedge[name], scaled, s.hedge_delayed_decay)
+    if learner.calibration is not None:
+        learner.calibration.learn_delayed(outputs, y, s.hedge_delayed_scale)
