@@ -5,15 +5,17 @@ Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 1. featurize (label lags see only labels of earlier events, :mod:`streamcl.learning.features`);
 2. predict with every predictor -- the MLP, the long-term kNN memory, a short-term kNN
    memory of the latest events (Losing et al. 2016's self-adjusting memory), the class
-   prototypes, the temporal expert (:mod:`~streamcl.learning.temporal`) and the linear
-   expert (:mod:`~streamcl.learning.linear`), each on or off by setting -- and combine them
-   with Hedge weights; the
+   prototypes, the temporal expert (:mod:`~streamcl.learning.temporal`), the linear and
+   tree experts (:mod:`~streamcl.learning.linear`, :mod:`~streamcl.learning.tree`), each on
+   or off by setting -- sharpen the under-confident ones (temperature scaling,
+   :mod:`~streamcl.learning.calibration`) and combine them with Hedge weights; the
    weights and the kNN votes use the labels of the batch's earlier events, known before
    each event is predicted (:mod:`streamcl.learning.combination`,
    :func:`streamcl.learning.memory.batch_neighbours`); stored rows follow the running scaler
    (:mod:`streamcl.learning.standardise`);
-3. score each predictor's own loss on the labelled events, update the Hedge weights, and
-   feed the combined error to the drift detectors (:mod:`streamcl.learning.drift`);
+3. score each predictor's own loss on the labelled events, update the Hedge weights and
+   the experts' temperatures, and feed the combined error to the drift detectors
+   (:mod:`streamcl.learning.drift`);
 4. learn: one optimiser step on the labelled rows mixed with rows replayed from a reservoir
    (Chaudhry et al. 2019), plasticity methods (:mod:`streamcl.learning.plasticity`), then insert the
    rows into the kNN memory, the prototypes and the replay buffer (:mod:`streamcl.learning.memory`);
