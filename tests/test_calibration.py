@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 from checks import stream
@@ -77,6 +78,22 @@ def test_the_scale_is_bounded_and_new_classes_are_skipped() -> None:
     cal.learn(list(range(8)), np.full(8, -1, np.int64))  # classes not seen yet
     cal.learn([], np.zeros(0, np.int64))
     assert cal.scales == before
+
+
+def test_a_non_finite_output_does_not_poison_the_scale() -> None:
+    cal = Calibration(lr=0.1)
+    p, y = _hesitant(16, 0)
+    cal.apply({"linear": p})
+    cal.learn(list(range(16)), y)
+    before = cal.state_dict()
+    bad = p.copy()
+    bad[3] = np.nan
+    cal.apply({"linear": bad})
+    cal.learn(list(range(16)), y)
+    assert cal.state_dict() == before
+    cal.apply({"linear": p})
+    cal.learn(list(range(16)), y)
+    assert math.isfinite(cal.scales["linear"]) and cal.scales["linear"] > before["scales"]["linear"]
 
 
 def test_calibrate_keeps_the_ranking_and_one_is_the_identity() -> None:

@@ -152,8 +152,11 @@ class Calibration:
     def _step(self, name: str, grad: float, lr: float, scale: float) -> None:
         """RMSprop step of expert ``name``'s ``log s`` with step size ``lr``.
 
-        ``grad`` is the gradient in ``log s`` taken at ``s = scale``.
+        ``grad`` is the gradient in ``log s`` taken at ``s = scale``; a non-finite one (an
+        expert's NaN output) is skipped, so it cannot poison the scale or its statistics.
         """
+        if not math.isfinite(grad):
+            return
         mean_square, steps = self._squares.get(name, (0.0, 0))
         mean_square = _RMS_DECAY * mean_square + (1.0 - _RMS_DECAY) * grad * grad
         steps += 1
