@@ -187,3 +187,18 @@ def test_delayed_labels_sharpen_a_hesitant_expert_too() -> None:
     plain.learn_matrix(rng.normal(size=(8, 2)).astype(np.float32), [0, 1] * 4)
     plain.learn_delayed(np.zeros((2, 2), np.float32), [0, 1], [0, 0], ["a", "b"], kept[:2])
     assert plain.calibration is None and len(plain.hedge) > 0
+
+
+def test_a_state_from_before_the_calibration_loads_and_starts_at_one() -> None:
+    """Checkpoints written before the setting existed have no ``calibration`` entry."""
+    old = Learner(LearnerSettings(calibration_lr=0.0))
+    events = stream(200, seed=2)
+    for i in range(0, len(events), 16):
+        old.predict_learn(events[i : i + 16])
+    state = old.state_dict()
+    del state["calibration"]
+    new = Learner(LearnerSettings())
+    new.load_state_dict(state)
+    assert new.calibration is not None and new.calibration.scales == {}
+    probe = [Event(id=e.id, features=e.features) for e in stream(20, seed=3)]
+    assert new.snapshot().predict(probe) == old.snapshot().predict(probe)
