@@ -15,6 +15,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streamcl.cli import main
+from streamcl.events import Event
 from streamcl.produce import load_events, produce_events
 from streamcl.service import Service
 from streamcl.settings import load_settings
@@ -187,11 +188,18 @@ def test_delayed_labels_join_and_are_learned(kafka_broker, new_topic):
         v["id"]: v["label"]
         for v in map(json.loads, (m.value for m in read_topic(kafka_broker, preds, 1000)))
     }
-    truth = {e["id"]: e["label"] for e in load_events("builtin://elec2", id_prefix="L", limit=1000)}
+    events = list(load_events("builtin://elec2", id_prefix="L", limit=1000))
+    truth = {e["id"]: e["label"] for e in events}
     assert len(predicted) == 1000
     assert service.loop.score.n == 1000
     assert service.loop.score.correct == sum(predicted[i] == truth[i] for i in truth)
-    assert service.loop.score.accuracy > 0.5
+    # Learned: the model now fits the 1,000 events whose labels came late (0.81-0.82 for
+    # a learner that learned them, in any interleaving of the two partitions; one that had
+    # not would be near these events' majority rate, 0.506). The event-time accuracy itself
+    # depends on how the partitions interleave and is not a steady signal.
+    probe = [Event(id=i, features=e["features"]) for i, e in zip(truth, events, strict=True)]
+    fitted = service.learner.snapshot().predict(probe)
+    assert sum(p.label == truth[e.id] for p, e in zip(fitted, probe, strict=True)) > 700
 
 
 def test_two_instances_split_partitions_and_take_over(kafka_broker, new_topic):
