@@ -42,7 +42,7 @@ def predict_parts(
     nearest = None
     if learner.knn is not None and learner.knn.size:
         keys = learner._keys(x)
-        batch = None if known is None else batch_neighbours(keys, known)
+        batch = _neighbours(learner, keys, known)
         parts["knn"], nearest = learner.knn.predict(keys, n, batch)
         if learner.recent is not None and learner.recent.size:
             parts["recent"], _ = learner.recent.predict(keys, n, batch)
@@ -57,3 +57,22 @@ def predict_parts(
             np.full(len(x), math.nan) if known is None else known, n
         )
     return parts, nearest
+
+
+def _neighbours(
+    learner: Learner, keys: np.ndarray, known: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`~.memory.batch_neighbours` of ``keys``, or None where they change no vote.
+
+    They change none when no event but the last has a usable label (every extra distance
+    is ``inf``) and each voting memory returns its ``k`` neighbours: the merge then keeps
+    the memory's own (a 1-event step, an unlabelled batch), so the search is skipped.
+    """
+    if known is None:
+        return None
+    knn, recent = learner.knn, learner.recent
+    assert knn is not None
+    full = knn.size >= knn.k and (recent is None or not recent.size or recent.size >= recent.k)
+    if full and np.logical_and.reduce(np.isnan(known[:-1])):  # True when empty
+        return None
+    return batch_neighbours(keys, known)
