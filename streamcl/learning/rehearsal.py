@@ -17,6 +17,9 @@ from streamcl.learning.prototypes import pad_columns
 
 __all__ = ["ReplayBuffer"]
 
+#: Batches up to this size draw algorithm R's numbers one scalar call per row.
+_SCALAR_DRAWS = 4
+
 
 class ReplayBuffer:
     """Reservoir of past ``(x, target)`` rows replayed into every training step.
@@ -61,10 +64,19 @@ class ReplayBuffer:
             self.x = pad_columns(self.x, x.shape[1])
         y = np.asarray(y, dtype=np.float64)
         if not self.balanced:  # algorithm R, vectorised over the batch
-            seen = self.seen + 1 + np.arange(len(x))
-            draw = self.rng.integers(0, seen)
-            slots = np.where(draw < self.capacity, draw, -1)  # a full buffer's slot, or none
+            draw = self._draws(len(x))
             free = self.capacity - self.size
+            if free >= len(x):  # the rows take the next free slots (the draws go unused)
+                a, b = self.size, self.size + len(x)
+                self.seen += len(x)
+                self.size = b
+                if x.shape[1] < self.x.shape[1]:
+                    self.x[a:b] = 0.0
+                self.x[a:b, : x.shape[1]] = x
+                self.y[a:b] = y
+                self.times[a:b] = times
+                return
+            slots = np.where(draw < self.capacity, draw, -1)  # a full buffer's slot, or none
             if free > 0:  # rows take the free slots first, in order
                 slots[:free] = np.arange(self.size, self.size + min(free, len(x)))
             self.seen += len(x)
@@ -102,6 +114,17 @@ class ReplayBuffer:
             self.x[slot, len(row) :] = 0.0
             self.y[slot] = target
             self.times[slot] = t
+
+    def _draws(self, n: int) -> np.ndarray:
+        """Algorithm R's draws ``(n,)`` int64 for the next ``n`` rows: ``integers(0, seen)``.
+
+        A few rows draw one scalar each (~1 us against ~4 us for the array call): the
+        generator gives the same numbers either way, one bounded draw per row.
+        """
+        if n <= _SCALAR_DRAWS:
+            integers, seen = self.rng.integers, self.seen
+            return np.array([integers(0, seen + j) for j in range(1, n + 1)], dtype=np.int64)
+        return self.rng.integers(0, self.seen + 1 + np.arange(n))
 
     def forget_before(self, time: int) -> int:
         """Drop rows added before ``time``; returns how many were dropped."""
