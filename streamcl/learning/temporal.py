@@ -27,6 +27,9 @@ import numpy as np
 
 __all__ = ["LabelTransitions"]
 
+#: Batches up to this size count their transitions in a Python loop (np.add.at costs more).
+_SCALAR_COUNTS = 8
+
 
 class LabelTransitions:
     """Online transition model of the labels (see the module docstring).
@@ -69,6 +72,8 @@ class LabelTransitions:
 
         ``known`` ``(batch,)``: the events' targets, NaN where unknown at prediction time.
         """
+        if len(known) == 1:  # a 1-event step: the label before it is the last one learned
+            return np.array([self.last])
         before = np.concatenate([[self.last], known[:-1]])
         idx = np.where(np.isnan(before), 0, np.arange(len(before)))
         return before[np.maximum.accumulate(idx)]  # type: ignore[no-any-return]
@@ -106,11 +111,18 @@ class LabelTransitions:
                 k = len(self.counts)
                 grown[:k, :k] = self.counts
                 self.counts = grown
-            seq = np.concatenate([[self.last], y]).astype(np.float64)
-            prev, nxt = seq[:-1], seq[1:]
-            ok = ~np.isnan(prev)
             self.counts *= self.decay ** len(y)
-            np.add.at(self.counts, (prev[ok].astype(np.int64), nxt[ok].astype(np.int64)), 1.0)
+            if len(y) <= _SCALAR_COUNTS:  # the same additions, in order, without np.add.at
+                counts, before = self.counts, self.last
+                for label in y.tolist():
+                    if before == before:  # not NaN: a label before it
+                        counts[int(before), int(label)] += 1.0
+                    before = label
+            else:
+                seq = np.concatenate([[self.last], y]).astype(np.float64)
+                prev, nxt = seq[:-1], seq[1:]
+                ok = ~np.isnan(prev)
+                np.add.at(self.counts, (prev[ok].astype(np.int64), nxt[ok].astype(np.int64)), 1.0)
         self.last = float(y[-1])
 
     def state_dict(self) -> dict[str, Any]:
