@@ -27,7 +27,7 @@ import numpy as np
 import sklearn
 from sklearn.tree import DecisionTreeClassifier, _criterion, _splitter, _tree
 
-from streamcl.models.kernels import pad_columns, tree_proba
+from streamcl.models.kernels import SMALL_BATCH, pad_columns, tree_proba
 
 __all__ = ["WindowTree", "fit_cart", "tree_arrays"]
 
@@ -72,6 +72,8 @@ class WindowTree:
         # scikit-learn would build from the int seed (~75 us, against ~1 us for a reseed)
         self._rng = np.random.RandomState(seed)
         self._width = 0  # columns it was fit on
+        # (arrays[:4], their lists): the walk's Python lists, see _lists
+        self._list_cache: tuple[tuple[np.ndarray, ...], tuple[list[Any], ...]] | None = None
 
     @property
     def ready(self) -> bool:
@@ -89,10 +91,28 @@ class WindowTree:
         assert self.arrays is not None
         proba = self.arrays[4]
         if self._fitted is None or x.shape[1] < self._width:  # restored or rescaled: the walk
-            return tree_proba(self.arrays, x, n_classes, self.depth)
+            lists = self._lists() if len(x) <= SMALL_BATCH else None
+            return tree_proba(self.arrays, x, n_classes, self.depth, lists)
         # scikit-learn's compiled walk: the same comparisons, the same leaves, ~15x faster
         leaves = self._fitted.apply(np.ascontiguousarray(x[:, : self._width]))
         return pad_columns(proba[leaves], n_classes)[:, :n_classes]
+
+    def _lists(self) -> tuple[list[Any], ...]:
+        """:func:`~streamcl.models.kernels.tree_lists` of :attr:`arrays`, cached by identity.
+
+        For the walk of a few rows (early steps of a stream). A rescale replaces only the
+        thresholds, so the other lists are kept while their arrays are the same.
+        """
+        assert self.arrays is not None
+        arrays = tuple(self.arrays[:4])
+        cached = self._list_cache
+        if cached is None or any(a is not b for a, b in zip(cached[0], arrays, strict=True)):
+            lists = [
+                cached[1][i] if cached is not None and cached[0][i] is a else a.tolist()
+                for i, a in enumerate(arrays)
+            ]
+            self._list_cache = cached = (arrays, tuple(lists))
+        return cached[1]
 
     def learn(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> None:
         """Append rows ``x`` ``(m, width)`` float32, classes ``y`` ``(m,)`` int64; refit if due."""
