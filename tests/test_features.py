@@ -47,3 +47,26 @@ def test_a_first_batch_is_not_left_unscaled() -> None:
     """Before: the very first batch met empty statistics and every row was 0."""
     x = Featurizer().transform(_batch([1.0, 3.0]), learn=True)[:, 0]
     np.testing.assert_allclose(x, [-1.0, 1.0])
+
+
+def test_the_view_kept_after_learn_is_the_one_view_would_build() -> None:
+    featurizer = Featurizer(label_lags=2)
+    rng = np.random.default_rng(0)
+    for start in range(0, 40, 4):
+        batch = [
+            Event(id=str(start + i), features={"x": float(v), "c": "ab"[i % 2]}, label=i % 3)
+            for i, v in enumerate(rng.normal(size=4))
+        ]
+        featurizer.transform(batch, learn=True)
+        featurizer.learn(batch)
+        assert featurizer._view is not None or start == 0  # kept once no lag column is new
+        kept = featurizer.view()
+        featurizer._view = None  # rebuilt from the committed statistics
+        built = featurizer.view()
+        assert kept.columns == built.columns and kept.recent_labels == built.recent_labels
+        assert kept.lag_columns == built.lag_columns
+        for a, b in [(kept.means, built.means), (kept.stds, built.stds)]:
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+        np.testing.assert_array_equal(kept.numeric, built.numeric)
+        assert (kept.target_mean, kept.target_std) == (built.target_mean, built.target_std)
+        assert kept.schema == built.schema

@@ -227,10 +227,12 @@ class Featurizer:
 
         Called after the events were predicted.
         """
+        batch_view = None
         if self.numeric:
             last = self._last
             if last is not None and last[0] is events and last[1].shape[1] == len(self.numeric):
                 self._count, self._mean, self._m2 = last[3]  # what transform() merged
+                batch_view = last[4]
             else:
                 x, present = self._raw(events)
                 self._count, self._mean, self._m2 = self._merged(x, present)
@@ -247,6 +249,9 @@ class Featurizer:
                             self._add_column(key, key, 0.0)
             self.recent_labels = (labels[::-1] + self.recent_labels)[: self.label_lags]
         self._view = None
+        if batch_view is not None and batch_view.columns is self.columns and not self.regression:
+            # view() of the statistics just committed (the batch view's), with the new labels
+            self._view = batch_view.relabelled(tuple(self.recent_labels))
 
     def _raw(self, events: Sequence[Event]) -> tuple[np.ndarray, np.ndarray]:
         """Raw numeric values ``(batch, n_numeric)`` float64 and their presence mask."""

@@ -170,6 +170,12 @@ class FeatureView:
         view.means, view.stds = means, stds
         return view
 
+    def relabelled(self, recent_labels: tuple[Label, ...]) -> FeatureView:
+        """The same view with other :attr:`recent_labels` (most recent first)."""
+        view = copy.copy(self)
+        view.recent_labels = recent_labels
+        return view
+
     def finish(
         self,
         x: np.ndarray,
