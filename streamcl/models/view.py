@@ -8,7 +8,6 @@ label lags) without any learning.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from itertools import chain
 from typing import Any, Literal, overload
@@ -166,14 +165,21 @@ class FeatureView:
 
     def rescaled(self, means: np.ndarray, stds: np.ndarray) -> FeatureView:
         """The same view with other scaler statistics (``(n_numeric,)`` float64 each)."""
-        view = copy.copy(self)
+        view = self._copy()
         view.means, view.stds = means, stds
         return view
 
     def relabelled(self, recent_labels: tuple[Label, ...]) -> FeatureView:
         """The same view with other :attr:`recent_labels` (most recent first)."""
-        view = copy.copy(self)
+        view = self._copy()
         view.recent_labels = recent_labels
+        return view
+
+    def _copy(self) -> FeatureView:
+        """A shallow copy (``copy.copy`` costs ~1 us more: it goes through ``__reduce_ex__``)."""
+        cls = self.__class__
+        view = cls.__new__(cls)
+        view.__dict__.update(self.__dict__)
         return view
 
     def finish(
