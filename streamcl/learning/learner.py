@@ -65,6 +65,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
+from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -333,7 +335,8 @@ class Learner:
         self.featurizer.learn(events)
         if rows:
             times = self.events_seen + np.asarray(rows, np.int64)
-            self.learn_matrix(x[rows], labels, times, None if self.regression else y)
+            labelled = x if len(rows) == len(x) else x[rows]  # every event labelled: no copy
+            self.learn_matrix(labelled, labels, times, None if self.regression else y)
         if cut is not None:  # after the batch's own pre-change rows went in
             trim(self, cut)
         self.events_seen += n
@@ -352,12 +355,12 @@ class Learner:
         nan = math.nan
         if self.regression:
             return np.array([nan if e.label is None else float(e.label) for e in events])  # type: ignore[arg-type]
-        index = self.class_index
-        return np.array([nan if e.label is None else index.get(e.label, nan) for e in events])
+        labels = map(attrgetter("label"), events)  # None is never a class: NaN as for a new one
+        return np.array(list(map(self.class_index.get, labels, repeat(nan))))
 
     def _known_targets(self, known: np.ndarray, rows: list[int]) -> np.ndarray:
         """:meth:`_targets` of the labelled ``rows``, from :meth:`_known`'s ``known``."""
-        y = known[rows]
+        y = known if len(rows) == len(known) else known[rows]  # all labelled: rows is 0 .. n - 1
         if self.regression:
             return y
         return np.where(y == y, y, -1.0).astype(np.int64)  # NaN: a class not seen yet
