@@ -87,8 +87,15 @@ class LabelTransitions:
 
     def proba(self, prev: np.ndarray, n_classes: int) -> np.ndarray:
         """``(len(prev), n_classes)`` float64 ``P(y | prev)``; uniform where prev is NaN."""
-        counts = np.zeros((n_classes + 1, n_classes))
         k = min(len(self.counts), n_classes)
+        if len(prev) == 1:  # a 1-event step: the one row, without the padded matrix
+            picked = np.zeros((1, n_classes))
+            last = float(prev[0])
+            if last == last and int(last) < k:  # else uniform, as the padded zero rows
+                picked[0, :k] = self.counts[int(last), :k]
+            picked += self.prior
+            return picked / np.add.reduce(picked, 1, keepdims=True)  # type: ignore[no-any-return]
+        counts = np.zeros((n_classes + 1, n_classes))
         counts[:k, :k] = self.counts[:k, :k]
         rows = np.where(np.isnan(prev), n_classes, prev).astype(np.int64)  # row n: no counts
         rows[rows >= n_classes] = n_classes
