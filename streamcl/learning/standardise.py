@@ -21,6 +21,9 @@ from streamcl.learning.tree import WindowTree
 
 __all__ = ["Scale", "restandardise"]
 
+#: Up to this many numeric columns, the unmoved scale is recognised in Python floats.
+_FEW = 16
+
 #: ``(numeric column indices, means, standard deviations)`` the stored rows are in.
 Scale = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -45,6 +48,10 @@ def restandardise(
     o_idx, o_mean, o_std = space
     k = len(o_idx)
     mean, std = view.means[:k], view.stds[:k]
+    if k <= _FEW and _unmoved(
+        o_mean.tolist(), o_std.tolist(), mean.tolist(), std.tolist(), tolerance
+    ):
+        return space
     valid = (o_std > 0) & (std > 0)
     if not valid.any():
         return _scale_of(view)
@@ -71,6 +78,23 @@ def restandardise(
     if tree is not None:
         tree.rescale(cols, scale, offset)
     return current
+
+
+def _unmoved(
+    o_mean: list[float], o_std: list[float], mean: list[float], std: list[float], tolerance: float
+) -> bool:
+    """The check below in Python floats (the same IEEE operations) for a few columns.
+
+    True when some column has both deviations positive and every such column moved less
+    than ``tolerance``; a NaN fails ``<`` here as it fails the ufunc maximum's test.
+    """
+    valid = False
+    for om, os_, m, sd in zip(o_mean, o_std, mean, std, strict=True):
+        if os_ > 0 and sd > 0:
+            if not (abs(os_ / sd - 1) < tolerance and abs((om - m) / sd) < tolerance):
+                return False
+            valid = True
+    return valid
 
 
 def _scale_of(view: FeatureView) -> Scale:
