@@ -351,7 +351,11 @@ class Learner:
         return event_outputs(self._outputs, indices)
 
     def _known(self, events: Sequence[Event]) -> np.ndarray:
-        """``(batch,)`` float64 targets of ``events``; NaN: no label, or a class not seen yet."""
+        """``(batch,)`` targets of ``events`` (class indices or values).
+
+        float64 with NaN for no label or a class not seen yet; int64 (classification) when
+        every event has a known class.
+        """
         nan = math.nan
         if self.regression:
             return np.array([nan if e.label is None else float(e.label) for e in events])  # type: ignore[arg-type]
@@ -359,7 +363,7 @@ class Learner:
         return np.array(list(map(self.class_index.get, labels, repeat(nan))))
 
     def _known_targets(self, known: np.ndarray, rows: list[int]) -> np.ndarray:
-        """:meth:`_targets` of the labelled ``rows``, from :meth:`_known`'s ``known``."""
+        """:meth:`targets` of the labelled ``rows``, from :meth:`_known`'s ``known``."""
         y = known if len(rows) == len(known) else known[rows]  # all labelled: rows is 0 .. n - 1
         if self.regression:
             return y
