@@ -89,24 +89,22 @@ def fixed_share(hedge: Mapping[str, float], eta: float, alpha: float, m: int) ->
 def hedge_losses(total: float, losses: np.ndarray, decay: float) -> float:
     """Discounted cumulative loss after per-event ``losses`` ``(n,)`` float64.
 
-    ``L <- decay * L + loss_t`` for each event in order (fixed-share-like forgetting).
+    ``L <- decay * L + loss_t`` for each event in order (fixed-share-like forgetting):
+    :func:`hedge_losses_rows` of one predictor.
     """
-    n = len(losses)
-    if n == 0:
-        return total
-    up, _ = _decay_powers(decay, n - 1)  # decay ** [0 .. n-1]: the newest loss counts most
-    return float(total * decay**n + np.add.reduce(up[::-1] * losses))
+    return float(hedge_losses_rows(np.array([total]), losses.reshape(1, -1), decay)[0])
 
 
 def hedge_losses_rows(totals: np.ndarray, losses: np.ndarray, decay: float) -> np.ndarray:
-    """:func:`hedge_losses` of every predictor at once, with the same arithmetic.
+    """Discounted cumulative losses of every predictor after per-event ``losses``.
 
-    ``totals`` ``(parts,)`` and ``losses`` ``(parts, n)`` float64; returns ``(parts,)``.
+    ``L <- decay * L + loss_t`` for each event in order, for each row at once: ``totals``
+    ``(parts,)`` and ``losses`` ``(parts, n)`` float64; returns ``(parts,)`` float64.
     """
     n = losses.shape[1]
     if n == 0:
         return totals
-    up, _ = _decay_powers(decay, n - 1)
+    up, _ = _decay_powers(decay, n - 1)  # decay ** [0 .. n-1]: the newest loss counts most
     return totals * decay**n + np.add.reduce(up[::-1] * losses, 1)  # type: ignore[no-any-return]
 
 
