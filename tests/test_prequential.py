@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import random
+from itertools import pairwise
 from typing import Any
 
 import pytest
+from river.metrics import CohenKappa
 from sources import ListSource, elec2_rows
 
 from streamcl.events import EventDecoder
 from streamcl.learning.learner import Learner
 from streamcl.metrics import Metrics
 from streamcl.settings import load_settings
+from streamcl.stream.dedup import IdLedger, id_hash
 from streamcl.stream.prequential import PrequentialScore, StreamLoop
 
 
@@ -146,6 +150,51 @@ def test_score_accuracy_window_and_kappa_temporal() -> None:
     assert nc.kappa_temporal == pytest.approx(0.0, abs=0.2)
     assert nc.kappa_temporal < score.kappa_temporal
     assert score.history == [(4, 1.0)]
+
+
+@pytest.mark.parametrize("window", [1, 3, 50])
+def test_batched_scores_follow_the_event_by_event_definitions(window: int) -> None:
+    rng = random.Random(window)
+    score, kappa = PrequentialScore(window=window), CohenKappa()
+    predicted: list[Any] = []
+    actual: list[Any] = []
+    history: list[tuple[int, float]] = []
+    for _ in range(40):  # batches of 0 to 2.5 windows
+        n = rng.randint(0, max(2, 5 * window // 2))
+        ys = [rng.choice([0, 1, 2, "a"]) for _ in range(n)]
+        ps = [rng.choice([0, 1, 2, "a", None]) for _ in range(n)]
+        right = score.update_many(ps, ys)
+        assert right == sum(p == y for p, y in zip(ps, ys, strict=True))
+        for p, y in zip(ps, ys, strict=True):
+            predicted.append(p)
+            actual.append(y)
+            kappa.update(y, p)
+            if len(actual) % window == 0:
+                last = zip(predicted[-window:], actual[-window:], strict=True)
+                history.append((len(actual), sum(p == y for p, y in last) / window))
+        ok = [p == y for p, y in zip(predicted, actual, strict=True)]
+        nc = [False] + [b == a for b, a in pairwise(actual)]
+        assert score.n == len(actual)
+        assert score.accuracy == (sum(ok) / len(ok) if ok else 0.0)
+        assert score.no_change == (sum(nc) / len(nc) if nc else 0.0)
+        if ok:
+            assert score.window_accuracy == sum(ok[-window:]) / len(ok[-window:])
+            assert score.window_no_change == sum(nc[-window:]) / len(nc[-window:])
+        assert score.kappa == pytest.approx(kappa.get(), abs=1e-12)
+        assert score.history == history
+    assert len(history) >= 3
+
+
+def test_ledger_batches_add_up_to_the_sum_of_id_hashes() -> None:
+    ids = [f"ev-{i}" for i in range(500)]
+    one, many = IdLedger(), IdLedger()
+    for event_id in ids:
+        one.add(event_id)
+    for start in range(0, len(ids), 64):
+        many.add_many(ids[start : start + 64])
+    expected = sum(map(id_hash, ids)) % 2**64
+    assert (one.count, one.total) == (many.count, many.total) == (500, expected)
+    assert one.digest == many.digest == f"{expected:016x}"
 
 
 def test_submitted_events_are_processed_by_the_loop() -> None:

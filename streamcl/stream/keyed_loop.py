@@ -159,14 +159,17 @@ class KeyedLoop(StreamLoop):
         """Predict, then learn, then score one micro-batch of one key's events."""
         started = time.perf_counter()
         predictions = model.learner.predict_learn(events)
-        learned = 0
-        for event, prediction in zip(events, predictions, strict=True):
-            if event.label is not None:
-                model.score.update(prediction.label, event.label)
-                self.score.update(prediction.label, event.label)
-                model.ledger.add(event.id)
-                self.ledger.add(event.id)
-                learned += 1
+        scored = [
+            (p.label, e.label, e.id)
+            for e, p in zip(events, predictions, strict=True)
+            if e.label is not None
+        ]
+        learned = len(scored)
+        if scored:
+            predicted, actual, ids = zip(*scored, strict=True)
+            for score, ledger in ((model.score, model.ledger), (self.score, self.ledger)):
+                score.update_many(predicted, actual)
+                ledger.add_many(ids)
         model.dirty = True
         self.keyed.steps += 1
         self.events_handled += len(events)

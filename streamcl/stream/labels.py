@@ -354,9 +354,9 @@ class LabelJoin:
                 [c[0] for c in chunk],
                 [c[5] for c in chunk],
             )
-            for _, _, predicted, actual, delay, _ in chunk:
-                self.score.update(predicted, actual)
-                m.label_join_delay.observe(delay)
+            self.score.update_many([c[2] for c in chunk], [c[3] for c in chunk])
+            for c in chunk:
+                m.label_join_delay.observe(c[4])
             if self.on_learned is not None:
                 self.on_learned([c[0] for c in chunk])
         m.learned.inc(len(matched))

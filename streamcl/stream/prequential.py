@@ -200,9 +200,10 @@ class StreamLoop:
         kept: list[Record] = []
         events: list[Event] = []
         kinds: dict[str, str] = {}
-        # Feature names and value types already checked in this read: an event of the same
-        # shape passes the kind check too (kinds only depend on the types; `kinds` only grows).
-        checked: set[tuple[tuple[str, ...], tuple[type, ...]]] = set()
+        # Feature names, value types and label type already checked in this read: an event of
+        # the same shape passes both checks too (they only depend on the types; `kinds` only
+        # grows, and no class is learned while a read is decoded).
+        checked: set[tuple[tuple[str, ...], tuple[type, ...], type]] = set()
         if self._batch is None or self._batch.decoder is not self.decoder:
             self._batch = BatchDecoder(self.decoder)
         for record, event in zip(records, self._batch.decode(records), strict=True):
@@ -210,10 +211,8 @@ class StreamLoop:
                 if isinstance(event, DecodeError):
                     raise event
                 features = event.features
-                shape = (tuple(features), tuple(map(type, features.values())))
-                if shape in checked:
-                    self.learner.check_label(event.label, kinds)
-                else:
+                shape = (tuple(features), tuple(map(type, features.values())), type(event.label))
+                if shape not in checked:
                     self.check_kinds(event, kinds)
                     checked.add(shape)
                 if self.dedup.seen_or_add(event.id):
@@ -359,12 +358,16 @@ class StreamLoop:
                 [predictions[i] for i in held],
                 self.learner.expert_outputs(held),
             )
-        learned = 0
-        for event, prediction in zip(events, predictions, strict=True):
-            if event.label is not None:
-                self.score.update(prediction.label, event.label)
-                self.ledger.add(event.id)
-                learned += 1
+        scored = [
+            (p.label, e.label, e.id)
+            for e, p in zip(events, predictions, strict=True)
+            if e.label is not None
+        ]
+        learned = len(scored)
+        if scored:
+            predicted, actual, ids = zip(*scored, strict=True)
+            self.score.update_many(predicted, actual)
+            self.ledger.add_many(ids)
         if publish:
             self.snapshot = self.learner.snapshot()
         self.events_handled += len(events)

@@ -7,7 +7,9 @@ has a plain-data ``state_dict`` so checkpoints restore it exactly.
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Sequence
+from itertools import islice, pairwise
 from typing import Any
 
 from river import metrics as river_metrics
@@ -47,23 +49,49 @@ class PrequentialScore:
 
     def update(self, predicted: Label | None, actual: Label) -> bool:
         """Score one prediction; returns whether it was correct."""
-        ok = predicted == actual
-        nc = self._previous is not None and self._previous == actual
-        if len(self._recent) == self.window:
-            old_ok, old_nc = self._recent[0]
-            self._recent_correct -= old_ok
-            self._recent_nc -= old_nc
-        self._recent.append((ok, nc))
-        self._recent_correct += ok
-        self._recent_nc += nc
-        self.n += 1
-        self.correct += ok
-        self.no_change_correct += nc
-        self._previous = actual
-        self.kappa_metric.update(actual, predicted)
-        if self.n % self.window == 0:
-            self.history.append((self.n, self.window_accuracy))
-        return ok
+        return self.update_many((predicted,), (actual,)) == 1
+
+    def update_many(self, predicted: Sequence[Label | None], actual: Sequence[Label]) -> int:
+        """Score the predictions of consecutive events, in order; returns how many were right.
+
+        The state :meth:`update` reaches event by event (the window, a :attr:`history` point
+        at every multiple of ``window``, river's kappa counts in the same insertion order),
+        with one pass over the batch and one kappa update per distinct (label, prediction).
+        """
+        n = len(actual)
+        ok = [p == a for p, a in zip(predicted, actual, strict=True)]
+        if n == 0:
+            return 0
+        previous = self._previous
+        nc = [previous is not None and previous == actual[0]]
+        nc += [b == a for b, a in pairwise(actual)]
+        start = 0
+        while start < n:  # segments ending at the next history point
+            end = min(n, start + self.window - self.n % self.window)
+            self._extend(ok[start:end], nc[start:end])
+            if self.n % self.window == 0:
+                self.history.append((self.n, self.window_accuracy))
+            start = end
+        self._previous = actual[-1]
+        for (true, pred), count in Counter(zip(actual, predicted, strict=True)).items():
+            self.kappa_metric.update(true, pred, float(count))
+        return sum(ok)
+
+    def _extend(self, ok: list[bool], nc: list[bool]) -> None:
+        """Append at most ``window`` scored events to the window and the totals."""
+        recent = self._recent
+        drop = len(recent) + len(ok) - self.window
+        if drop > 0:  # the oldest ``drop`` leave the window
+            for old_ok, old_nc in islice(recent, drop):
+                self._recent_correct -= old_ok
+                self._recent_nc -= old_nc
+        recent.extend(zip(ok, nc, strict=True))
+        right, same = sum(ok), sum(nc)
+        self._recent_correct += right
+        self._recent_nc += same
+        self.n += len(ok)
+        self.correct += right
+        self.no_change_correct += same
 
     @property
     def accuracy(self) -> float:
@@ -196,6 +224,10 @@ class RegressionScore:
         if self.n % self.window == 0:
             self.history.append((self.n, self.window_mae))
         return err == 0.0
+
+    def update_many(self, predicted: Sequence[Label | None], actual: Sequence[Label]) -> int:
+        """:meth:`update` for each event in order; returns how many errors were 0."""
+        return sum(self.update(p, a) for p, a in zip(predicted, actual, strict=True))
 
     @property
     def mae(self) -> float:
