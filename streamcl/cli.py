@@ -273,7 +273,7 @@ def _replay(settings: Settings, report: str | None, limit: int | None) -> int:
 
     if limit is not None and limit < 1:
         raise SettingsError("--limit must be >= 1")
-    result = replay(settings, report=report, limit=limit, progress=sys.stderr.isatty())
+    result = replay(settings, report=report, limit=limit, progress=sys.stderr.isatty(), freeze=True)
     print(json.dumps(result))
     return 0
 
