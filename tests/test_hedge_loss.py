@@ -108,3 +108,27 @@ def test_the_learner_keeps_the_fixed_share_floor_under_its_weakest_expert() -> N
     floor = (1 - 0.95**64) / len(learner.weights())
     assert lowest[0.05] >= floor - 1e-9
     assert lowest[0.0] < floor
+
+
+def test_an_expert_not_ready_yet_pays_the_mixtures_loss_and_wakes_up_on_a_par() -> None:
+    """Sleeping experts (Freund et al. 1997): the tree, unfit for its first 32 events, must
+    not join the mixture with no loss at all against experts that paid for every event."""
+    rng = np.random.default_rng(2)
+    events = [
+        Event(id=str(i), features={"x": float(v)}, label=int(v > 0))
+        for i, v in enumerate(rng.normal(size=20))
+    ]
+    decay = 0.95
+    learner = Learner(LearnerSettings(hedge_share=0.0, hedge_decay=decay))
+    expected = 0.0
+    for event in events:
+        (prediction,) = learner.predict_learn([event])
+        assert not learner.tree.ready  # type: ignore[union-attr]
+        if prediction.probabilities:  # the mixture predicted: the sleeping tree pays its loss
+            p = np.array([prediction.probabilities.get(str(c), 0.0) for c in learner.classes])
+            y = learner.classes.index(event.label)
+            expected = decay * expected + float((p**2).sum() - 2 * p[y] + 1)
+    assert expected > 1.0
+    assert np.isclose(learner.hedge["tree"], expected, rtol=1e-5)
+    others = [v for name, v in learner.hedge.items() if name != "tree"]
+    assert learner.hedge["tree"] <= max(others)

@@ -5,8 +5,13 @@ predicted, each labelled event's error feeds the drift detectors
 (:mod:`streamcl.learning.drift`), each expert's own loss
 (:func:`~streamcl.learning.combination.predictor_losses`, the ``hedge_loss`` setting) its
 discounted Hedge loss (Freund & Schapire 1997; Cesa-Bianchi & Lugosi 2006), and the
-combined prediction's correctness the recovery metrics. A loss drift ends the batch at the
-detecting event; a drift's actions are :func:`~streamcl.learning.adaptation.on_drift`'s.
+combined prediction's correctness the recovery metrics. An expert with nothing to say yet
+(the tree before its first fit, a kNN memory emptied by a drift) is a sleeping expert
+(Freund, Schapire, Singer & Warmuth 1997, "Using and combining predictors that
+specialize", STOC): it pays the mixture's own loss, so it wakes up on a par with the
+mixture instead of ahead of every expert that paid for each event. A loss drift ends the
+batch at the detecting event; a drift's actions are
+:func:`~streamcl.learning.adaptation.on_drift`'s.
 """
 
 from __future__ import annotations
@@ -84,6 +89,10 @@ def score(
     s = learner.settings
     if losses:  # every expert's discounted loss in one pass: (parts,) totals, (parts, m)
         hedge = learner.hedge
+        asleep = [name for name in hedge if name not in losses]
+        if asleep:  # not ready yet, or its memory emptied: it pays the mixture's loss
+            mixed = learner._losses({"mixture": combined}, rows, y)["mixture"]
+            losses = {**losses, **dict.fromkeys(asleep, mixed)}
         totals = np.array([hedge[name] for name in losses])
         new = hedge_losses_rows(totals, np.array([v[:m] for v in losses.values()]), s.hedge_decay)
         hedge.update(zip(losses, new.tolist(), strict=True))
