@@ -35,7 +35,7 @@ from streamcl.events import Event, EventDecoder
 from streamcl.learning.learner import Prediction
 from streamcl.metrics import Metrics
 from streamcl.stream.keyed import KeyedLearner, KeyModel
-from streamcl.stream.prequential import StreamLoop
+from streamcl.stream.prequential import StreamLoop, labelled
 
 __all__ = ["KeyedCheckpoints", "KeyedLoop"]
 
@@ -159,17 +159,11 @@ class KeyedLoop(StreamLoop):
         """Predict, then learn, then score one micro-batch of one key's events."""
         started = time.perf_counter()
         predictions = model.learner.predict_learn(events)
-        scored = [
-            (p.label, e.label, e.id)
-            for e, p in zip(events, predictions, strict=True)
-            if e.label is not None
-        ]
-        learned = len(scored)
-        if scored:
-            predicted, actual, ids = zip(*scored, strict=True)
-            for score, ledger in ((model.score, model.ledger), (self.score, self.ledger)):
-                score.update_many(predicted, actual)
-                ledger.add_many(ids)
+        predicted, actual, ids = labelled(events, predictions)
+        learned = len(ids)
+        for score, ledger in ((model.score, model.ledger), (self.score, self.ledger)):
+            score.update_many(predicted, actual)
+            ledger.add_many(ids)
         model.dirty = True
         self.keyed.steps += 1
         self.events_handled += len(events)

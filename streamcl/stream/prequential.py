@@ -16,7 +16,7 @@ from typing import Any
 
 from streamcl.connectors.base import DeadLetterSink, LogDeadLetterSink, Record, Source
 from streamcl.errors import DecodeError, QueueFullError
-from streamcl.events import Event, EventDecoder
+from streamcl.events import Event, EventDecoder, Label
 from streamcl.learning.learner import Learner, Prediction, Snapshot
 from streamcl.metrics import Metrics
 from streamcl.models.schema import kind_of, mismatch
@@ -26,9 +26,24 @@ from streamcl.stream.history import History
 from streamcl.stream.labels import LabelJoin
 from streamcl.stream.scores import PrequentialScore, RegressionScore
 
-__all__ = ["PrequentialScore", "QueueFullError", "RegressionScore", "StreamLoop"]
+__all__ = ["PrequentialScore", "QueueFullError", "RegressionScore", "StreamLoop", "labelled"]
 
 log = logging.getLogger(__name__)
+
+
+def labelled(
+    events: Sequence[Event], predictions: Sequence[Prediction]
+) -> tuple[Sequence[Label | None], Sequence[Label], Sequence[str]]:
+    """Predictions, labels and ids of the labelled ``events``, in stream order."""
+    scored = [
+        (p.label, e.label, e.id)
+        for e, p in zip(events, predictions, strict=True)
+        if e.label is not None
+    ]
+    if not scored:
+        return (), (), ()
+    predicted, actual, ids = zip(*scored, strict=True)
+    return predicted, actual, ids
 
 
 class StreamLoop:
@@ -358,16 +373,10 @@ class StreamLoop:
                 [predictions[i] for i in held],
                 self.learner.expert_outputs(held),
             )
-        scored = [
-            (p.label, e.label, e.id)
-            for e, p in zip(events, predictions, strict=True)
-            if e.label is not None
-        ]
-        learned = len(scored)
-        if scored:
-            predicted, actual, ids = zip(*scored, strict=True)
-            self.score.update_many(predicted, actual)
-            self.ledger.add_many(ids)
+        predicted, actual, ids = labelled(events, predictions)
+        learned = len(ids)
+        self.score.update_many(predicted, actual)
+        self.ledger.add_many(ids)
         if publish:
             self.snapshot = self.learner.snapshot()
         self.events_handled += len(events)
