@@ -9,6 +9,7 @@ from sources import ListSource
 from streamcl.connectors.base import Record
 
 from streamcl.events import Event, EventDecoder
+from streamcl.learning.combination import MIXTURE
 from streamcl.learning.delayed import delayed_losses, event_outputs
 from streamcl.learning.learner import Learner
 from streamcl.metrics import Metrics
@@ -60,6 +61,31 @@ def test_a_class_unknown_at_event_time_costs_every_expert_the_maximal_loss() -> 
     brier = delayed_losses([out, None, out], y, regression=False)  # the default hedge_loss
     assert brier["mlp"][0] == brier["knn"][0] == 2.0  # Brier's maximum
     assert np.allclose(brier["knn"][1], 0.2**2 + 0.2**2) and len(brier["mlp"]) == 2
+
+
+def test_an_expert_absent_at_event_time_pays_the_mixtures_loss_on_join() -> None:
+    # Sleeping experts (as for labels that come with their events): the tree had nothing
+    # to say when these events were predicted; it is charged what the mixture lost.
+    names = ("mlp", "knn", MIXTURE)
+    said = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], np.float32)
+    y = np.array([1, 0])
+    losses = delayed_losses([(names, said)] * 2, y, False, experts=["mlp", "knn", "tree"])
+    mixed = losses[MIXTURE]
+    assert np.allclose(mixed, [0.6**2 + 0.4**2 - 2 * 0.4 + 1, 0.6**2 + 0.4**2 - 2 * 0.6 + 1])
+    assert losses["tree"].tolist() == mixed.tolist()
+    assert "tree" not in delayed_losses([(names[:2], said[:2])] * 2, y, False, experts=["tree"])
+    learner = _trained()
+    n = 20
+    learner.learn_delayed(
+        np.zeros((n, 2), np.float32),
+        [1] * n,
+        [0] * n,
+        [str(i) for i in range(n)],
+        [(names, said)] * n,
+    )
+    assert learner.hedge["mlp"] > learner.hedge["tree"] > learner.hedge["knn"] > 0.0
+    assert MIXTURE not in learner.hedge
+    assert learner.calibration is not None and MIXTURE not in learner.calibration.scales
 
 
 def test_event_outputs_follow_the_steps_of_a_call() -> None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from streamcl.learning.combination import MIXTURE
 from streamcl.models.predictor import log_probabilities, tempered
 
 if TYPE_CHECKING:
@@ -144,8 +145,9 @@ class Calibration:
             logs = np.log(np.maximum(q, np.float32(1e-30)))
             gap = np.add.reduce(q * logs, 1) - logs[:, target]  # (experts,)
             for name, value in zip(names, gap.tolist(), strict=True):
-                sums[name] = sums.get(name, 0.0) + value
-                counts[name] = counts.get(name, 0) + 1
+                if name != MIXTURE:  # the mixture's own row has no temperature
+                    sums[name] = sums.get(name, 0.0) + value
+                    counts[name] = counts.get(name, 0) + 1
         for name, total in sums.items():
             self._step(name, total / counts[name], self.lr * weight, self.scales.get(name, 1.0))
 

@@ -27,6 +27,8 @@ import numpy as np
 from streamcl.learning.snapshot import combine
 
 __all__ = [
+    "MIN_PROBABILITY",
+    "MIXTURE",
     "brier_from",
     "brier_loss",
     "classes_changed",
@@ -41,6 +43,10 @@ __all__ = [
 
 #: Probabilities are clipped here before the log loss (a loss of at most ~9.2 nats).
 MIN_PROBABILITY = 1e-4
+
+#: The name of the mixture's own output next to the experts' (a pending event's kept
+#: outputs, :mod:`~streamcl.learning.delayed`); never an expert's name.
+MIXTURE = "mixture"
 
 
 def hedge_weights(hedge: Mapping[str, float], eta: float) -> dict[str, float]:

@@ -15,8 +15,11 @@ scored when they were made, labels learned when they arrive).
 
 An :data:`ExpertOutputs` is ``(names, outputs)``: the experts' names in order and a
 float32 array ``(n_experts, n_classes)`` of class probabilities (as many classes as were
-known at event time) or ``(n_experts,)`` predicted values (regression). Memory per
-pending event: ``4 * n_experts * n_classes`` bytes plus the shared names tuple.
+known at event time) or ``(n_experts,)`` predicted values (regression). Its last row,
+named :data:`~.combination.MIXTURE`, is the Hedge mixture's own output: an expert that
+had nothing to say at event time (a sleeping expert, see :mod:`~.scoring`) pays the
+mixture's loss on join, as it would have with its label. Memory per pending event:
+``4 * (n_experts + 1) * n_classes`` bytes plus the shared names tuple.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ import numpy as np
 
 from streamcl.events import Label
 from streamcl.learning.adaptation import on_drift, trim
-from streamcl.learning.combination import MIN_PROBABILITY, brier_from, hedge_losses, log_loss
+from streamcl.learning.combination import (
+    MIN_PROBABILITY,
+    MIXTURE,
+    brier_from,
+    hedge_losses,
+    log_loss,
+)
 
 if TYPE_CHECKING:
     from streamcl.learning.learner import Learner
@@ -45,6 +54,7 @@ __all__ = [
 
 #: ``(names, (n_experts, n_classes) or (n_experts,) float32)`` of one event.
 ExpertOutputs = tuple[tuple[str, ...], np.ndarray]
+
 
 #: One learning step's expert outputs ``{name: (n, ...) array}`` and its events ``n``.
 StepOutputs = tuple[Mapping[str, np.ndarray], int]
@@ -88,8 +98,9 @@ def delayed_losses(
     regression: bool,
     scale: float = 1.0,
     loss: str = "brier",
+    experts: Sequence[str] = (),
 ) -> dict[str, np.ndarray]:
-    """Each expert's loss on the joined events where it had an output, in join order.
+    """Each expert's loss on the joined events, in join order.
 
     Parameters
     ----------
@@ -104,12 +115,15 @@ def delayed_losses(
         ``"brier"`` or ``"log"`` (nats, probabilities clipped at
         :data:`~streamcl.learning.combination.MIN_PROBABILITY`), as
         :func:`~streamcl.learning.combination.predictor_losses`.
+    experts
+        Every expert of the mixture: one of them absent from an event's outputs pays the
+        :data:`~.combination.MIXTURE` row's loss for it (outputs kept without that row: no loss).
 
     Returns
     -------
     dict[str, numpy.ndarray]
-        ``{name: (n_present,) float64}``; an expert absent at an event's prediction has no
-        loss for it (it was not in that mixture).
+        ``{name: (n,) float64}`` over the events it had an output for or was charged,
+        the :data:`~.combination.MIXTURE` row's own losses included.
     """
     losses: dict[str, list[float]] = {}
     worst = -math.log(MIN_PROBABILITY)
@@ -126,7 +140,12 @@ def delayed_losses(
             picked = brier_from(p, p[:, int(target)])
         else:
             picked = log_loss(values[:, int(target)])
-        for name, value in zip(names, picked.tolist(), strict=True):
+        values_of = dict(zip(names, picked.tolist(), strict=True))
+        mixed = values_of.get(MIXTURE)
+        if mixed is not None:  # sleeping experts pay the mixture's loss
+            for name in experts:
+                values_of.setdefault(name, mixed)
+        for name, value in values_of.items():
             losses.setdefault(name, []).append(value)
     return {name: np.array(v, dtype=np.float64) for name, v in losses.items()}
 
@@ -216,7 +235,12 @@ def _hedge_delayed(learner: Learner, outputs: list[ExpertOutputs | None], y: np.
     """Hedge (and calibration) update from joined events' event-time expert outputs."""
     s = learner.settings
     losses = delayed_losses(
-        outputs, y, learner.regression, learner.trainer.target_std(), s.hedge_loss
+        outputs,
+        y,
+        learner.regression,
+        learner.trainer.target_std(),
+        s.hedge_loss,
+        list(learner.hedge),
     )
     for name, values in losses.items():
         if name in learner.hedge:

@@ -77,7 +77,12 @@ from streamcl.events import Event, Label
 from streamcl.learning import learner_state, predictors, report, scoring, step
 from streamcl.learning.adaptation import on_drift, trim
 from streamcl.learning.calibration import Calibration
-from streamcl.learning.combination import hedge_weights, predictor_losses, sequential_mixture
+from streamcl.learning.combination import (
+    MIXTURE,
+    hedge_weights,
+    predictor_losses,
+    sequential_mixture,
+)
 from streamcl.learning.delayed import ExpertOutputs, StepOutputs, event_outputs, learn_delayed
 from streamcl.learning.drift import DriftMonitor
 from streamcl.learning.features import Featurizer
@@ -331,7 +336,8 @@ class Learner:
         if self.calibration is not None and rows and ready:
             self.calibration.learn(rows, y)
         predictions = self._to_predictions(combined, n)
-        self._outputs.append((parts if ready else {}, n))
+        kept = {} if combined is None else {**parts, MIXTURE: combined}  # combined: when ready
+        self._outputs.append((kept, n))
         self.featurizer.learn(events)
         if rows:
             times = self.events_seen + np.asarray(rows, np.int64)
@@ -345,8 +351,9 @@ class Learner:
     def expert_outputs(self, indices: Sequence[int]) -> list[ExpertOutputs | None]:
         """Each expert's output for events ``indices`` of the last :meth:`predict_learn`.
 
-        What a pending event keeps for :meth:`learn_delayed` (:mod:`~.delayed`); None
-        where the learner was not ready to predict.
+        What a pending event keeps for :meth:`learn_delayed` (:mod:`~.delayed`), the
+        mixture's own output last (:data:`~.combination.MIXTURE`); None where the learner was
+        not ready to predict.
         """
         return event_outputs(self._outputs, indices)
 
