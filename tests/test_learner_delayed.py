@@ -25,20 +25,19 @@ def _trained(n: int = 64) -> Learner:
     return learner
 
 
+def _join(learner: Learner, outputs: tuple[tuple[str, ...], np.ndarray], n: int = 20) -> None:
+    """Join ``n`` labels 1 of events predicted 0, each kept with ``outputs``."""
+    x = np.zeros((n, 2), np.float32)
+    learner.learn_delayed(x, [1] * n, [0] * n, [str(i) for i in range(n)], [outputs] * n)
+
+
 def test_joined_labels_score_the_outputs_stored_at_event_time() -> None:
     # The stored outputs say "knn was right, mlp wrong": whatever the experts would say now,
     # the weights follow what they said when the events were predicted.
     learner = _trained()
     names = ("mlp", "knn")
     said = np.array([[0.9, 0.1], [0.1, 0.9]], np.float32)  # mlp: class 0, knn: class 1
-    n = 20
-    learner.learn_delayed(
-        np.zeros((n, 2), np.float32),
-        [1] * n,
-        [0] * n,
-        [str(i) for i in range(n)],
-        [(names, said)] * n,
-    )
+    _join(learner, (names, said))
     assert learner.hedge["knn"] < learner.hedge["mlp"]
     w = learner.weights()
     assert w["knn"] > 10 * w["mlp"]
@@ -75,14 +74,7 @@ def test_an_expert_absent_at_event_time_pays_the_mixtures_loss_on_join() -> None
     assert losses["tree"].tolist() == mixed.tolist()
     assert "tree" not in delayed_losses([(names[:2], said[:2])] * 2, y, False, experts=["tree"])
     learner = _trained()
-    n = 20
-    learner.learn_delayed(
-        np.zeros((n, 2), np.float32),
-        [1] * n,
-        [0] * n,
-        [str(i) for i in range(n)],
-        [(names, said)] * n,
-    )
+    _join(learner, (names, said))
     assert learner.hedge["mlp"] > learner.hedge["tree"] > learner.hedge["knn"] > 0.0
     assert MIXTURE not in learner.hedge
     assert learner.calibration is not None and MIXTURE not in learner.calibration.scales
