@@ -32,9 +32,10 @@ def replay(
         (``.html``) or a PNG (``.png``); see :mod:`streamcl.report`.
     freeze
         Call :func:`~streamcl.threads.freeze_heap` once the service is built, as the command
-        does: the cyclic collector then skips torch, the modules and the model (two full
-        collections took 0.2 s of a 1.5 s elec2 replay without it). Not for processes that
-        build and drop services (tests): frozen cycles are never collected.
+        does: the cyclic collector then skips torch, the modules and the model (without
+        it, a full collection falling inside an elec2 replay cost ~0.15 s of its 1.5 s).
+        Not for processes that build and drop services (tests): frozen cycles are never
+        collected.
 
     Returns
     -------

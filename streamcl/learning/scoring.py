@@ -23,7 +23,7 @@ import numpy as np
 
 from streamcl.events import Event
 from streamcl.learning.adaptation import on_drift
-from streamcl.learning.combination import fixed_share, hedge_losses_rows
+from streamcl.learning.combination import MIXTURE, fixed_share, hedge_losses_rows
 
 if TYPE_CHECKING:
     from streamcl.learning.learner import Learner
@@ -91,7 +91,7 @@ def score(
         hedge = learner.hedge
         asleep = [name for name in hedge if name not in losses]
         if asleep:  # not ready yet, or its memory emptied: it pays the mixture's loss
-            mixed = learner._losses({"mixture": combined}, rows, y)["mixture"]
+            mixed = learner._losses({MIXTURE: combined}, rows, y)[MIXTURE]
             losses = {**losses, **dict.fromkeys(asleep, mixed)}
         totals = np.array([hedge[name] for name in losses])
         new = hedge_losses_rows(totals, np.array([v[:m] for v in losses.values()]), s.hedge_decay)
