@@ -35,7 +35,8 @@ from streamcl.events import Event, EventDecoder
 from streamcl.learning.learner import Prediction
 from streamcl.metrics import Metrics
 from streamcl.stream.keyed import KeyedLearner, KeyModel
-from streamcl.stream.prequential import StreamLoop, labelled
+from streamcl.stream.prequential import StreamLoop
+from streamcl.stream.scores import labelled
 
 __all__ = ["KeyedCheckpoints", "KeyedLoop"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from streamcl.connectors.base import DeadLetterSink, LogDeadLetterSink, Record, Source
 from streamcl.errors import DecodeError, QueueFullError
-from streamcl.events import Event, EventDecoder, Label
+from streamcl.events import Event, EventDecoder
 from streamcl.learning.learner import Learner, Prediction, Snapshot
 from streamcl.metrics import Metrics
 from streamcl.models.schema import kind_of, mismatch
@@ -24,26 +24,11 @@ from streamcl.stream.decode import BatchDecoder
 from streamcl.stream.dedup import DedupWindow, IdLedger
 from streamcl.stream.history import History
 from streamcl.stream.labels import LabelJoin
-from streamcl.stream.scores import PrequentialScore, RegressionScore
+from streamcl.stream.scores import PrequentialScore, RegressionScore, labelled
 
-__all__ = ["PrequentialScore", "QueueFullError", "RegressionScore", "StreamLoop", "labelled"]
+__all__ = ["PrequentialScore", "QueueFullError", "RegressionScore", "StreamLoop"]
 
 log = logging.getLogger(__name__)
-
-
-def labelled(
-    events: Sequence[Event], predictions: Sequence[Prediction]
-) -> tuple[Sequence[Label | None], Sequence[Label], Sequence[str]]:
-    """Predictions, labels and ids of the labelled ``events``, in stream order."""
-    scored = [
-        (p.label, e.label, e.id)
-        for e, p in zip(events, predictions, strict=True)
-        if e.label is not None
-    ]
-    if not scored:
-        return (), (), ()
-    predicted, actual, ids = zip(*scored, strict=True)
-    return predicted, actual, ids
 
 
 class StreamLoop:

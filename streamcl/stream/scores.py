@@ -10,14 +10,32 @@ import math
 from collections import Counter, deque
 from collections.abc import Sequence
 from itertools import islice, pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from river import metrics as river_metrics
 
-from streamcl.events import Label
+from streamcl.events import Event, Label
 from streamcl.metrics import Metrics
 
-__all__ = ["PrequentialScore", "RegressionScore"]
+if TYPE_CHECKING:
+    from streamcl.models.predictor import Prediction
+
+__all__ = ["PrequentialScore", "RegressionScore", "labelled"]
+
+
+def labelled(
+    events: Sequence[Event], predictions: Sequence[Prediction]
+) -> tuple[Sequence[Label | None], Sequence[Label], Sequence[str]]:
+    """Predictions, labels and ids of the labelled ``events``, in stream order."""
+    scored = [
+        (p.label, e.label, e.id)
+        for e, p in zip(events, predictions, strict=True)
+        if e.label is not None
+    ]
+    if not scored:
+        return (), (), ()
+    predicted, actual, ids = zip(*scored, strict=True)
+    return predicted, actual, ids
 
 
 class PrequentialScore:
