@@ -25,6 +25,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from streamcl.learning.snapshot import combine
+from streamcl.models.predictor import MIN_PROBABILITY
 
 __all__ = [
     "MIN_PROBABILITY",
@@ -41,8 +42,6 @@ __all__ = [
     "sequential_mixture",
 ]
 
-#: Probabilities are clipped here before the log loss (a loss of at most ~9.2 nats).
-MIN_PROBABILITY = 1e-4
 
 #: The name of the mixture's own output next to the experts' (a pending event's kept
 #: outputs, :mod:`~streamcl.learning.delayed`); never an expert's name.

@@ -113,7 +113,7 @@ def delayed_losses(
         Squared error in units of ``scale`` instead of a classification loss.
     loss
         ``"brier"`` or ``"log"`` (nats, probabilities clipped at
-        :data:`~streamcl.learning.combination.MIN_PROBABILITY`), as
+        :data:`~streamcl.models.predictor.MIN_PROBABILITY`), as
         :func:`~streamcl.learning.combination.predictor_losses`.
     experts
         Every expert of the mixture: one of them absent from an event's outputs pays the

@@ -40,6 +40,7 @@ from streamcl.models.schema import FeatureSchema
 from streamcl.models.view import FeatureView
 
 __all__ = [
+    "MIN_PROBABILITY",
     "Prediction",
     "Snapshot",
     "calibrate",
@@ -50,6 +51,10 @@ __all__ = [
     "tempered",
     "to_predictions",
 ]
+
+#: Probabilities are clipped here before a log: the experts' calibration (here and in the
+#: learner) and the Hedge's log loss (a loss of at most ~9.2 nats).
+MIN_PROBABILITY = 1e-4
 
 
 @dataclass(frozen=True)
@@ -142,8 +147,12 @@ def calibrate(
 
 
 def log_probabilities(parts: Sequence[np.ndarray]) -> np.ndarray:
-    """``log p`` of equal-shape probabilities, clipped at 1e-4: ``(experts, batch, k)`` float32."""
-    return np.log(np.maximum(np.array(parts), np.float32(1e-4)))  # type: ignore[no-any-return]
+    """``log p`` of equal-shape probabilities, clipped at :data:`MIN_PROBABILITY`.
+
+    Returns ``(experts, batch, k)`` float32.
+    """
+    floor = np.float32(MIN_PROBABILITY)
+    return np.log(np.maximum(np.array(parts), floor))  # type: ignore[no-any-return]
 
 
 def tempered(logs: np.ndarray, scales: np.ndarray) -> np.ndarray:
