@@ -57,24 +57,20 @@ the scoring, Hedge update and drift detection (step 3) in :mod:`~streamcl.learni
 the learning step (4) in :mod:`~streamcl.learning.step`, a drift's actions in
 :mod:`~streamcl.learning.adaptation`, the delayed-label path in
 :mod:`~streamcl.learning.delayed`, the snapshot, summary and metrics in
-:mod:`~streamcl.learning.report`.
+:mod:`~streamcl.learning.report`, labels and class indices in :mod:`~streamcl.learning.classes`.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Sequence
-from itertools import repeat
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
 import torch
 
-from streamcl.errors import DecodeError
 from streamcl.events import Event, Label
-from streamcl.learning import learner_state, predictors, report, scoring, step
+from streamcl.learning import classes, learner_state, predictors, report, scoring, step
 from streamcl.learning.adaptation import on_drift, trim
 from streamcl.learning.calibration import Calibration
 from streamcl.learning.combination import (
@@ -229,29 +225,14 @@ class Learner:
     def check_label(
         self, label: Label | float | None, pending: dict[str, str] | None = None
     ) -> None:
-        """Check that a class label has the type (int or str) of the classes learned.
-
-        ``1`` and ``"1"`` would otherwise become two classes. ``pending`` (keyed ``"label"``)
-        holds the type of a label seen earlier in the same read, before any class is
-        learned. Regression targets are numbers already (the decoder checks them).
+        """Check a class label's type (int or str): :func:`~.classes.check_label`.
 
         Raises
         ------
         DecodeError
             ``type_mismatch`` naming ``label``.
         """
-        if label is None or self.regression:
-            return
-        kind = "string" if isinstance(label, str) else "integer"
-        classes = self.classes
-        if classes:
-            expected = "string" if isinstance(classes[0], str) else "integer"
-        else:
-            expected = kind if pending is None else pending.setdefault("label", kind)
-        if kind != expected:
-            raise DecodeError(
-                "type_mismatch", "label", f"expected an {expected} label, got {label!r}"
-            )
+        classes.check_label(self, label, pending)
 
     # -- prediction ------------------------------------------------------------------------
     def _parts(
@@ -313,13 +294,13 @@ class Learner:
         """:meth:`predict_learn` up to and including the first loss drift's event."""
         x = self.featurizer.transform(events, learn=True)
         self._restandardise()
-        known = self._known(events)
+        known = classes.known(self, events)
         raw, nearest = self._parts(x, known)
         parts = raw if self.calibration is None else self.calibration.apply(raw)
         ready = bool(parts) and (self.regression or bool(self.classes))
         rows = [i for i, e in enumerate(events) if e.label is not None]
         labels: list[Label] = [events[i].label for i in rows]  # type: ignore[misc]
-        y = self._known_targets(known, rows)
+        y = classes.known_targets(self, known, rows)
         losses = self._losses(parts, rows, y) if ready and rows else {}
         combined = self._combine(parts, rows, losses, len(events)) if ready else None
         n, cut = len(events), None
@@ -357,25 +338,6 @@ class Learner:
         """
         return event_outputs(self._outputs, indices)
 
-    def _known(self, events: Sequence[Event]) -> np.ndarray:
-        """``(batch,)`` targets of ``events`` (class indices or values).
-
-        float64 with NaN for no label or a class not seen yet; int64 (classification) when
-        every event has a known class.
-        """
-        nan = math.nan
-        if self.regression:
-            return np.array([nan if e.label is None else float(e.label) for e in events])  # type: ignore[arg-type]
-        labels = map(attrgetter("label"), events)  # None is never a class: NaN as for a new one
-        return np.array(list(map(self.class_index.get, labels, repeat(nan))))
-
-    def _known_targets(self, known: np.ndarray, rows: list[int]) -> np.ndarray:
-        """:meth:`targets` of the labelled ``rows``, from :meth:`_known`'s ``known``."""
-        y = known if len(rows) == len(known) else known[rows]  # all labelled: rows is 0 .. n - 1
-        if self.regression:
-            return y
-        return np.where(y == y, y, -1.0).astype(np.int64)  # NaN: a class not seen yet
-
     def _restandardise(self) -> None:
         """Keep stored rows in the scale the batch was just encoded in (:func:`restandardise`).
 
@@ -393,10 +355,8 @@ class Learner:
         )
 
     def targets(self, labels: list[Label]) -> np.ndarray:
-        """Class indices (``-1`` for a class not seen yet) or values of ``labels``."""
-        if self.regression:
-            return np.array(labels, dtype=np.float64)
-        return np.array([self.class_index.get(label, -1) for label in labels], dtype=np.int64)
+        """Class indices (``-1``: not seen yet) or values: :func:`~.classes.targets`."""
+        return classes.targets(self, labels)
 
     def errors(self, predicted: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-event error and correctness (:func:`~.scoring.errors`)."""

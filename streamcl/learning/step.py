@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from streamcl.events import Label
+from streamcl.learning.classes import register
 
 if TYPE_CHECKING:
     from streamcl.learning.learner import Learner
@@ -60,14 +61,7 @@ def learn_matrix(
     elif classes is not None and len(classes) and np.minimum.reduce(classes) >= 0:
         y = classes.astype(np.float64)  # every class seen before
     else:
-        for label in labels:
-            if label not in learner.class_index:
-                learner.class_index[label] = len(learner.classes)  # type: ignore[index]
-                learner.classes.append(label)  # type: ignore[arg-type]
-        y = np.array(
-            [learner.class_index[label] for label in labels],  # type: ignore[index]
-            dtype=np.float64,
-        )
+        y = register(learner, labels)  # type: ignore[arg-type]
     if learner.temporal is not None:
         learner.temporal.learn(y, len(learner.classes))
     width = max(x.shape[1], learner.featurizer.n_columns)
