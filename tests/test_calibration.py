@@ -34,12 +34,17 @@ def _hesitant(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return p, y
 
 
+def _learn_hesitant(cal: Calibration, batches: int, n: int) -> None:
+    """``batches`` steps of the linear expert's hesitant outputs, seeds 0, 1, ..."""
+    for seed in range(batches):
+        p, y = _hesitant(n, seed)
+        cal.apply({"linear": p})
+        cal.learn(list(range(n)), y)
+
+
 def test_a_right_but_hesitant_expert_is_sharpened_and_scores_better() -> None:
     cal = Calibration(lr=0.1)
-    for seed in range(60):
-        p, y = _hesitant(32, seed)
-        cal.apply({"linear": p})
-        cal.learn(list(range(32)), y)
+    _learn_hesitant(cal, batches=60, n=32)
     s = cal.scales["linear"]
     assert 2.0 < s <= MAX_SCALE, s
     p, y = _hesitant(2_000, 99)
@@ -109,10 +114,7 @@ def test_calibrate_keeps_the_ranking_and_one_is_the_identity() -> None:
 
 def test_state_round_trip_continues_identically() -> None:
     a = Calibration(lr=0.1)
-    for seed in range(5):
-        p, y = _hesitant(16, seed)
-        a.apply({"linear": p})
-        a.learn(list(range(16)), y)
+    _learn_hesitant(a, batches=5, n=16)
     b = Calibration(lr=0.1)
     b.load_state_dict(a.state_dict())
     p, y = _hesitant(16, 7)
