@@ -96,6 +96,50 @@ def test_window_tree_refits_forgets_and_follows_a_rescale() -> None:
     np.testing.assert_array_equal(restored.predict(probe * scale + offset, 2), before)
 
 
+def test_a_drift_trims_the_tree_window_at_the_change_point() -> None:
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(1_000, 3)).astype(np.float32)
+    old, new = (x[:, 0] > 0).astype(np.int64), (x[:, 1] > 0).astype(np.int64)
+    model = WindowTree(window=500, every=250, depth=4)
+    times = np.arange(1_000, dtype=np.int64)
+    for i in range(0, 600, 50):
+        model.learn(x[i : i + 50], old[i : i + 50], 2, times[i : i + 50])
+    model.learn(x[600:640], new[600:640], 2, times[600:640])  # the change at offset 600
+    probe = x[700:]
+    assert (model.predict(probe, 2).argmax(1) == old[700:]).mean() > 0.95  # still the old one
+    assert model.forget_before(600, 2) == 460  # the 460 rows before the change in the window
+    np.testing.assert_array_equal(model.t, times[600:640])
+    assert (model.predict(probe, 2).argmax(1) == new[700:]).mean() > 0.9  # refit on the 40 rows
+    assert model.forget_before(600, 2) == 0  # nothing older left: the tree is kept as it is
+    restored = WindowTree(window=500, every=250, depth=4)
+    restored.load_state_dict(model.state_dict())
+    np.testing.assert_array_equal(restored.t, model.t)
+    model.forget_before(630, 2)  # 10 rows left: fewer than a first fit needs
+    assert not model.ready
+    model.learn(x[640:662], new[640:662], 2, times[640:662])  # 32 rows again: refit
+    assert model.ready and len(model.y) == 32
+
+
+def test_the_learner_trims_its_tree_after_a_loss_drift() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0, 1, size=(6_000, 6))
+    y = np.where(np.arange(6_000) < 3_000, x[:, 0] < 0.5, x[:, 1] < 0.3).astype(int)
+    learner = Learner(LearnerSettings())
+    events = as_events(x, y)
+    cuts = []
+    for i in range(0, 6_000, 64):
+        before = learner.drift.counts["loss"]
+        learner.predict_learn(events[i : i + 64])
+        if learner.drift.counts["loss"] > before and i >= 3_000:
+            cuts.append(i)
+            break
+    assert cuts, "the concept change was not detected"
+    assert learner.tree is not None
+    # no row of the old concept is left in the window (the change point is at offset 3,000)
+    assert len(learner.tree.t) and learner.tree.t.min() >= 2_900
+    assert learner.tree.t.max() < cuts[0] + 64
+
+
 def test_the_mixture_follows_the_tree_expert_on_a_threshold_concept() -> None:
     events = _thresholds(3_000)
     with_tree, without = Learner(LearnerSettings()), Learner(LearnerSettings(tree=False))

@@ -5,8 +5,9 @@
 :class:`~streamcl.learning.drift.DriftMonitor` reports. A loss drift (an increase of the
 error) restarts the Hedge weights; then, as configured (``drift.actions``,
 ``drift.input_actions``, ``drift.delayed_actions``), the learning rate restarts warm, the
-network is shrunk and perturbed (Ash & Adams 2020) and the kNN memories and the replay
-buffer forget entries older than the change point (Prabhu et al. 2023), the
+network is shrunk and perturbed (Ash & Adams 2020) and the kNN memories, the tree
+expert's window and the replay buffer forget entries older than the change point (Prabhu
+et al. 2023), the
 maximum-likelihood split of the recent prequential accuracy -- unless the classes
 themselves changed (a class-incremental stream keeps its memories).
 """
@@ -64,12 +65,16 @@ def on_drift(
 def trim(learner: Learner, cut: int) -> None:
     """Forget memories older than stream offset ``cut``.
 
-    Older entries are kept only to fill the kNN memories up to ``k``; the replay buffer
-    is trimmed too if ``drift.trim_replay``.
+    Older entries are kept only to fill the kNN memories up to ``k``; the tree expert's
+    window is trimmed too (refit on what is left, or asleep until it has enough rows:
+    :meth:`~.tree.WindowTree.forget_before`), and the replay buffer if
+    ``drift.trim_replay``.
     """
     for memory in (learner.knn, learner.recent):
         if memory is not None:
             memory.forget_before(cut, min_size=learner.settings.memory.k)
+    if learner.tree is not None:
+        learner.tree.forget_before(cut, len(learner.classes))
     if learner.settings.drift.trim_replay:
         learner.replay.forget_before(cut)
 

@@ -22,9 +22,10 @@ Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
 5. on a loss drift (an increase of the error): the micro-batch ends at the event that
    triggered it (the events after it are predicted anew, by the adapted learner), the
    Hedge weights start afresh and, as configured, the learning rate restarts warm, the
-   network is shrunk and perturbed, and the kNN memories and replay buffer forget entries
-   older than the change point, the maximum-likelihood split of the recent prequential
-   accuracy (Prabhu et al. 2023 for trimming; :func:`streamcl.learning.drift.bernoulli_split`) --
+   network is shrunk and perturbed, and the kNN memories, the tree expert's window and the
+   replay buffer forget entries older than the change point, the maximum-likelihood split
+   of the recent prequential accuracy (Prabhu et al. 2023 for trimming;
+   :func:`streamcl.learning.drift.bernoulli_split`) --
    unless the classes themselves changed (new or returning classes: a class-incremental
    stream keeps them).
 

@@ -81,7 +81,7 @@ def learn_matrix(
     if learner.linear is not None:
         learner.linear.learn(x, y.astype(np.int64), len(learner.classes))
     if learner.tree is not None:
-        learner.tree.learn(x, y.astype(np.int64), len(learner.classes))
+        learner.tree.learn(x, y.astype(np.int64), len(learner.classes), t)
     learner.replay.add(x, y, t)
     learner.version += 1
     learner.events_learned += len(labels)

@@ -65,6 +65,7 @@ class WindowTree:
         self.min_leaf, self.seed = min_leaf, seed
         self.x = np.zeros((0, 0), dtype=np.float32)
         self.y = np.zeros(0, dtype=np.int64)
+        self.t = np.zeros(0, dtype=np.int64)  # the rows' stream offsets (for forget_before)
         self.since = 0
         self.arrays: tuple[np.ndarray, ...] | None = None
         self._fitted: Any = None  # the last fit's sklearn Tree (not checkpointed)
@@ -114,19 +115,52 @@ class WindowTree:
             self._list_cache = cached = (arrays, tuple(lists))
         return cached[1]
 
-    def learn(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> None:
-        """Append rows ``x`` ``(m, width)`` float32, classes ``y`` ``(m,)`` int64; refit if due."""
+    def learn(
+        self, x: np.ndarray, y: np.ndarray, n_classes: int, times: np.ndarray | None = None
+    ) -> None:
+        """Append rows ``x`` ``(m, width)`` float32, classes ``y`` ``(m,)`` int64; refit if due.
+
+        ``times`` ``(m,)`` int64: the rows' stream offsets (0 when None), which
+        :meth:`forget_before` compares with a drift's change point.
+        """
         if len(x) == 0:
             return
         width = max(x.shape[1], self.x.shape[1])
         self.x = np.concatenate([pad_columns(self.x, width), pad_columns(x, width)])
         self.x = self.x[-self.window :]
         self.y = np.concatenate([self.y, y])[-self.window :]
+        t = np.zeros(len(y), np.int64) if times is None else np.asarray(times, np.int64)
+        self.t = np.concatenate([self.t, t])[-self.window :]
         self.since += len(x)
         n = len(self.y)
         due = self.every if n >= self.window else min(self.every, max(FIRST_FIT, n // 2))
         if self.since >= due and n >= FIRST_FIT:
             self._fit(n_classes)
+
+    def forget_before(self, time: int, n_classes: int) -> int:
+        """Drop the rows from before stream offset ``time`` (a drift's change point).
+
+        The tree is refit on the rows left, at once if there are :data:`FIRST_FIT` of them;
+        with fewer it is dropped (:attr:`ready` False: the Hedge mixture treats it as a
+        sleeping expert) until the doubling start refits it. A tree of the old concept
+        would otherwise vote for it for up to ``window`` events.
+
+        Returns
+        -------
+        int
+            Rows removed.
+        """
+        keep = self.t >= time
+        removed = int(len(keep) - np.count_nonzero(keep))
+        if removed == 0:
+            return 0
+        self.x, self.y, self.t = self.x[keep], self.y[keep], self.t[keep]
+        if len(self.y) >= FIRST_FIT:
+            self._fit(n_classes)
+        else:
+            self.arrays, self._fitted, self._list_cache = None, None, None
+            self.since = len(self.y)
+        return removed
 
     def _fit(self, n_classes: int) -> None:
         self.since = 0
@@ -159,6 +193,7 @@ class WindowTree:
         return {
             "x": self.x.copy(),
             "y": self.y.copy(),
+            "t": self.t.copy(),
             "since": self.since,
             "arrays": None if self.arrays is None else [a.copy() for a in self.arrays],
         }
@@ -167,6 +202,8 @@ class WindowTree:
         """Restore :meth:`state_dict`."""
         self.x = np.asarray(state["x"], dtype=np.float32)
         self.y = np.asarray(state["y"], dtype=np.int64)
+        # checkpoints from before the offsets were kept: rows count as from offset 0
+        self.t = np.asarray(state.get("t", np.zeros(len(self.y))), dtype=np.int64)
         self.since = int(state["since"])
         self._fitted = None
         arrays = state["arrays"]
