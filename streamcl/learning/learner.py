@@ -11,7 +11,7 @@ Per micro-batch (:meth:`Learner.predict_learn`, test-then-train):
    :mod:`~streamcl.learning.calibration`) and combine them with Hedge weights; the
    weights and the kNN votes use the labels of the batch's earlier events, known before
    each event is predicted (:mod:`streamcl.learning.combination`,
-   :func:`streamcl.learning.memory.batch_neighbours`); stored rows follow the running scaler
+   :func:`streamcl.learning.neighbours.batch_neighbours`); stored rows follow the running scaler
    (:mod:`streamcl.learning.standardise`);
 3. score each predictor's own loss on the labelled events, update the Hedge weights and
    the experts' temperatures, and feed the combined error to the drift detectors

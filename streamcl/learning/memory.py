@@ -1,7 +1,8 @@
 """Episodic memory of the learner: a FAISS kNN memory, class prototypes, a replay buffer.
 
-The kNN memory lives here; class prototypes are in :mod:`streamcl.learning.prototypes` and the
-replay buffer in :mod:`streamcl.learning.rehearsal` (both re-exported). Every structure stores plain
+The kNN memory lives here; class prototypes are in :mod:`streamcl.learning.prototypes`, the
+replay buffer in :mod:`streamcl.learning.rehearsal` and the in-batch neighbours in
+:mod:`streamcl.learning.neighbours` (all re-exported). Every structure stores plain
 numpy arrays that it owns; :meth:`state_dict` returns numpy
 arrays and JSON-able values only (no pickled objects), and :meth:`copy_arrays` gives an
 immutable copy that serving snapshots search without touching the live structure.
@@ -26,12 +27,12 @@ Vitter, J. S. (1985). Random sampling with a reservoir. ACM TOMS 11(1).
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import faiss
 import numpy as np
 
+from streamcl.learning.neighbours import batch_neighbours, merge_neighbours
 from streamcl.learning.prototypes import Prototypes
 from streamcl.learning.rehearsal import ReplayBuffer
 from streamcl.models.kernels import knn_search, ncm_proba, pad_columns, vote
@@ -45,77 +46,6 @@ __all__ = [
     "ncm_proba",
     "vote",
 ]
-
-
-#: Strictly lower-triangular masks by batch size (event ``i`` may use events ``j < i``).
-_EARLIER: dict[int, np.ndarray] = {}
-
-
-def batch_neighbours(keys: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each event's earlier labelled events of the same micro-batch, as extra neighbours.
-
-    Test-then-train per event inside a micro-batch: event ``i`` is predicted after the
-    labels of events ``j < i`` are known (as for the Hedge weights and the label lags), so
-    a kNN vote may use them and react to a change inside the batch, not one batch later.
-
-    Parameters
-    ----------
-    keys
-        ``(batch, d)`` float32 keys of the batch's events, in stream order.
-    known
-        ``(batch,)`` float64 targets (class indices or values); NaN where an event has no
-        label or one the memory cannot vote for (a class not seen yet).
-
-    Returns
-    -------
-    distances, targets : numpy.ndarray
-        ``(batch, batch)`` float32 squared L2 distances (``inf`` where ``j >= i`` or
-        event ``j`` is unusable) and ``(batch, batch)`` float64 targets
-        (``targets[i, j] = known[j]``, 0 where unusable), for :meth:`KNNMemory.predict`.
-    """
-    n = len(keys)
-    earlier = _EARLIER.get(n)
-    if earlier is None:
-        earlier = _EARLIER.setdefault(n, np.tri(n, k=-1, dtype=bool))
-    keys = np.ascontiguousarray(keys, dtype=np.float32)
-    sq = np.einsum("ij,ij->i", keys, keys)
-    d = keys @ keys.T
-    d *= -2.0
-    d += sq[:, None]
-    d += sq[None, :]
-    np.maximum(d, 0.0, out=d)
-    unusable = np.isnan(known)
-    d[~(earlier & ~unusable)] = np.inf
-    # np.nan_to_num and np.broadcast_to cost ~10 us of Python; targets are finite or NaN
-    row = np.where(unusable, 0.0, known)
-    return d, row[None, :].repeat(n, 0)
-
-
-def _merge(
-    d: np.ndarray, t: np.ndarray, extra_d: np.ndarray, extra_t: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest of two neighbour lists ``(batch, k1)`` (sorted) and ``(batch, k2)``.
-
-    Returns ``d, t`` unchanged when no extra neighbour is nearer than the ``k``-th one.
-    """
-    if d.shape[1] >= k and not np.logical_or.reduce(extra_d < d[:, -1:], None):
-        return d, t
-    all_d = np.concatenate((d, extra_d), 1)
-    all_t = np.concatenate((t, extra_t), 1)
-    if all_d.shape[1] <= k:
-        return all_d, all_t
-    idx = all_d.argpartition(k - 1, axis=1)[:, :k]  # np.argpartition, without its wrapper
-    # flat positions and take(): the elements of all_d[rows, idx], ~2x faster than that
-    idx += _row_starts(*all_d.shape)
-    return all_d.take(idx), all_t.take(idx)
-
-
-@functools.lru_cache(maxsize=16)
-def _row_starts(n: int, width: int) -> np.ndarray:
-    """``arange(n)[:, None] * width`` int64: each row's first flat position, cached read-only."""
-    starts = np.arange(n)[:, None] * width
-    starts.flags.writeable = False
-    return starts
 
 
 def _per_row(time: int | np.ndarray, n: int) -> np.ndarray:
@@ -363,7 +293,7 @@ class KNNMemory:
         nearest = np.sqrt(d[:, 0])
         targets = self.targets[i]
         if batch is not None:
-            d, targets = _merge(d, targets, batch[0], batch[1], self.k)
+            d, targets = merge_neighbours(d, targets, batch[0], batch[1], self.k)
         return vote(d, targets, n_classes, self.regression), nearest
 
     def forget_before(self, time: int, min_size: int = 0) -> int:

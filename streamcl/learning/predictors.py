@@ -4,7 +4,7 @@ Step 2 of :meth:`streamcl.learning.learner.Learner.predict_learn`: the MLP, the 
 and short-term kNN memories (Losing et al. 2016), the class prototypes, the linear, tree
 and temporal experts, each when it is on and ready. The kNN votes and the temporal expert
 use the labels of the batch's earlier events, known before each event is predicted
-(:func:`streamcl.learning.memory.batch_neighbours`).
+(:func:`streamcl.learning.neighbours.batch_neighbours`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from streamcl.learning.memory import batch_neighbours
+from streamcl.learning.neighbours import batch_neighbours
 from streamcl.learning.snapshot import softmax
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def predict_parts(
     Returns ``({name: (batch, n_classes) probabilities or (batch,) values}, (batch,)
     distances to the nearest stored row or None)``; empty before the first labelled event.
     ``known`` ``(batch,)``: the events' targets, NaN where unusable; the kNN votes then use
-    the batch's earlier labelled events (:func:`~.memory.batch_neighbours`).
+    the batch's earlier labelled events (:func:`~.neighbours.batch_neighbours`).
     """
     parts: dict[str, np.ndarray] = {}
     model, n = learner.trainer.model, len(learner.classes)
@@ -62,7 +62,7 @@ def predict_parts(
 def _neighbours(
     learner: Learner, keys: np.ndarray, known: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """:func:`~.memory.batch_neighbours` of ``keys``, or None where they change no vote.
+    """:func:`~.neighbours.batch_neighbours` of ``keys``, or None where they change no vote.
 
     They change none when no event but the last has a usable label (every extra distance
     is ``inf``) and each voting memory returns its ``k`` neighbours: the merge then keeps
